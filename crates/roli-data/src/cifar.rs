@@ -91,7 +91,7 @@ pub fn parse_python(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<(Vec<u
     if let Some(l) = labels.iter().find(|&&l| l < 0 || l as usize >= kind.num_classes()) {
         return Err(DataError::corrupt(path, format!("label {l} outside 0..{}", kind.num_classes()), FIX));
     }
-    Ok((raw.to_vec(), labels))
+    Ok((raw, labels))
 }
 
 /// The files of one official split, in the canonical order, and whether they are binary.

@@ -29,8 +29,7 @@ impl Value {
         match self {
             Value::Dict(items) => items.iter().find(|(k, _)| match k {
                 Value::Str(s) => s == key,
-                Value::Bytes(b) => b == key.as_bytes(),
-                _ => false,
+                other => other.as_bytes().is_some_and(|b| b == key.as_bytes()),
             }).map(|(_, v)| v),
             _ => None,
         }
@@ -41,13 +40,28 @@ impl Value {
             _ => None,
         }
     }
+    /// Bytes in any of the encodings pickles use: BINSTRING (Python 2 `str`), BINBYTES, or the
+    /// protocol-2 Python-3 form `_codecs.encode(latin1_text, "latin1")`.
+    pub fn as_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Value::Bytes(b) => Some(b.clone()),
+            Value::Reduce(f, args) if matches!(f.as_ref(), Value::Global(g) if g == "_codecs.encode") => match args.as_ref() {
+                Value::Tuple(a) => match a.first() {
+                    Some(Value::Str(s)) => Some(s.chars().map(|c| c as u32 as u8).collect()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        }
+    }
     /// A numpy array pickled as `_reconstruct(...)` + `BUILD((ver, shape, dtype, fortran, raw))`:
     /// returns (shape, raw bytes).
-    pub fn as_numpy_bytes(&self) -> Option<(Vec<i64>, &[u8])> {
+    pub fn as_numpy_bytes(&self) -> Option<(Vec<i64>, Vec<u8>)> {
         let Value::Build(_, state) = self else { return None };
         let Value::Tuple(st) = state.as_ref() else { return None };
         let shape = st.get(1)?.as_int_list()?;
-        let raw = st.iter().rev().find_map(|v| match v { Value::Bytes(b) => Some(b.as_slice()), Value::Str(s) => Some(s.as_bytes()), _ => None })?;
+        let raw = st.iter().rev().find_map(|v| v.as_bytes())?;
         Some((shape, raw))
     }
 }
@@ -200,7 +214,7 @@ mod tests {
         assert_eq!(v.get("labels").unwrap().as_int_list().unwrap(), vec![1, 300]);
         let (shape, raw) = v.get("data").unwrap().as_numpy_bytes().unwrap();
         assert_eq!(shape, vec![1, 2]);
-        assert_eq!(raw, &[5, 6]);
+        assert_eq!(raw, vec![5, 6]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! checkpoints), `roli_attacks` (PGD, AutoAttack, integrity checks) — and this crate ties them
 //! into commands: `roli data …`, `roli eval …`.
 pub mod cli;
+pub mod config;
 pub mod progress;
+pub mod train;
 
 pub use roli_attacks as attacks;
 pub use roli_data as data;

@@ -1,0 +1,542 @@
+//! Run configuration: TOML read with serde, unknown keys rejected (the error names the key and the
+//! allowed ones), every default materialised in the run folder's `config.resolved.toml`, and
+//! `--set key=value` overrides applied to the TOML tree before it is checked.
+//!
+//! Defaults are the reference's (spec §4–§5) unless a comment says otherwise; the sound choices
+//! that differ from the reference code are switched back by [`FaithfulConfig`].
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A complete RoLI study: data, backbone, threat model, stage 1 (adversarial linear probing),
+/// stage 2 (adversarial finetuning per method and head initialisation), evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Shown in reports.
+    #[serde(default = "defaults::name")]
+    pub name: String,
+    /// Seeds data order, head init, attacks' random starts (each stage derives its own stream).
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub threat: ThreatConfig,
+    /// Stage 1: adversarial linear probing (also the RanLI-Linear baseline).
+    #[serde(default = "defaults::probe")]
+    pub probe: StageConfig,
+    #[serde(default)]
+    pub finetune: FinetuneConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub faithful: FaithfulConfig,
+}
+
+/// Which data and how much of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A built-in name (`mnist`, `fashion-mnist`, …) or a folder (IDX, CIFAR, ImageFolder, JSON splits).
+    pub name: String,
+    /// Percent of the official train split used for training; the rest is validation (VTAB rule).
+    #[serde(default = "defaults::train_percent")]
+    pub train_percent: u32,
+    /// Use only the first N training examples (None: all).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N validation examples.
+    #[serde(default)]
+    pub val_limit: Option<usize>,
+    /// Use only the first N test examples (a fixed subset: the same examples for every method).
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Image-file datasets: `none` (images share one size) or `reference` (Resize256 + Crop224, flip in training).
+    #[serde(default)]
+    pub transform: TransformChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformChoice {
+    #[default]
+    None,
+    Reference,
+}
+
+/// Head initialisation for a freshly built head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadInitChoice {
+    /// The reference's RanLI: kaiming-normal fan_out weights, bias −4.59512.
+    #[default]
+    Reference,
+    /// PyTorch's `nn.Linear` default (uniform ±1/√fan_in).
+    Torch,
+}
+
+/// The backbone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A zoo name, a registry preset, a roli checkpoint folder/file, or a TorchScript file.
+    pub backbone: String,
+    /// Weights for a registry preset (safetensors / .pth / .pt), loaded strictly.
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
+    /// Resize inputs to `[H, W]` inside the model (e.g. CIFAR 32→224); None: the backbone's own size.
+    #[serde(default)]
+    pub resize: Option<[i64; 2]>,
+    #[serde(default)]
+    pub head_init: HeadInitChoice,
+    /// Stochastic depth during full finetuning (reference Swin-B: 0.5).
+    #[serde(default)]
+    pub drop_path: f64,
+}
+
+/// The L-norm threat model of training and evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreatConfig {
+    #[serde(default = "defaults::norm")]
+    pub norm: String,
+    /// Radius in [0,1] pixel units (reference 8/255).
+    #[serde(default = "defaults::eps")]
+    pub eps: f64,
+    /// PGD step (reference 2/255, hard-coded there).
+    #[serde(default = "defaults::step_size")]
+    pub step_size: f64,
+    /// PGD steps while training (reference 7).
+    #[serde(default = "defaults::train_steps")]
+    pub train_steps: u32,
+    /// PGD steps for validation and test (reference 10).
+    #[serde(default = "defaults::eval_steps")]
+    pub eval_steps: u32,
+    #[serde(default = "defaults::yes")]
+    pub random_start: bool,
+}
+
+/// One training stage's optimisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub epochs: u32,
+    /// Base LR; the effective LR is `base_lr · batch_size / 256`, as in the reference.
+    pub base_lr: f64,
+    pub weight_decay: f64,
+    pub optimizer: OptimizerChoice,
+    #[serde(default = "defaults::warmup")]
+    pub warmup_epochs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerChoice {
+    Sgd,
+    Adamw,
+}
+
+/// Finetuning methods (TRANSFER_TYPE in the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Linear,
+    Full,
+    Bias,
+    Lora,
+    Adapter,
+    Prompt,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Linear => "linear",
+            Method::Full => "full",
+            Method::Bias => "bias",
+            Method::Lora => "lora",
+            Method::Adapter => "adapter",
+            Method::Prompt => "prompt",
+        }
+    }
+}
+
+/// How the stage-2 head starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Random linear initialisation (the baseline).
+    Ranli,
+    /// The stage-1 adversarial linear probe's best head.
+    Roli,
+}
+
+/// Stage 2 settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    #[serde(default = "defaults::methods")]
+    pub methods: Vec<Method>,
+    #[serde(default = "defaults::inits")]
+    pub inits: Vec<Init>,
+    /// Optimisation for RanLI runs (all methods unless overridden in `per_method`).
+    #[serde(default = "defaults::ranli_stage")]
+    pub ranli: StageConfig,
+    /// Optimisation for RoLI runs.
+    #[serde(default = "defaults::roli_stage")]
+    pub roli: StageConfig,
+    /// Per-method overrides, e.g. `[finetune.per_method.lora_roli] base_lr = 1e-3`.
+    #[serde(default)]
+    pub per_method: std::collections::BTreeMap<String, StageConfig>,
+    #[serde(default)]
+    pub lora: LoraConfig,
+    #[serde(default)]
+    pub adapter: AdapterConfig,
+    #[serde(default)]
+    pub prompt: PromptConfig,
+}
+
+/// LoRA on attention q and v.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    #[serde(default = "defaults::lora_rank")]
+    pub rank: i64,
+    #[serde(default = "defaults::lora_rank_f")]
+    pub alpha: f64,
+    /// Inactive in the reference (the encoder runs in eval mode).
+    #[serde(default = "defaults::dropout")]
+    pub dropout: f64,
+}
+
+/// Pfeiffer adapter after the MLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    #[serde(default = "defaults::reduction")]
+    pub reduction: i64,
+}
+
+/// VPT-deep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    #[serde(default = "defaults::tokens")]
+    pub tokens: i64,
+    #[serde(default = "defaults::dropout")]
+    pub dropout: f64,
+}
+
+/// Final evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// `standard`, `plus`, `rand` or `none`.
+    #[serde(default = "defaults::aa")]
+    pub autoattack: String,
+    /// AutoAttack on the first N test examples only (it is expensive); None: all.
+    #[serde(default)]
+    pub aa_limit: Option<usize>,
+    /// Extra robust-accuracy-vs-eps curve (PGD) on the test subset; empty: none.
+    #[serde(default)]
+    pub eps_curve: Vec<f64>,
+}
+
+/// Switches back to the reference code's behaviour where it is unsound (spec §9). All off by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaithfulConfig {
+    /// LoRA A = B = 0 (RoLI-LoRA configs): the LoRA weights never move.
+    #[serde(default)]
+    pub lora_zero_init: bool,
+    /// All-zero adapters: only the up-projection bias ever trains.
+    #[serde(default)]
+    pub adapter_zero_init: bool,
+    /// AdamW with weight_decay 0 silently runs SGD(momentum 0.9).
+    #[serde(default)]
+    pub adamw_wd0_is_sgd: bool,
+    /// PGD keeps the best iterate per batch (scalar loss), not per example.
+    #[serde(default)]
+    pub batch_best_iterate: bool,
+}
+
+mod defaults {
+    use super::*;
+    pub fn name() -> String {
+        "roli-run".into()
+    }
+    pub fn train_percent() -> u32 {
+        90
+    }
+    pub fn batch_size() -> usize {
+        64
+    }
+    pub fn norm() -> String {
+        "linf".into()
+    }
+    pub fn eps() -> f64 {
+        8.0 / 255.0
+    }
+    pub fn step_size() -> f64 {
+        2.0 / 255.0
+    }
+    pub fn train_steps() -> u32 {
+        7
+    }
+    pub fn eval_steps() -> u32 {
+        10
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn warmup() -> u32 {
+        10
+    }
+    /// CIFAR-10 linear probe (spec §5.1).
+    pub fn probe() -> StageConfig {
+        StageConfig { epochs: 20, base_lr: 0.05, weight_decay: 0.01, optimizer: OptimizerChoice::Sgd, warmup_epochs: 10 }
+    }
+    /// CIFAR-10 Full-FT RanLI.
+    pub fn ranli_stage() -> StageConfig {
+        StageConfig { epochs: 20, base_lr: 5e-4, weight_decay: 0.01, optimizer: OptimizerChoice::Adamw, warmup_epochs: 10 }
+    }
+    /// CIFAR-10 Full-FT RoLI.
+    pub fn roli_stage() -> StageConfig {
+        StageConfig { epochs: 20, base_lr: 1e-4, weight_decay: 0.01, optimizer: OptimizerChoice::Adamw, warmup_epochs: 10 }
+    }
+    pub fn methods() -> Vec<Method> {
+        vec![Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt]
+    }
+    pub fn inits() -> Vec<Init> {
+        vec![Init::Ranli, Init::Roli]
+    }
+    pub fn lora_rank() -> i64 {
+        16
+    }
+    pub fn lora_rank_f() -> f64 {
+        16.0
+    }
+    pub fn dropout() -> f64 {
+        0.1
+    }
+    pub fn reduction() -> i64 {
+        8
+    }
+    pub fn tokens() -> i64 {
+        10
+    }
+    pub fn aa() -> String {
+        "standard".into()
+    }
+}
+
+impl Default for ThreatConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every ThreatConfig field has a default")
+    }
+}
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every FinetuneConfig field has a default")
+    }
+}
+impl Default for LoraConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+impl Default for PromptConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+impl Default for EvalConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// Allowed values of string-typed keys, checked in [`RunConfig::validate`].
+pub const NORMS: &[&str] = &["linf", "l2"];
+pub const AA_VERSIONS: &[&str] = &["standard", "plus", "rand", "none"];
+
+impl RunConfig {
+    /// Parses TOML text, applies `key=value` overrides, checks it.
+    pub fn from_toml_str(text: &str, overrides: &[String], origin: &str) -> anyhow::Result<Self> {
+        let mut tree: toml::Table = toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        let cfg: RunConfig = if overrides.is_empty() {
+            // Straight from the text, so the error shows the line and column.
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))?
+        } else {
+            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{origin} (with --set {}): {}", overrides.join(" "), e.message().trim()))?
+        };
+        cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        Ok(cfg)
+    }
+
+    /// Reads a TOML file (see [`RunConfig::from_toml_str`]).
+    pub fn load(path: &Path, overrides: &[String]) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::from_toml_str(&text, overrides, &path.display().to_string())
+    }
+
+    /// The configuration with every default written out.
+    pub fn to_resolved_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Impossible combinations, each naming the key and what is allowed.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !NORMS.contains(&self.threat.norm.as_str()) {
+            bail!("threat.norm = '{}' is not allowed; use one of {NORMS:?}", self.threat.norm);
+        }
+        if !AA_VERSIONS.contains(&self.eval.autoattack.as_str()) {
+            bail!("eval.autoattack = '{}' is not allowed; use one of {AA_VERSIONS:?}", self.eval.autoattack);
+        }
+        if !(self.threat.eps >= 0.0 && self.threat.eps <= 1.0) {
+            bail!("threat.eps = {} must lie in [0, 1] (pixel units; 8/255 = 0.0314)", self.threat.eps);
+        }
+        if self.threat.step_size <= 0.0 {
+            bail!("threat.step_size must be > 0");
+        }
+        if self.data.batch_size == 0 {
+            bail!("data.batch_size must be ≥ 1");
+        }
+        if !(1..=100).contains(&self.data.train_percent) {
+            bail!("data.train_percent = {} must lie in 1..=100", self.data.train_percent);
+        }
+        if !(0.0..1.0).contains(&self.model.drop_path) {
+            bail!("model.drop_path = {} must lie in [0, 1)", self.model.drop_path);
+        }
+        for (k, s) in std::iter::once(("probe", &self.probe)).chain([("finetune.ranli", &self.finetune.ranli), ("finetune.roli", &self.finetune.roli)]).chain(self.finetune.per_method.iter().map(|(k, v)| (k.as_str(), v))) {
+            if s.base_lr < 0.0 || !s.base_lr.is_finite() {
+                bail!("{k}.base_lr = {} must be a finite number ≥ 0", s.base_lr);
+            }
+            if s.weight_decay < 0.0 {
+                bail!("{k}.weight_decay must be ≥ 0");
+            }
+        }
+        for k in self.finetune.per_method.keys() {
+            let ok = Method::ALL.iter().any(|m| [format!("{}_ranli", m.as_str()), format!("{}_roli", m.as_str())].contains(k));
+            if !ok {
+                bail!("finetune.per_method.{k}: unknown key; use <method>_<init> with method in {:?} and init in [ranli, roli]", Method::ALL.map(|m| m.as_str()));
+            }
+        }
+        if self.finetune.methods.contains(&Method::Linear) {
+            bail!("finetune.methods must not contain 'linear': the linear probe is stage 1 (`probe`)");
+        }
+        if self.finetune.lora.rank < 1 || self.finetune.adapter.reduction < 1 || self.finetune.prompt.tokens < 1 {
+            bail!("finetune.lora.rank, finetune.adapter.reduction and finetune.prompt.tokens must be ≥ 1");
+        }
+        Ok(())
+    }
+
+    /// The optimisation of stage 2 for (method, init): the per-method override or the init's default.
+    pub fn stage_for(&self, method: Method, init: Init) -> &StageConfig {
+        let key = format!("{}_{}", method.as_str(), if init == Init::Ranli { "ranli" } else { "roli" });
+        self.finetune.per_method.get(&key).unwrap_or(match init {
+            Init::Ranli => &self.finetune.ranli,
+            Init::Roli => &self.finetune.roli,
+        })
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML tree. The value is parsed as TOML (`3`, `1e-3`, `true`,
+/// `["full","lora"]`), and taken as a string if that fails (`data=/path/to/set`).
+pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
+    let (key, raw) = assignment.split_once('=').with_context(|| format!("--set '{assignment}': expected key=value, e.g. --set finetune.ranli.epochs=5"))?;
+    let key = key.trim();
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set '{assignment}': empty key segment");
+    }
+    let mut cur = tree;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().with_context(|| format!("--set '{assignment}': '{p}' is not a table"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Writes `config.resolved.toml` atomically.
+pub fn write_resolved(cfg: &RunConfig, dir: &Path) -> anyhow::Result<PathBuf> {
+    let p = dir.join("config.resolved.toml");
+    roli_data::cache::write_atomic(&p, cfg.to_resolved_toml().as_bytes())?;
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[data]\nname = \"fashion-mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n";
+
+    #[test]
+    fn minimal_config_gets_reference_defaults_and_roundtrips() {
+        let c = RunConfig::from_toml_str(MIN, &[], "t").unwrap();
+        assert_eq!(c.threat.train_steps, 7);
+        assert_eq!(c.threat.eval_steps, 10);
+        assert!((c.threat.eps - 8.0 / 255.0).abs() < 1e-12);
+        assert_eq!(c.data.batch_size, 64);
+        assert_eq!(c.finetune.lora.rank, 16);
+        let again = RunConfig::from_toml_str(&c.to_resolved_toml(), &[], "resolved").unwrap();
+        assert_eq!(c, again);
+        let resolved = c.to_resolved_toml();
+        assert!(resolved.contains("train_steps = 7") && resolved.contains("[finetune.lora]"), "{resolved}");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_allowed_ones() {
+        let e = RunConfig::from_toml_str(&format!("{MIN}[threat]\nepsilon = 0.1\n"), &[], "run.toml").unwrap_err().to_string();
+        assert!(e.contains("run.toml") && e.contains("epsilon") && e.contains("eps"), "{e}");
+        let e = RunConfig::from_toml_str(&format!("colour = 1\n{MIN}"), &[], "run.toml").unwrap_err().to_string();
+        assert!(e.contains("colour") && e.contains("finetune"), "{e}");
+        let e = RunConfig::from_toml_str(&format!("{MIN}colour = 1\n"), &[], "run.toml").unwrap_err().to_string();
+        assert!(e.contains("colour") && e.contains("backbone") && e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn overrides_parse_values_and_reject_unknown_keys() {
+        let c = RunConfig::from_toml_str(MIN, &["finetune.methods=[\"full\",\"lora\"]".into(), "data.name=/tmp/x y".into(), "threat.eps=0.1".into()], "t").unwrap();
+        assert_eq!(c.finetune.methods, vec![Method::Full, Method::Lora]);
+        assert_eq!(c.data.name, "/tmp/x y");
+        assert_eq!(c.threat.eps, 0.1);
+        assert!(RunConfig::from_toml_str(MIN, &["threat.nope=1".into()], "t").unwrap_err().to_string().contains("nope"));
+        assert!(RunConfig::from_toml_str(MIN, &["novalue".into()], "t").unwrap_err().to_string().contains("key=value"));
+    }
+
+    #[test]
+    fn impossible_values_are_named() {
+        for (o, needle) in [("threat.norm=\"l7\"", "threat.norm"), ("eval.autoattack=\"max\"", "eval.autoattack"), ("threat.eps=2.0", "threat.eps"), ("finetune.methods=[\"linear\"]", "stage 1"), ("data.batch_size=0", "batch_size")] {
+            let e = format!("{:#}", RunConfig::from_toml_str(MIN, &[o.into()], "t").unwrap_err());
+            assert!(e.contains(needle), "{o}: {e}");
+        }
+        let e = format!("{:#}", RunConfig::from_toml_str(&format!("{MIN}[finetune.per_method.lora_rolli]\nepochs=1\nbase_lr=1\nweight_decay=0\noptimizer=\"sgd\"\n"), &[], "t").unwrap_err());
+        assert!(e.contains("lora_rolli"), "{e}");
+    }
+
+    #[test]
+    fn stage_for_prefers_per_method() {
+        let c = RunConfig::from_toml_str(&format!("{MIN}[finetune.per_method.lora_roli]\nepochs=3\nbase_lr=0.5\nweight_decay=0\noptimizer=\"sgd\"\n"), &[], "t").unwrap();
+        assert_eq!(c.stage_for(Method::Lora, Init::Roli).base_lr, 0.5);
+        assert_eq!(c.stage_for(Method::Lora, Init::Ranli).base_lr, 5e-4);
+        assert_eq!(c.stage_for(Method::Full, Init::Roli).base_lr, 1e-4);
+    }
+}
