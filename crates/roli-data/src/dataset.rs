@@ -232,3 +232,51 @@ mod tests {
         assert_ne!(a.fingerprint(), b.fingerprint());
     }
 }
+
+/// A view of some examples of another dataset (a fixed evaluation subset, a size limit).
+pub struct Subset {
+    pub inner: Box<dyn Dataset>,
+    pub indices: Vec<usize>,
+    pub name: String,
+}
+
+impl Subset {
+    /// The first `n` examples of `inner` (all if it has fewer).
+    pub fn first(inner: Box<dyn Dataset>, n: usize) -> Self {
+        let k = n.min(inner.len());
+        let name = format!("{}[:{k}]", inner.name());
+        Subset { indices: (0..k).collect(), inner, name }
+    }
+}
+
+impl Dataset for Subset {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+    fn num_classes(&self) -> i64 {
+        self.inner.num_classes()
+    }
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn image_shape(&self) -> [i64; 3] {
+        self.inner.image_shape()
+    }
+    fn batch(&self, indices: &[usize], augment: Option<&mut ChaCha8Rng>) -> Result<(Tensor, Tensor)> {
+        let mapped: Vec<usize> = indices
+            .iter()
+            .map(|&i| self.indices.get(i).copied().ok_or_else(|| DataError::Invalid(format!("index {i} out of range for '{}'", self.name))))
+            .collect::<Result<_>>()?;
+        self.inner.batch(&mapped, augment)
+    }
+    fn labels(&self) -> Vec<i64> {
+        let all = self.inner.labels();
+        self.indices.iter().map(|&i| all[i]).collect()
+    }
+    fn fingerprint(&self) -> String {
+        crate::cache::sha256_bytes(format!("{}:{:?}", self.inner.fingerprint(), self.indices).as_bytes())
+    }
+}

@@ -18,7 +18,7 @@ pub mod spec;
 pub mod transforms;
 
 pub use cache::cache_dir;
-pub use dataset::{Dataset, Split, TensorDataset};
+pub use dataset::{Dataset, Split, Subset, TensorDataset};
 pub use error::{DataError, Result};
 pub use loader::BatchPlan;
 pub use spec::{load, resolve, Builtin, DataSpec, LoadOptions};

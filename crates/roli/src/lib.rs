@@ -5,7 +5,11 @@
 //! into commands: `roli data …`, `roli eval …`.
 pub mod cli;
 pub mod config;
+pub mod head;
+pub mod peft;
+pub mod pipeline;
 pub mod progress;
+pub mod zoo;
 pub mod train;
 
 pub use roli_attacks as attacks;

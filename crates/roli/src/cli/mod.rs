@@ -1,6 +1,8 @@
 //! The `roli` command line (clap derive). Each subcommand lives in its own module; the `///`
 //! comments are the `--help` text.
 pub mod data;
+pub mod eval;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -19,11 +21,23 @@ pub struct Cli {
 pub enum Command {
     /// Fetch, list and inspect the real datasets and checkpoints in the cache.
     Data(data::DataArgs),
+    /// Robust accuracy of a classifier under an attack (PGD, APGD, FAB, Square, AutoAttack).
+    Eval(eval::EvalArgs),
+    /// Stage 1: adversarial linear probing; writes the head artifact for RoLI.
+    Probe(run::ConfigArgs),
+    /// Stage 2: adversarial finetuning of one method (RanLI, or RoLI with --init-head).
+    Finetune(run::FinetuneArgs),
+    /// The whole study of a config: probe, then RanLI and RoLI for every method; summary.json.
+    Run(run::RunArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(a) => data::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Probe(a) => run::probe(a),
+        Command::Finetune(a) => run::finetune(a),
+        Command::Run(a) => run::run(a),
     }
 }

@@ -1,4 +1,5 @@
-//! Adversarial training: optimisers, LR schedules, and (with the models and attacks) the
-//! PGD training loop used by linear probing and every finetuning method.
+//! Adversarial training: optimisers, LR schedules, and the PGD training loop used by linear
+//! probing and every finetuning method.
+pub mod adversarial;
 pub mod optim;
 pub mod schedule;

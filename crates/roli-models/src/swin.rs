@@ -1,0 +1,588 @@
+//! Swin Transformer (Liu et al., ICCV 2021, arXiv 2103.14030) with timm ≥ 0.9 parameter names
+//! (timm `models/swin_transformer.py`): window attention with a relative position bias,
+//! shifted windows with the −100 attention mask, patch merging at the *start* of stages 1…,
+//! final LayerNorm and mean pooling over tokens. Activations are NHWC between stages as in timm.
+//!
+//! Legacy checkpoints (official Microsoft code as vendored by VPT/RoLI, timm < 0.9) keep
+//! `layers.i.downsample` at the *end* of stage i and name the classifier `head`; they load with
+//! [`SourceLayout::SwinLegacy`] through [`legacy_key`]. The buffers `relative_position_index`
+//! and `attn_mask` are computed here and only compared against checkpoint copies.
+//!
+//! Weights: ARES 2.0 adversarially trained Swin-B (RobustBench `Liu2023Comprehensive_Swin-B`),
+//! Microsoft's ImageNet Swin-B; neither is bundled.
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use crate::backbone::{default_native_fate, Backbone, KeyFate, SourceLayout};
+use crate::descriptor::BackboneDescriptor;
+use crate::layers::{self, drop_path, Mlp};
+use crate::peft::{AttnHook, BlockSite, MlpHook, PeftSpec};
+
+/// LayerNorm epsilon of every Swin norm (PyTorch default).
+const SWIN_LN_EPS: f64 = 1e-5;
+/// Additive attention mask between tokens of different regions in a shifted window.
+const SHIFT_MASK_VALUE: f64 = -100.0;
+
+/// Swin hyper-parameters (timm `SwinTransformer` arguments).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwinConfig {
+    /// Square input size in pixels.
+    pub img_size: i64,
+    /// Patch size of the patch-embedding convolution.
+    pub patch_size: i64,
+    /// Input channels.
+    pub in_chans: i64,
+    /// Width of stage 0; doubles at each patch merging.
+    pub embed_dim: i64,
+    /// Blocks per stage.
+    pub depths: Vec<i64>,
+    /// Attention heads per stage.
+    pub num_heads: Vec<i64>,
+    /// Target window size (reduced to the stage resolution where that is smaller).
+    pub window_size: i64,
+    /// MLP hidden width / token width.
+    pub mlp_ratio: f64,
+    /// Bias on the qkv projection.
+    pub qkv_bias: bool,
+    /// Maximum stochastic-depth rate (linearly increasing over blocks).
+    pub drop_path_rate: f64,
+}
+
+impl SwinConfig {
+    /// Swin-B @ 224 (`swin_base_patch4_window7_224`), the RoLI backbone.
+    pub fn base_patch4_window7_224() -> Self {
+        SwinConfig {
+            img_size: 224,
+            patch_size: 4,
+            in_chans: 3,
+            embed_dim: 128,
+            depths: vec![2, 2, 18, 2],
+            num_heads: vec![4, 8, 16, 32],
+            window_size: 7,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            drop_path_rate: 0.0,
+        }
+    }
+
+    /// A ~0.5 M-parameter Swin for 32-px 1-channel inputs (MNIST after a 28→32 resize):
+    /// patch 2 → 16×16 tokens, window 4, stages 16/8/4 px with widths 32/64/128.
+    pub fn micro_patch2_window4_32() -> Self {
+        SwinConfig {
+            img_size: 32,
+            patch_size: 2,
+            in_chans: 1,
+            embed_dim: 32,
+            depths: vec![2, 2, 2],
+            num_heads: vec![2, 4, 8],
+            window_size: 4,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            drop_path_rate: 0.0,
+        }
+    }
+
+    /// Width after the last stage.
+    pub fn num_features(&self) -> i64 {
+        self.embed_dim << (self.depths.len().saturating_sub(1))
+    }
+
+    fn stage_dim(&self, i: usize) -> i64 {
+        self.embed_dim << i
+    }
+
+    fn stage_resolution(&self, i: usize) -> i64 {
+        (self.img_size / self.patch_size) >> i
+    }
+
+    /// Effective (window, shift) at a stage resolution: timm and the official code shrink the
+    /// window to the resolution and disable the shift when the resolution fits in one window.
+    fn window_and_shift(&self, resolution: i64, shifted: bool) -> (i64, i64) {
+        let window = resolution.min(self.window_size);
+        let shift = if !shifted || resolution <= window {
+            0
+        } else {
+            self.window_size / 2
+        };
+        (window, shift)
+    }
+
+    /// Checks the sizes fit together (no padding paths are implemented).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.depths.is_empty() || self.depths.len() != self.num_heads.len() {
+            return Err(format!(
+                "depths ({:?}) and num_heads ({:?}) must be non-empty and of equal length",
+                self.depths, self.num_heads
+            ));
+        }
+        if self.patch_size < 1 || self.img_size % self.patch_size != 0 {
+            return Err(format!(
+                "img_size {} must be a multiple of patch_size {}",
+                self.img_size, self.patch_size
+            ));
+        }
+        for i in 0..self.depths.len() {
+            let res = self.stage_resolution(i);
+            if i > 0 && (self.stage_resolution(i - 1) % 2 != 0) {
+                return Err(format!(
+                    "stage {} input resolution {} is odd; patch merging needs even sizes",
+                    i,
+                    self.stage_resolution(i - 1)
+                ));
+            }
+            let (w, _) = self.window_and_shift(res, false);
+            if res < 1 || res % w != 0 {
+                return Err(format!("stage {i} resolution {res} is not a multiple of window {w}; choose img_size/patch_size/window_size so it is"));
+            }
+            if self.stage_dim(i) % self.num_heads[i] != 0 {
+                return Err(format!(
+                    "stage {i} width {} is not divisible by {} heads",
+                    self.stage_dim(i),
+                    self.num_heads[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `relative_position_index` for a `w×w` window: `[w², w²]` indices into the `(2w−1)²` table.
+pub fn relative_position_index(w: i64) -> Vec<i64> {
+    let n = w * w;
+    let mut out = Vec::with_capacity((n * n) as usize);
+    for i in 0..n {
+        for j in 0..n {
+            let dh = i / w - j / w + (w - 1);
+            let dw = i % w - j % w + (w - 1);
+            out.push(dh * (2 * w - 1) + dw);
+        }
+    }
+    out
+}
+
+/// Shifted-window attention mask `[nW, w², w²]` for an `r×r` map, window `w`, shift `s`:
+/// 0 within a region, −100 across the regions created by the cyclic shift.
+pub fn shifted_window_mask(r: i64, w: i64, s: i64) -> Vec<f32> {
+    let bounds = |x: i64| -> usize {
+        // region id along one axis: [0, r−w) → 0, [r−w, r−s) → 1, [r−s, r) → 2
+        if x < r - w {
+            0
+        } else if x < r - s {
+            1
+        } else {
+            2
+        }
+    };
+    let nw = r / w;
+    let mut out = Vec::with_capacity((nw * nw * w * w * w * w) as usize);
+    for wh in 0..nw {
+        for ww in 0..nw {
+            let ids: Vec<usize> = (0..w * w)
+                .map(|t| bounds(wh * w + t / w) * 3 + bounds(ww * w + t % w))
+                .collect();
+            for a in &ids {
+                for b in &ids {
+                    out.push(if a == b { 0.0 } else { SHIFT_MASK_VALUE as f32 });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+struct PatchEmbed {
+    proj: nn::Conv2D,
+    norm: nn::LayerNorm,
+}
+
+#[derive(Debug)]
+struct WindowAttention {
+    qkv: nn::Linear,
+    proj: nn::Linear,
+    relative_position_bias_table: Tensor,
+    relative_position_index: Tensor,
+    num_heads: i64,
+    scale: f64,
+    hook: Option<Box<dyn AttnHook>>,
+}
+
+impl WindowAttention {
+    fn new(
+        p: &nn::Path,
+        dim: i64,
+        num_heads: i64,
+        window: i64,
+        qkv_bias: bool,
+        hook: Option<Box<dyn AttnHook>>,
+    ) -> Self {
+        let table = p.var(
+            "relative_position_bias_table",
+            &[(2 * window - 1) * (2 * window - 1), num_heads],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: layers::TRANSFORMER_LINEAR_STD,
+            },
+        );
+        let index = Tensor::from_slice(&relative_position_index(window))
+            .view([window * window, window * window])
+            .to_device(p.device());
+        WindowAttention {
+            qkv: layers::linear(p / "qkv", dim, 3 * dim, qkv_bias),
+            proj: layers::linear(p / "proj", dim, dim, true),
+            relative_position_bias_table: table,
+            relative_position_index: index,
+            num_heads,
+            scale: ((dim / num_heads) as f64).powf(-0.5),
+            hook,
+        }
+    }
+
+    /// `x`: `[B·nW, N, C]` windows; `mask`: `[nW, N, N]` for shifted blocks.
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        let (b, n, c) = x.size3().expect("window tokens are 3-D");
+        let mut qkv = self.qkv.forward(x);
+        if let Some(h) = &self.hook {
+            qkv = h.qkv(x, qkv, train);
+        }
+        let qkv = qkv
+            .reshape([b, n, 3, self.num_heads, -1])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
+        let bias = self
+            .relative_position_bias_table
+            .index_select(0, &self.relative_position_index.view([-1]))
+            .view([n, n, -1])
+            .permute([2, 0, 1]);
+        let mut attn = q.matmul(&k.transpose(-2, -1)) + bias.unsqueeze(0);
+        if let Some(m) = mask {
+            let nw = m.size()[0];
+            attn = (attn.view([-1, nw, self.num_heads, n, n]) + m.unsqueeze(1).unsqueeze(0))
+                .view([-1, self.num_heads, n, n]);
+        }
+        let out = layers::softmax_last(&attn)
+            .matmul(&v)
+            .transpose(1, 2)
+            .reshape([b, n, c]);
+        self.proj.forward(&out)
+    }
+}
+
+#[derive(Debug)]
+struct SwinBlock {
+    norm1: nn::LayerNorm,
+    attn: WindowAttention,
+    norm2: nn::LayerNorm,
+    mlp: Mlp,
+    window: i64,
+    shift: i64,
+    attn_mask: Option<Tensor>,
+    drop_path: f64,
+    mlp_hook: Option<Box<dyn MlpHook>>,
+}
+
+impl SwinBlock {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let (b, h, w, c) = x.size4().expect("NHWC tokens");
+        let y = self.attn_windows(&self.norm1.forward(x), train);
+        let x = (x + drop_path(&y, self.drop_path, train)).reshape([b, -1, c]);
+        let mut m = drop_path(
+            &self.mlp.forward_t(&self.norm2.forward(&x), train),
+            self.drop_path,
+            train,
+        );
+        if let Some(hk) = &self.mlp_hook {
+            m = hk.mlp_out(m, train);
+        }
+        (x + m).reshape([b, h, w, c])
+    }
+
+    fn attn_windows(&self, x: &Tensor, train: bool) -> Tensor {
+        let (b, h, w, c) = x.size4().expect("NHWC tokens");
+        let ws = self.window;
+        let s = self.shift;
+        let shifted = if s > 0 {
+            x.roll([-s, -s], [1, 2])
+        } else {
+            x.shallow_clone()
+        };
+        let windows = shifted
+            .view([b, h / ws, ws, w / ws, ws, c])
+            .permute([0, 1, 3, 2, 4, 5])
+            .reshape([-1, ws * ws, c]);
+        let out = self.attn.forward(&windows, self.attn_mask.as_ref(), train);
+        let merged = out
+            .view([b, h / ws, w / ws, ws, ws, c])
+            .permute([0, 1, 3, 2, 4, 5])
+            .reshape([b, h, w, c]);
+        if s > 0 {
+            merged.roll([s, s], [1, 2])
+        } else {
+            merged
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PatchMerging {
+    norm: nn::LayerNorm,
+    reduction: nn::Linear,
+}
+
+impl PatchMerging {
+    /// `[B, H, W, C]` → `[B, H/2, W/2, 2C]`; the 2×2 neighbours are concatenated in the official
+    /// order (h0w0, h1w0, h0w1, h1w1).
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, h, w, c) = x.size4().expect("NHWC tokens");
+        let x = x
+            .reshape([b, h / 2, 2, w / 2, 2, c])
+            .permute([0, 1, 3, 4, 2, 5])
+            .flatten(3, -1);
+        self.reduction.forward(&self.norm.forward(&x))
+    }
+}
+
+#[derive(Debug)]
+struct SwinStage {
+    downsample: Option<PatchMerging>,
+    blocks: Vec<SwinBlock>,
+}
+
+/// A Swin Transformer feature extractor.
+#[derive(Debug)]
+pub struct Swin {
+    descriptor: BackboneDescriptor,
+    patch_embed: PatchEmbed,
+    layers: Vec<SwinStage>,
+    norm: nn::LayerNorm,
+}
+
+impl Swin {
+    /// Builds the model under `p` (timm names relative to `p`), calling `peft` once per block.
+    /// The configuration must have been validated.
+    pub(crate) fn new(
+        p: &nn::Path,
+        descriptor: BackboneDescriptor,
+        config: SwinConfig,
+        peft: &dyn PeftSpec,
+    ) -> Self {
+        let dev = p.device();
+        let pe = p / "patch_embed";
+        let fan_in = config.in_chans * config.patch_size * config.patch_size;
+        let proj = nn::conv2d(
+            &pe / "proj",
+            config.in_chans,
+            config.embed_dim,
+            config.patch_size,
+            nn::ConvConfig {
+                stride: config.patch_size,
+                ws_init: layers::torch_default_uniform(fan_in),
+                bs_init: layers::torch_default_uniform(fan_in),
+                ..Default::default()
+            },
+        );
+        let patch_embed = PatchEmbed {
+            proj,
+            norm: layers::layer_norm(&pe / "norm", config.embed_dim, SWIN_LN_EPS),
+        };
+        let total: i64 = config.depths.iter().sum();
+        let dpr = layers::drop_path_schedule(config.drop_path_rate, total as usize);
+        let mut block_idx = 0usize;
+        let mut stages = Vec::new();
+        for (i, (&depth, &heads)) in config.depths.iter().zip(&config.num_heads).enumerate() {
+            let sp = p / "layers" / i;
+            let dim = config.stage_dim(i);
+            let downsample = (i > 0).then(|| {
+                let dp = &sp / "downsample";
+                PatchMerging {
+                    norm: layers::layer_norm(&dp / "norm", 2 * dim, SWIN_LN_EPS),
+                    reduction: layers::linear(&dp / "reduction", 2 * dim, dim, false),
+                }
+            });
+            let res = config.stage_resolution(i);
+            let mut blocks = Vec::new();
+            for j in 0..depth as usize {
+                let bp = &sp / "blocks" / j;
+                let (window, shift) = config.window_and_shift(res, j % 2 == 1);
+                let site = BlockSite {
+                    name: format!("layers.{i}.blocks.{j}"),
+                    stage: Some(i),
+                    index: j,
+                    dim,
+                    num_heads: heads,
+                };
+                let extras = peft.block_extras(&bp, &site);
+                let attn_mask = (shift > 0).then(|| {
+                    let nw = (res / window) * (res / window);
+                    Tensor::from_slice(&shifted_window_mask(res, window, shift))
+                        .view([nw, window * window, window * window])
+                        .to_device(dev)
+                });
+                let hidden = (dim as f64 * config.mlp_ratio) as i64;
+                blocks.push(SwinBlock {
+                    norm1: layers::layer_norm(&bp / "norm1", dim, SWIN_LN_EPS),
+                    attn: WindowAttention::new(
+                        &(&bp / "attn"),
+                        dim,
+                        heads,
+                        window,
+                        config.qkv_bias,
+                        extras.attn,
+                    ),
+                    norm2: layers::layer_norm(&bp / "norm2", dim, SWIN_LN_EPS),
+                    mlp: Mlp::new(&(&bp / "mlp"), dim, hidden, 0.0),
+                    window,
+                    shift,
+                    attn_mask,
+                    drop_path: dpr[block_idx],
+                    mlp_hook: extras.mlp,
+                });
+                block_idx += 1;
+            }
+            stages.push(SwinStage { downsample, blocks });
+        }
+        let norm = layers::layer_norm(p / "norm", config.num_features(), SWIN_LN_EPS);
+        Swin {
+            descriptor,
+            patch_embed,
+            layers: stages,
+            norm,
+        }
+    }
+
+    /// Per-block drop-path rates, in forward order.
+    pub fn drop_path_rates(&self) -> Vec<f64> {
+        self.layers
+            .iter()
+            .flat_map(|s| s.blocks.iter().map(|b| b.drop_path))
+            .collect()
+    }
+}
+
+impl Backbone for Swin {
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = self.patch_embed.proj.forward(x).permute([0, 2, 3, 1]);
+        let mut x = self.patch_embed.norm.forward(&x);
+        for stage in &self.layers {
+            if let Some(d) = &stage.downsample {
+                x = d.forward(&x);
+            }
+            for b in &stage.blocks {
+                x = b.forward(&x, train);
+            }
+        }
+        self.norm
+            .forward(&x)
+            .mean_dim([1i64, 2].as_slice(), false, x.kind())
+    }
+
+    fn descriptor(&self) -> &BackboneDescriptor {
+        &self.descriptor
+    }
+
+    fn map_checkpoint_key(&self, layout: SourceLayout, key: &str) -> KeyFate {
+        if key.ends_with(".attn.relative_position_index") || key.ends_with(".attn_mask") {
+            return KeyFate::Derived(key.to_string());
+        }
+        match layout {
+            SourceLayout::Native => default_native_fate(&self.descriptor.classifier, key),
+            SourceLayout::SwinLegacy => legacy_key(key, &self.descriptor.classifier),
+        }
+    }
+
+    fn derived_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, s) in self.layers.iter().enumerate() {
+            for (j, b) in s.blocks.iter().enumerate() {
+                out.push((
+                    format!("layers.{i}.blocks.{j}.attn.relative_position_index"),
+                    b.attn.relative_position_index.shallow_clone(),
+                ));
+                if let Some(m) = &b.attn_mask {
+                    out.push((
+                        format!("layers.{i}.blocks.{j}.attn_mask"),
+                        m.shallow_clone(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Legacy Swin key → current timm key: `layers.i.downsample.*` → `layers.(i+1).downsample.*`,
+/// `head.*` → `<classifier>.*` (timm: `head.fc.*`). The remap table of this family.
+pub fn legacy_key(key: &str, classifier: &str) -> KeyFate {
+    if let Some(rest) = key.strip_prefix("head.") {
+        return KeyFate::Head(format!("{classifier}.{rest}"));
+    }
+    if let Some(rest) = key.strip_prefix("layers.") {
+        if let Some((idx, tail)) = rest.split_once('.') {
+            if let (Ok(i), Some(t)) = (idx.parse::<usize>(), tail.strip_prefix("downsample.")) {
+                return KeyFate::Param(format!("layers.{}.downsample.{t}", i + 1));
+            }
+        }
+    }
+    KeyFate::Param(key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_index_matches_hand_computed_2x2() {
+        // w=2: tokens (0,0),(0,1),(1,0),(1,1); table side 3
+        let idx = relative_position_index(2);
+        assert_eq!(&idx[0..4], &[4, 3, 1, 0]);
+        assert_eq!(&idx[12..16], &[8, 7, 5, 4]);
+        assert_eq!(*idx.iter().max().unwrap(), 8);
+    }
+
+    #[test]
+    fn shift_mask_has_zero_diagonal_and_minus_100_across_regions() {
+        let m = shifted_window_mask(8, 4, 2);
+        assert_eq!(m.len(), 4 * 16 * 16);
+        // window 0 (top-left) is a single region: all zeros
+        assert!(m[..256].iter().all(|v| *v == 0.0));
+        // last window (bottom-right) has 4 regions: token 0 and token 15 differ
+        let last = &m[3 * 256..];
+        assert_eq!(last[15], -100.0);
+        assert!((0..16).all(|t| last[t * 16 + t] == 0.0));
+    }
+
+    #[test]
+    fn window_shrinks_and_shift_disappears_when_stage_fits_one_window() {
+        let c = SwinConfig::base_patch4_window7_224();
+        assert_eq!(c.window_and_shift(56, true), (7, 3));
+        assert_eq!(c.window_and_shift(7, true), (7, 0));
+        let m = SwinConfig::micro_patch2_window4_32();
+        assert!(m.validate().is_ok());
+        assert_eq!(m.window_and_shift(4, true), (4, 0));
+        let mut bad = m.clone();
+        bad.img_size = 36;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("not a multiple of window"));
+    }
+
+    #[test]
+    fn legacy_keys_move_downsample_and_head() {
+        assert_eq!(
+            legacy_key("layers.0.downsample.reduction.weight", "head.fc"),
+            KeyFate::Param("layers.1.downsample.reduction.weight".into())
+        );
+        assert_eq!(
+            legacy_key("head.bias", "head.fc"),
+            KeyFate::Head("head.fc.bias".into())
+        );
+        assert_eq!(
+            legacy_key("layers.2.blocks.3.mlp.fc1.weight", "head.fc"),
+            KeyFate::Param("layers.2.blocks.3.mlp.fc1.weight".into())
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Where backbones come from: the model zoo (real checkpoints fetched into the cache, and the
+//! project's own robust backbones committed under `zoo/`), registry presets with a weights file,
+//! roli checkpoints, and TorchScript files. [`build`] turns any of them into a [`Classifier`] with a
+//! head of K classes, loads the weights strictly and fingerprints the backbone.
+use anyhow::{bail, Context};
+use roli_models::checkpoint::{HeadPolicy, LoadOptions};
+use roli_models::peft::PeftSpec;
+use roli_models::script::ScriptOutput;
+use roli_models::{BackboneDescriptor, Classifier, ClassifierOptions, HeadInit, SourceLayout};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::nn;
+
+/// A checkpoint in the zoo.
+#[derive(Debug, Clone, Copy)]
+pub struct ZooEntry {
+    pub name: &'static str,
+    pub preset: &'static str,
+    /// Fetch source (`roli data fetch <source>`) and file inside it.
+    pub source: &'static str,
+    pub file: &'static str,
+    pub description: &'static str,
+}
+
+/// Third-party checkpoints, fetched by `roli data fetch`.
+pub const FETCHED: &[ZooEntry] = &[
+    ZooEntry {
+        name: "advertorch-lenet5-mnist-at",
+        preset: "lenet5_advertorch",
+        source: "advertorch",
+        file: "mnist_lenet5_advtrained.safetensors",
+        description: "advertorch 0.2.3 LeNet-5, PGD-40 adversarially trained on MNIST at L∞ 0.3 (robust)",
+    },
+    ZooEntry {
+        name: "advertorch-lenet5-mnist-std",
+        preset: "lenet5_advertorch",
+        source: "advertorch",
+        file: "mnist_lenet5_clntrained.safetensors",
+        description: "advertorch 0.2.3 LeNet-5, standard training on MNIST (not robust)",
+    },
+];
+
+/// The folder of the project's own committed zoo (`<repo>/zoo`), overridable by `ROLI_ZOO`.
+pub fn zoo_dir() -> PathBuf {
+    std::env::var_os("ROLI_ZOO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoo"))
+}
+
+/// Where a backbone's weights are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BackboneSource {
+    /// A registry preset; `weights` None means random init (e.g. pretraining from scratch).
+    Preset { preset: String, weights: Option<PathBuf>, layout: SourceLayout },
+    /// A roli checkpoint folder (`model.safetensors` + `model.json`).
+    Own { dir: PathBuf },
+    /// A TorchScript archive: a feature extractor or a whole classifier.
+    Script { file: PathBuf },
+}
+
+impl BackboneSource {
+    pub fn describe(&self) -> String {
+        match self {
+            BackboneSource::Preset { preset, weights: Some(w), .. } => format!("{preset} ← {}", w.display()),
+            BackboneSource::Preset { preset, weights: None, .. } => format!("{preset} (random init)"),
+            BackboneSource::Own { dir } => format!("roli checkpoint {}", dir.display()),
+            BackboneSource::Script { file } => format!("TorchScript {}", file.display()),
+        }
+    }
+}
+
+/// Resolves `--model`/`model.backbone`: a zoo name, a `zoo/` entry, a roli checkpoint folder or
+/// `model.json`, a TorchScript file (`.pt`/`.ts`/`.torchscript`), or a registry preset (with an
+/// optional weights file from `checkpoint`).
+pub fn resolve(spec: &str, checkpoint: Option<&Path>, layout: SourceLayout) -> anyhow::Result<BackboneSource> {
+    if let Some(e) = FETCHED.iter().find(|e| e.name == spec) {
+        let src = roli_data::fetch::find_source(e.source).context("zoo source missing from the fetch table")?;
+        let file = roli_data::fetch::source_dir(src).join(e.file);
+        if !file.exists() {
+            bail!("model '{spec}' is not in the cache ({}); run `roli data fetch {}`", file.display(), e.source);
+        }
+        return Ok(BackboneSource::Preset { preset: e.preset.into(), weights: Some(file), layout: SourceLayout::Native });
+    }
+    let own = zoo_dir().join(spec);
+    if own.join("model.json").exists() {
+        return Ok(BackboneSource::Own { dir: own });
+    }
+    let p = Path::new(spec);
+    if p.is_dir() && p.join("model.json").exists() {
+        return Ok(BackboneSource::Own { dir: p.to_path_buf() });
+    }
+    if p.is_file() && p.file_name().is_some_and(|f| f == "model.json" || f == "model.safetensors") {
+        return Ok(BackboneSource::Own { dir: p.parent().unwrap_or(Path::new(".")).to_path_buf() });
+    }
+    if p.is_file() && p.extension().is_some_and(|e| e == "pt" || e == "ts" || e == "torchscript" || e == "jit") && checkpoint.is_none() {
+        return Ok(BackboneSource::Script { file: p.to_path_buf() });
+    }
+    if roli_models::descriptor(spec).is_ok() {
+        if let Some(c) = checkpoint {
+            if !c.exists() {
+                bail!("checkpoint {} does not exist", c.display());
+            }
+        }
+        return Ok(BackboneSource::Preset { preset: spec.into(), weights: checkpoint.map(Path::to_path_buf), layout });
+    }
+    let own: Vec<String> = list_own().into_iter().map(|(n, _)| n).collect();
+    bail!(
+        "unknown model '{spec}': not a zoo model ({}{}), a roli checkpoint folder, a TorchScript file, or a registry preset ({})",
+        FETCHED.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        if own.is_empty() { String::new() } else { format!(", {}", own.join(", ")) },
+        roli_models::registry::preset_names().join(", ")
+    )
+}
+
+/// The project's own zoo entries (name, sidecar JSON) found under [`zoo_dir`].
+pub fn list_own() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(zoo_dir()) {
+        for e in rd.flatten() {
+            let j = e.path().join("model.json");
+            if let Ok(text) = std::fs::read_to_string(&j) {
+                let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                out.push((e.file_name().to_string_lossy().into_owned(), v));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// How to build the classifier.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub num_classes: i64,
+    pub head_init: HeadInit,
+    /// Resize inputs inside the model to the backbone's size (`None`: only if sizes differ).
+    pub resize: bool,
+    /// Input `[C, H, W]` of the data (TorchScript needs it; others check it).
+    pub input: [i64; 3],
+    /// Keep the checkpoint's own head (evaluation of a finished classifier) instead of a new one.
+    pub keep_head: bool,
+    pub drop_path: f64,
+    /// TorchScript backbones: trainable parameters (full finetuning).
+    pub trainable_script: bool,
+}
+
+/// A built model with its provenance.
+pub struct Built {
+    pub vs: nn::VarStore,
+    pub model: Classifier,
+    pub descriptor: BackboneDescriptor,
+    /// SHA-256 over the backbone tensors (not head, not PEFT), after loading.
+    pub backbone_fingerprint: String,
+    pub source: BackboneSource,
+    pub load_summary: String,
+}
+
+/// Names of the backbone tensors (everything except head and PEFT tensors).
+pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
+    all.iter().filter(|n| !head.contains(n) && !["lora_", "adapter_", "prompt"].iter().any(|m| n.contains(m))).cloned().collect()
+}
+
+/// Builds and loads a classifier.
+pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) -> anyhow::Result<Built> {
+    let (desc, weights, layout) = match source {
+        BackboneSource::Preset { preset, weights, layout } => (roli_models::descriptor(preset)?, weights.clone(), *layout),
+        BackboneSource::Own { dir } => {
+            let sc = roli_models::own::read_sidecar(dir).with_context(|| format!("reading {}", dir.join("model.json").display()))?;
+            (sc.descriptor, Some(dir.join("model.safetensors")), SourceLayout::Native)
+        }
+        BackboneSource::Script { file } => {
+            let output = if opts.keep_head { ScriptOutput::Logits } else { ScriptOutput::Features };
+            let c = opts.input[0] as usize;
+            let d = roli_models::script::describe(file, opts.input, output, opts.trainable_script, vec![0.0; c], vec![1.0; c])?;
+            (d, None, SourceLayout::Native)
+        }
+    };
+    let desc = if opts.drop_path > 0.0 { desc.with_drop_path(opts.drop_path)? } else { desc };
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let copts = ClassifierOptions { num_classes: opts.num_classes, head_init: opts.head_init, resize: opts.resize };
+    let model = Classifier::with_peft(&vs.root(), &desc, &copts, peft)?;
+    let load_summary = match &weights {
+        Some(w) => {
+            let lo = LoadOptions {
+                layout,
+                head: if opts.keep_head { HeadPolicy::Load } else { HeadPolicy::Drop },
+                allow_missing_containing: vec!["lora_".into(), "adapter_".into(), "prompt".into()],
+                strict: true,
+            };
+            let rep = roli_models::load_backbone(&vs, &model, w, &lo).with_context(|| format!("loading {}", w.display()))?;
+            format!("{} tensors loaded strictly from {}", rep.loaded.len(), w.display())
+        }
+        None => "no weights file: random initialisation".to_string(),
+    };
+    let all: Vec<String> = vs.variables().into_keys().collect();
+    let bb = backbone_names(&all, model.head_var_names());
+    let vars = vs.variables();
+    let named: Vec<(String, tch::Tensor)> = bb.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
+    let backbone_fingerprint = roli_models::fingerprint(&named);
+    Ok(Built { vs, model, descriptor: desc, backbone_fingerprint, source: source.clone(), load_summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_model_lists_choices() {
+        let e = resolve("no-such-model", None, SourceLayout::Native).unwrap_err().to_string();
+        assert!(e.contains("advertorch-lenet5-mnist-at") && e.contains("swin_base_patch4_window7_224"), "{e}");
+    }
+
+    #[test]
+    fn backbone_names_exclude_head_and_peft() {
+        let all: Vec<String> = ["a.weight", "blocks.0.attn.lora_q_a", "head.weight", "blocks.0.adapter_up.bias"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(backbone_names(&all, &["head.weight".to_string()]), vec!["a.weight"]);
+    }
+}
