@@ -1,1 +1,40 @@
-//! Under construction.
+//! Adversarial attacks and robust evaluation for roli.
+//!
+//! - [`threat`]: threat models (L∞, L2, L1) owning random init, step and projection.
+//! - [`pgd`], [`apgd`], [`fab`], [`square`]: the attacks, configs as values with official defaults.
+//! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables.
+//! - [`cascade`]: the AutoAttack protocol with per-example bookkeeping.
+//! - [`checks`]: evaluation-integrity checks returning typed [`Flag`]s (see `FLAGS.md`).
+//! - [`eval`]: the runner behind `roli eval` and its `results.json` report.
+//!
+//! Models are anything implementing [`Model`] (closures included), taking [0, 1] NCHW inputs.
+//! Attacks seed libtorch's global generator with the seed they are given (as the official AutoAttack
+//! does), so a seed gives reproducible results on CPU; do not run attacks concurrently in one process.
+
+pub mod apgd;
+pub mod attack;
+pub mod cascade;
+pub mod checks;
+mod error;
+pub mod eval;
+pub mod fab;
+pub mod loss;
+pub mod model;
+pub mod pgd;
+pub mod presets;
+pub mod square;
+pub mod threat;
+
+pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
+pub use attack::Attack;
+pub use cascade::{CascadeState, ProgressEvent, StageResult};
+pub use checks::Flag;
+pub use error::AttackError;
+pub use eval::{evaluate, sweep, AttackSpec, EvalOptions, EvalReport, EvalState, ExampleRecord, Sweep, ATTACK_NAMES};
+pub use fab::{Fab, FabConfig};
+pub use loss::LossKind;
+pub use model::{Counting, Model, PassCounts};
+pub use pgd::{BestIterate, Pgd, PgdConfig, StepSize};
+pub use presets::{AaVersion, Stage, StageId};
+pub use square::{Square, SquareConfig};
+pub use threat::{Norm, ThreatModel};
