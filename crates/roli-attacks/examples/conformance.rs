@@ -6,6 +6,9 @@
 //! 2. This side, same images, seed, batch size and thread count:
 //!    `cargo run --release -p roli-attacks --example conformance -- --n 1000 --threads 1 --reference /tmp/aa_ref.json --out /tmp/aa_roli.json`
 //!
+//! `--single apgd-ce --norm l1 --single-eps 10` (with the same flags on the Python side, `--norm L1`)
+//! also compares one attack in another norm.
+//!
 //! Prints both robust accuracies and the per-example agreement; exits 1 if roli's AA is weaker than
 //! the reference by more than 0.3 points.
 
@@ -26,10 +29,13 @@ struct Args {
     reference: Option<PathBuf>,
     out: Option<PathBuf>,
     skip_aa: bool,
+    single: Option<String>,
+    norm: String,
+    single_eps: Option<f64>,
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args { n: 1000, eps: 0.3, seed: 0, bs: 250, threads: 1, model: "advtrained".into(), reference: None, out: None, skip_aa: false };
+    let mut a = Args { n: 1000, eps: 0.3, seed: 0, bs: 250, threads: 1, model: "advtrained".into(), reference: None, out: None, skip_aa: false, single: None, norm: "linf".into(), single_eps: None };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().with_context(|| format!("{k} needs a value"));
@@ -43,6 +49,9 @@ fn parse() -> Result<Args> {
             "--reference" => a.reference = Some(v()?.into()),
             "--out" => a.out = Some(v()?.into()),
             "--skip-aa" => a.skip_aa = true,
+            "--single" => a.single = Some(v()?),
+            "--norm" => a.norm = v()?,
+            "--single-eps" => a.single_eps = Some(v()?.parse()?),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -104,6 +113,16 @@ fn main() -> Result<()> {
     compare("pgd-40", &pgd, reference.as_ref().and_then(|r| flags_of(&r["pgd"]["robust"])));
     println!("pgd-40 seconds {:.1}, flags {:?}", pgd.seconds, pgd.flags.iter().map(|f| f.message()).collect::<Vec<_>>());
     let mut out = serde_json::json!({ "pgd": pgd });
+    if let Some(name) = &a.single {
+        let norm: roli_attacks::Norm = a.norm.parse()?;
+        let mut o = EvalOptions::new(ThreatModel::new(norm, a.single_eps.unwrap_or(a.eps)));
+        o.seed = a.seed;
+        o.batch_size = a.bs;
+        let r = evaluate(&model, &x, &y, &name.parse()?, &o)?;
+        compare(&format!("{name}-{norm}"), &r, reference.as_ref().and_then(|rf| flags_of(&rf["single"]["robust"])));
+        println!("{name} {norm}: max perturbation {:.4}, flags {:?}", r.sanity.max_perturbation, r.flags.iter().map(|f| f.message()).collect::<Vec<_>>());
+        out["single"] = serde_json::to_value(&r)?;
+    }
     if !a.skip_aa {
         let aa = evaluate(&model, &x, &y, &"aa-standard".parse()?, &opts)?;
         compare("aa-standard", &aa, reference.as_ref().and_then(|r| flags_of(&r["aa"]["robust"])));

@@ -46,11 +46,14 @@ pub struct ApgdConfig {
     pub eot_iter: usize,
     /// The loss.
     pub loss: ApgdLoss,
+    /// L1 only: run each restart as 30% / 30% / 40% of the iterations at 3·eps, 2·eps, eps, each
+    /// stage starting from the previous result (AutoAttack's `use_largereps`, on in its L1 standard).
+    pub large_reps: bool,
 }
 
 impl ApgdConfig {
     /// AutoAttack's APGD-CE.
-    pub const OFFICIAL_CE: ApgdConfig = ApgdConfig { n_iter: 100, restarts: 1, rho: 0.75, momentum: 0.75, eot_iter: 1, loss: ApgdLoss::Ce };
+    pub const OFFICIAL_CE: ApgdConfig = ApgdConfig { n_iter: 100, restarts: 1, rho: 0.75, momentum: 0.75, eot_iter: 1, loss: ApgdLoss::Ce, large_reps: false };
     /// AutoAttack's APGD-DLR.
     pub const OFFICIAL_DLR: ApgdConfig = ApgdConfig { loss: ApgdLoss::Dlr, ..Self::OFFICIAL_CE };
     /// AutoAttack's APGD-T (9 targets).
@@ -82,7 +85,59 @@ pub fn checkpoints(n_iter: usize) -> Vec<(usize, usize)> {
     out
 }
 
-/// APGD in one threat model (L∞ or L2).
+/// L1 checkpoints: every ⌊0.04·n_iter⌋ (≥ 1) iterations, the sparsity and step size adapt.
+pub fn l1_checkpoints(n_iter: usize) -> Vec<(usize, usize)> {
+    let k = ((0.04 * n_iter as f64) as usize).max(1);
+    (1..=n_iter / k).map(|j| (j * k - 1, k)).collect()
+}
+
+/// The smallest correction `d` such that `‖y + d‖₁ ≤ eps` and `x + y + d ∈ [0, 1]`, per example
+/// (AutoAttack's `L1_projection`, a sort plus a bisection over the breakpoints).
+pub fn l1_projection(x: &Tensor, y: &Tensor, eps: f64) -> Tensor {
+    let shape = x.size();
+    let n = shape[0];
+    let dev = x.device();
+    let xf = x.reshape([n, -1]).to_kind(Kind::Float);
+    let yf = y.reshape([n, -1]).to_kind(Kind::Float);
+    let dim = xf.size()[1];
+    let sigma = yf.sign();
+    let upper: Tensor = 1.0 - &xf - &yf;
+    let u = upper.minimum(&(&xf + &yf));
+    let u = yf.zeros_like().minimum(&u);
+    let l = -yf.abs();
+    let mut d = u.copy();
+    let (bs, indbs) = (-Tensor::cat(&[&u, &l], 1)).sort(1, false);
+    let bs2 = Tensor::cat(&[bs.narrow(1, 1, 2 * dim - 1), Tensor::zeros([n, 1], (Kind::Float, dev))], 1);
+    let inu = indbs.lt(dim).to_kind(Kind::Float) * 2.0 - 1.0;
+    let size1 = inu.cumsum(1, Kind::Float);
+    let s1 = -u.sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let c = eps - yf.abs().sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let c2 = nonzero1(&(&s1 + &c).lt(0.0));
+    let s = s1.unsqueeze(-1) + ((&bs2 - &bs) * &size1).cumsum(1, Kind::Float);
+    let m = c2.numel() as i64;
+    if m > 0 {
+        let s_ = s.index_select(0, &c2);
+        let c_ = c.index_select(0, &c2);
+        let mut lb = Tensor::zeros([m], (Kind::Float, dev));
+        let mut ub = Tensor::ones([m], (Kind::Float, dev)) * (2 * dim - 1) as f64;
+        let nitermax = ((2 * dim) as f64).log2().ceil() as usize;
+        for _ in 0..nitermax {
+            let counter4 = ((&lb + &ub) / 2.0).floor();
+            let counter2 = counter4.to_kind(Kind::Int64).unsqueeze(1);
+            let c8 = (s_.gather(1, &counter2, false).squeeze_dim(1) + &c_).lt(0.0);
+            lb = counter4.where_self(&c8, &lb);
+            ub = ub.where_self(&c8, &counter4);
+        }
+        let lb2 = lb.to_kind(Kind::Int64).unsqueeze(1);
+        let alpha = (-s_.gather(1, &lb2, false).squeeze_dim(1) - &c_) / size1.index_select(0, &c2).gather(1, &(&lb2 + 1), false).squeeze_dim(1)
+            + bs2.index_select(0, &c2).gather(1, &lb2, false).squeeze_dim(1);
+        let v = -(-u.index_select(0, &c2)).maximum(&alpha.unsqueeze(-1)).minimum(&(-l.index_select(0, &c2)));
+        put(&mut d, &c2, &v);
+    }
+    (sigma * d).view(shape.as_slice())
+}
+
+/// APGD in one threat model (L∞, L2 or L1).
 #[derive(Clone, Debug)]
 pub struct Apgd {
     /// The ball.
@@ -92,6 +147,7 @@ pub struct Apgd {
 }
 
 struct RunOut {
+    x_best: Tensor,
     acc: Tensor,
     x_best_adv: Tensor,
     zero_grad_points: i64,
@@ -113,15 +169,35 @@ impl Apgd {
     }
 
     /// One run on a batch whose points are all attacked; mirrors `attack_single_run`.
-    fn single_run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, target: Option<&Tensor>) -> Result<RunOut, AttackError> {
-        let eps = self.threat.eps();
+    #[allow(clippy::too_many_arguments)]
+    fn single_run(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        target: Option<&Tensor>,
+        eps: f64,
+        n_iter: usize,
+        x_init: Option<&Tensor>,
+    ) -> Result<RunOut, AttackError> {
         let norm = self.threat.norm();
         let n = x.size()[0];
         let bshape = bcast_shape(x);
-        let n_iter = self.config.n_iter;
         let crit = |z: &Tensor| self.criterion(z, y, target);
 
-        let mut x_adv = self.threat.random_init_normalized(x);
+        let x_adv = match norm {
+            Norm::L1 => {
+                // The reference draws this start even when x_init replaces it; keep the draw.
+                let t = crate::attack::randn_like_ref(&x.size(), x.device());
+                x + &t + l1_projection(x, &t, eps)
+            }
+            _ => ThreatModel::new(norm, eps).random_init_normalized(x),
+        };
+        let mut x_adv = match x_init {
+            Some(xi) => xi.copy(),
+            None => x_adv,
+        }
+        .clamp(0.0, 1.0);
         let mut x_best = x_adv.copy();
         let mut x_best_adv = x_adv.copy();
         let zeros_n = Tensor::zeros([n], (Kind::Float, x.device()));
@@ -137,9 +213,20 @@ impl Apgd {
         let mut acc = logits.argmax(1, false).eq_tensor(y);
         let mut loss_best = loss_indiv.copy();
 
-        let mut step_size = Tensor::ones(bshape.iter().map(|&d| if d == -1 { n } else { d }).collect::<Vec<_>>(), (Kind::Float, x.device())) * (2.0 * eps);
+        let alpha = if norm == Norm::L1 { 1.0 } else { 2.0 };
+        let mut step_size = Tensor::ones(bshape.iter().map(|&d| if d == -1 { n } else { d }).collect::<Vec<_>>(), (Kind::Float, x.device())) * (alpha * eps);
         let mut x_adv_old = x_adv.copy();
-        let schedule = checkpoints(n_iter);
+        let schedule = if norm == Norm::L1 { l1_checkpoints(n_iter) } else { checkpoints(n_iter) };
+        // L1: the fraction of coordinates moved per step adapts to the sparsity of the best point.
+        let n_fts = x.numel() as i64 / n.max(1);
+        let l0 = |d: &Tensor| d.ne(0.0).reshape([n, -1]).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+        let (mut topk, mut sp_old) = match x_init {
+            None => (Tensor::ones([n], (Kind::Float, x.device())) * 0.2, Tensor::ones([n], (Kind::Float, x.device())) * n_fts as f64),
+            Some(_) => {
+                let sp = l0(&(&x_adv - x));
+                (&sp / n_fts as f64 / 1.5, sp)
+            }
+        };
         let mut next_check = 0usize;
         let mut loss_best_last_check = loss_best.copy();
         let mut reduced_last_check = loss_best.ones_like();
@@ -164,7 +251,19 @@ impl Apgd {
                     let x1 = l2proj(&(&x_adv + &step_size * Norm::L2.normalize(&grad)));
                     l2proj(&(&x_adv + (&x1 - &x_adv) * a + &grad2 * (1.0 - a)))
                 }
-                Norm::L1 => unreachable!("checked in perturb"),
+                Norm::L1 => {
+                    let flat = grad.abs().reshape([n, -1]);
+                    let (sorted, _) = flat.sort(-1, false);
+                    let frac: Tensor = 1.0 - &topk;
+                    let topk_curr = (frac * n_fts as f64).clamp(0.0, (n_fts - 1) as f64).to_kind(Kind::Int64);
+                    let thr = sorted.gather(1, &topk_curr.unsqueeze(1), false).view(bshape.as_slice());
+                    let sparse = &grad * grad.abs().ge_tensor(&thr).to_kind(Kind::Float);
+                    let sg = sparse.sign();
+                    let x1 = &x_adv + &step_size * &sg / (Norm::L1.per_example(&sg).view(bshape.as_slice()) + 1e-10);
+                    let delta_u = &x1 - x;
+                    let delta_p = l1_projection(x, &delta_u, eps);
+                    x + delta_u + delta_p
+                }
             };
             x_adv = x_new;
             drop(_guard);
@@ -183,7 +282,21 @@ impl Apgd {
             put(&mut grad_best, &ind, &grad.index_select(0, &ind));
             put(&mut loss_best, &ind, &loss_indiv.index_select(0, &ind));
 
-            if next_check < schedule.len() && schedule[next_check].0 == i {
+            if next_check < schedule.len() && schedule[next_check].0 == i && norm == Norm::L1 {
+                next_check += 1;
+                let sp_curr = l0(&(&x_best - x));
+                let fl = (&sp_curr / &sp_old).lt(0.95);
+                topk = &sp_curr / n_fts as f64 / 1.5;
+                let full = step_size.ones_like() * (alpha * eps);
+                let fl_b = fl.view(bshape.as_slice());
+                step_size = full.where_self(&fl_b, &(&step_size / 1.5)).clamp(alpha * eps / 10.0, alpha * eps);
+                sp_old = sp_curr;
+                let ind = nonzero1(&fl);
+                if ind.numel() > 0 {
+                    put(&mut x_adv, &ind, &x_best.index_select(0, &ind));
+                    put(&mut grad, &ind, &grad_best.index_select(0, &ind));
+                }
+            } else if next_check < schedule.len() && schedule[next_check].0 == i {
                 let k = schedule[next_check].1;
                 next_check += 1;
                 // Count increases over the last k steps; the index wraps like Python's negative indexing.
@@ -208,15 +321,37 @@ impl Apgd {
                 }
             }
         }
-        Ok(RunOut { acc, x_best_adv, zero_grad_points })
+        Ok(RunOut { x_best, acc, x_best_adv, zero_grad_points })
+    }
+
+    /// AutoAttack's `decr_eps_pgd`: 3·eps, 2·eps, eps with 30/30/40% of the iterations, chained.
+    fn large_reps_run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, target: Option<&Tensor>) -> Result<RunOut, AttackError> {
+        let eps = self.threat.eps();
+        let n = self.config.n_iter;
+        let a = (0.3 * n as f64).ceil() as usize;
+        let plan = [(3.0 * eps, a), (2.0 * eps, a), (eps, n.saturating_sub(2 * a))];
+        let mut x_init = x + crate::attack::randn_like_ref(&x.size(), x.device());
+        x_init = &x_init + l1_projection(x, &(&x_init - x), plan[0].0);
+        let mut zero = 0;
+        let mut last = None;
+        for (e, iters) in plan {
+            x_init = &x_init + l1_projection(x, &(&x_init - x), e);
+            let run = self.single_run(model, x, y, target, e, iters.max(1), Some(&x_init))?;
+            zero += run.zero_grad_points;
+            x_init = run.x_best.copy();
+            last = Some(run);
+        }
+        let mut run = last.expect("three stages");
+        run.zero_grad_points = zero;
+        Ok(run)
     }
 
     /// Runs the attack and also returns how many (point, run) pairs started with an all-zero
     /// gradient under a DLR loss (AutoAttack's `check_zero_gradients`).
     pub fn perturb_with_stats(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64) -> Result<(Tensor, i64), AttackError> {
         check_inputs(x, y)?;
-        if self.threat.norm() == Norm::L1 {
-            return Err(AttackError::UnsupportedNorm { attack: self.id(), norm: Norm::L1 });
+        if self.config.large_reps && self.threat.norm() != Norm::L1 {
+            return Err(AttackError::BadConfig("APGD's large-eps schedule (large_reps) is defined for L1 only".into()));
         }
         if self.config.n_iter == 0 || self.config.restarts == 0 || self.config.eot_iter == 0 {
             return Err(AttackError::BadConfig("APGD needs n_iter, restarts and eot_iter >= 1".into()));
@@ -253,7 +388,11 @@ impl Apgd {
                     let (_, order) = out.sort(1, false);
                     order.select(1, k - r as i64)
                 });
-                let run = self.single_run(model, &xs, &ys, y_target.as_ref())?;
+                let run = if self.config.large_reps {
+                    self.large_reps_run(model, &xs, &ys, y_target.as_ref())?
+                } else {
+                    self.single_run(model, &xs, &ys, y_target.as_ref(), self.threat.eps(), self.config.n_iter, None)?
+                };
                 zero_grads += run.zero_grad_points;
                 let fooled = nonzero1(&run.acc.logical_not());
                 let gidx = idx.index_select(0, &fooled);
@@ -303,9 +442,28 @@ mod tests {
     }
 
     #[test]
+    fn l1_schedule_and_projection() {
+        assert_eq!(l1_checkpoints(100), (1..=25).map(|j| (4 * j - 1, 4)).collect::<Vec<_>>());
+        tch::manual_seed(4);
+        let x = Tensor::rand([5, 1, 6, 6], (Kind::Float, tch::Device::Cpu));
+        let y = Tensor::randn([5, 1, 6, 6], (Kind::Float, tch::Device::Cpu));
+        for eps in [0.5, 3.0, 100.0] {
+            let d = l1_projection(&x, &y, eps);
+            let z = &x + &y + &d;
+            let l1 = Norm::L1.per_example(&(&z - &x)).max().double_value(&[]);
+            assert!(l1 <= eps * (1.0 + 1e-4), "eps {eps}: L1 {l1}");
+            assert!(z.min().double_value(&[]) >= -1e-6 && z.max().double_value(&[]) <= 1.0 + 1e-6);
+        }
+        // A feasible y (inside box and ball) needs no correction.
+        let small = (&x * 0.0 + 0.01).minimum(&(1.0 - &x));
+        let d = l1_projection(&x, &small, 100.0);
+        assert!(d.abs().max().double_value(&[]) < 1e-7);
+    }
+
+    #[test]
     fn official_defaults() {
         let c = ApgdConfig::default();
-        assert_eq!((c.n_iter, c.restarts, c.rho, c.momentum, c.eot_iter), (100, 1, 0.75, 0.75, 1));
+        assert_eq!((c.n_iter, c.restarts, c.rho, c.momentum, c.eot_iter, c.large_reps), (100, 1, 0.75, 0.75, 1, false));
         assert_eq!(ApgdConfig::OFFICIAL_T.loss, ApgdLoss::TargetedDlr { targets: 9 });
     }
 }

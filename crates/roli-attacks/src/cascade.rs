@@ -90,6 +90,9 @@ pub enum ProgressEvent {
     StageResumed(StageId),
 }
 
+/// Callback receiving the state after each finished stage (e.g. to save it).
+pub type CheckpointFn<'a> = &'a dyn Fn(&CascadeState) -> Result<(), AttackError>;
+
 /// How a cascade runs.
 pub struct CascadeOptions<'a> {
     /// Batch size for attacks and the clean pass.
@@ -98,12 +101,12 @@ pub struct CascadeOptions<'a> {
     pub seed: u64,
     /// Optional progress callback.
     pub progress: Option<&'a dyn Fn(&ProgressEvent)>,
-    /// Called after the clean pass and after every stage with the state (for resumable saving).
-    pub on_checkpoint: Option<&'a dyn Fn(&CascadeState) -> Result<(), AttackError>>,
+    /// Called after every finished stage with the state (for resumable saving).
+    pub on_checkpoint: Option<CheckpointFn<'a>>,
 }
 
 fn to_vec_i64(t: &Tensor) -> Vec<i64> {
-    Vec::<i64>::try_from(&t.to_kind(Kind::Int64).view([-1])).unwrap_or_default()
+    Vec::<i64>::try_from(&t.to_kind(Kind::Int64).to_device(tch::Device::Cpu).view([-1])).expect("a CPU int64 tensor converts to Vec<i64>")
 }
 
 /// Clean predictions in batches.
@@ -182,7 +185,7 @@ pub fn run(
             let norms = threat.norm().per_example(&(&adv - &xs));
             let pred_v = to_vec_i64(&pred);
             let fooled_v: Vec<bool> = to_vec_i64(&fooled).into_iter().map(|v| v != 0).collect();
-            let norms_v = Vec::<f64>::try_from(&norms.to_kind(Kind::Double)).unwrap_or_default();
+            let norms_v = Vec::<f64>::try_from(&norms.to_kind(Kind::Double).to_device(tch::Device::Cpu)).expect("a CPU f64 tensor converts to Vec<f64>");
             for (j, &i) in chunk.iter().enumerate() {
                 let i = i as usize;
                 state.attacks[i].insert(id, !fooled_v[j]);
@@ -282,9 +285,9 @@ mod tests {
         let mut st = clean_pass(&model, &x, &y, 8);
         let s1 = Stage::Pgd(crate::pgd::PgdConfig { steps: 1, random_start: false, ..Default::default() });
         let opts = CascadeOptions { batch_size: 8, seed: 0, progress: None, on_checkpoint: None };
-        run(&model, &x, &y, ThreatModel::Linf { eps: 0.1 }, &[s1], &mut st, &opts).unwrap();
+        let _ = run(&model, &x, &y, ThreatModel::Linf { eps: 0.1 }, &[s1], &mut st, &opts).unwrap();
         let before = model.counts();
-        run(&model, &x, &y, ThreatModel::Linf { eps: 0.1 }, &[s1], &mut st, &opts).unwrap();
+        let _ = run(&model, &x, &y, ThreatModel::Linf { eps: 0.1 }, &[s1], &mut st, &opts).unwrap();
         assert_eq!(model.counts(), before, "a finished stage must not run again");
         let other = Stage::Square { queries: 10, p_init: 0.8 };
         assert!(run(&model, &x, &y, ThreatModel::Linf { eps: 0.1 }, &[other], &mut st, &opts).is_err());

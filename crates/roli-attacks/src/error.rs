@@ -7,8 +7,8 @@ use crate::threat::Norm;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AttackError {
-    /// An attack was asked for a norm it does not implement (e.g. APGD or FAB with L1).
-    #[error("attack `{attack}` does not support the {norm} threat model; use linf or l2")]
+    /// An attack was asked for a norm it does not implement (FAB and Square with L1).
+    #[error("attack `{attack}` does not support the {norm} threat model (L1 is available for pgd and apgd-*); use linf or l2")]
     UnsupportedNorm {
         /// Stage id of the attack.
         attack: StageId,

@@ -251,7 +251,7 @@ pub fn evaluate(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, op
         None => (0..n).collect(),
     };
     let x = x.detach();
-    let labels: Vec<i64> = Vec::try_from(&y.view([-1])).map_err(|source| AttackError::Torch { context: "reading labels", source })?;
+    let labels: Vec<i64> = Vec::try_from(&y.to_device(tch::Device::Cpu).view([-1])).map_err(|source| AttackError::Torch { context: "reading labels", source })?;
     let stages = spec.stages(opts.threat.norm())?;
     for s in &stages {
         s.build(opts.threat)?; // refuse unsupported norms before any work

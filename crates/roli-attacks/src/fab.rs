@@ -199,7 +199,7 @@ impl Fab {
         let y2 = y.detach();
         let u = Tensor::arange(n, (Kind::Int64, x.device()));
         let y_la = y2.gather(1, &la.unsqueeze(1), false);
-        let df = (&y2 - &y_la).index_put_(&[Some(&u), Some(la)], &Tensor::from(1e10f32), false);
+        let df = (&y2 - &y_la).index_put_(&[Some(&u), Some(la)], &Tensor::from(1e10f32).to_device(x.device()), false);
         let g_la = g2.index(&[Some(&u), Some(la)]).unsqueeze(1);
         let dg = &g2 - g_la;
         Ok((df, dg))

@@ -2,10 +2,11 @@
 //!
 //! A [`Model`] maps a batch of images in [0, 1] (NCHW, f32) to logits. Normalisation, resizing and
 //! eval mode are the caller's business: attacks never switch modes. Any closure
-//! `Fn(&Tensor) -> Tensor` is a model, which is also how TorchScript models are used:
+//! `Fn(&Tensor) -> Tensor` is a model, which is also how TorchScript models are used (`forward`
+//! panics if the module fails; the module must not run under `no_grad` for white-box attacks):
 //!
 //! ```no_run
-//! use tch::{CModule, Module, Tensor};
+//! use tch::{nn::Module, CModule, Tensor};
 //! let mut m = CModule::load("model.pt").unwrap();
 //! m.set_eval();
 //! let model = move |x: &Tensor| m.forward(x);

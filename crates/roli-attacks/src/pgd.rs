@@ -120,6 +120,28 @@ impl Pgd {
         Ok(adv)
     }
 
+    /// For adversarial training: attacks every example (misclassified ones too, as the RoLI/ARES
+    /// loop does) and returns, per example, the chosen iterate with the highest loss over restarts
+    /// (with [`BestIterate::FaithfulBatch`] each restart picks its iterate batch-wise, as the reference).
+    /// `seed: None` keeps libtorch's global generator as it is, so the training loop owns the random
+    /// stream; `Some(s)` reseeds it first.
+    pub fn perturb_all(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: Option<u64>) -> Result<Tensor, AttackError> {
+        check_inputs(x, y)?;
+        self.validate()?;
+        if let Some(s) = seed {
+            seed_all(s);
+        }
+        let x = x.detach();
+        let (mut adv, mut best_loss) = self.single_run(model, &x, &Goal::Untargeted(y))?;
+        for _ in 1..self.config.restarts {
+            let (cand, loss) = self.single_run(model, &x, &Goal::Untargeted(y))?;
+            let better = loss.gt_tensor(&best_loss);
+            adv = cand.where_self(&better.view(crate::threat::bcast_shape(&x).as_slice()), &adv);
+            best_loss = loss.where_self(&better, &best_loss);
+        }
+        Ok(adv.detach())
+    }
+
     fn validate(&self) -> Result<(), AttackError> {
         if self.config.steps == 0 || self.config.restarts == 0 {
             return Err(AttackError::BadConfig("PGD needs steps >= 1 and restarts >= 1".into()));
@@ -254,6 +276,23 @@ mod tests {
         let pgd = Pgd::new(ThreatModel::Linf { eps: 0.35 }, cfg);
         let (bx, bl) = pgd.single_run(&peaked, &x, &Goal::Untargeted(&y)).unwrap();
         (Vec::try_from(&bx.view([-1])).unwrap(), Vec::try_from(&bl).unwrap())
+    }
+
+    #[test]
+    fn perturb_all_attacks_misclassified_points_too() {
+        // Example 1 is misclassified at the start; perturb() leaves it alone, perturb_all() moves it.
+        let x = Tensor::from_slice(&[0.3f32, 0.6]).view([2, 1, 1, 1]);
+        let y = Tensor::from_slice(&[0i64, 0]);
+        let model = |x: &Tensor| {
+            let z = (x.view([-1, 1]) - 0.5) * 10.0;
+            Tensor::cat(&[z.zeros_like(), z], 1)
+        };
+        let cfg = PgdConfig { steps: 2, step_size: StepSize::Absolute(0.05), random_start: false, ..PgdConfig::default() };
+        let pgd = Pgd::new(ThreatModel::Linf { eps: 0.1 }, cfg);
+        let a: Vec<f32> = Vec::try_from(&pgd.perturb(&model, &x, &y, 0).unwrap().view([-1])).unwrap();
+        let b: Vec<f32> = Vec::try_from(&pgd.perturb_all(&model, &x, &y, None).unwrap().view([-1])).unwrap();
+        assert_eq!(a[1], 0.6);
+        assert!((b[1] - 0.7).abs() < 1e-6 && (b[0] - 0.4).abs() < 1e-6, "{b:?}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! The tables mirror `AutoAttack._set_version` of the official code (fra31/auto-attack, packaged as
 //! `pyautoattack` 0.2.0) for L∞ and L2. Parameters not listed in a [`Stage`] are the attack's official
 //! defaults ([`ApgdConfig::OFFICIAL_CE`], [`FabConfig::OFFICIAL_T`], [`SquareConfig::OFFICIAL`]).
-//! The L1 versions are not provided, because the L1 attacks (APGD with the large-eps schedule, L1 FAB
-//! and L1 Square) are not implemented.
+//! The L1 versions are not provided, because L1 FAB and L1 Square are not implemented (L1 APGD is:
+//! single APGD stages in L1 use AutoAttack's large-eps schedule).
 
 use crate::apgd::{Apgd, ApgdConfig, ApgdLoss};
 use crate::attack::Attack;
@@ -132,17 +132,17 @@ impl Stage {
 
     /// The attack object for this stage in `threat`, all other parameters at their official values.
     pub fn build(&self, threat: ThreatModel) -> Result<Box<dyn Attack>, AttackError> {
-        let unsupported = |attack| Err(AttackError::UnsupportedNorm { attack, norm: threat.norm() });
-        if threat.norm() == Norm::L1 && !matches!(self, Stage::Pgd(_)) {
-            return unsupported(self.id());
+        let l1 = threat.norm() == Norm::L1;
+        if l1 && matches!(self, Stage::Fab { .. } | Stage::FabT { .. } | Stage::Square { .. }) {
+            return Err(AttackError::UnsupportedNorm { attack: self.id(), norm: threat.norm() });
         }
+        // L1 APGD uses AutoAttack's large-eps schedule, as its L1 standard version does.
+        let base = ApgdConfig { large_reps: l1, ..ApgdConfig::OFFICIAL_CE };
         Ok(match *self {
             Stage::Pgd(cfg) => Box::new(Pgd::new(threat, cfg)),
-            Stage::ApgdCe { restarts, eot_iter } => Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, ..ApgdConfig::OFFICIAL_CE })),
-            Stage::ApgdDlr { restarts, eot_iter } => Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, ..ApgdConfig::OFFICIAL_DLR })),
-            Stage::ApgdT { restarts, targets } => {
-                Box::new(Apgd::new(threat, ApgdConfig { restarts, loss: ApgdLoss::TargetedDlr { targets }, ..ApgdConfig::OFFICIAL_CE }))
-            }
+            Stage::ApgdCe { restarts, eot_iter } => Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, ..base })),
+            Stage::ApgdDlr { restarts, eot_iter } => Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, loss: ApgdLoss::Dlr, ..base })),
+            Stage::ApgdT { restarts, targets } => Box::new(Apgd::new(threat, ApgdConfig { restarts, loss: ApgdLoss::TargetedDlr { targets }, ..base })),
             Stage::Fab { restarts } => Box::new(Fab::new(threat, FabConfig { restarts, targets: None, ..FabConfig::OFFICIAL_T })),
             Stage::FabT { restarts, targets } => Box::new(Fab::new(threat, FabConfig { restarts, targets: Some(targets), ..FabConfig::OFFICIAL_T })),
             Stage::Square { queries, p_init } => Box::new(Square::new(threat, SquareConfig { n_queries: queries, p_init, ..SquareConfig::OFFICIAL })),
@@ -241,6 +241,8 @@ mod tests {
     #[test]
     fn l1_presets_are_refused() {
         assert!(aa(AaVersion::Standard, Norm::L1).is_err());
-        assert!(Stage::ApgdCe { restarts: 1, eot_iter: 1 }.build(ThreatModel::L1 { eps: 1.0 }).is_err());
+        assert!(Stage::FabT { restarts: 1, targets: 9 }.build(ThreatModel::L1 { eps: 1.0 }).is_err());
+        assert!(Stage::Square { queries: 10, p_init: 0.8 }.build(ThreatModel::L1 { eps: 1.0 }).is_err());
+        assert!(Stage::ApgdCe { restarts: 1, eot_iter: 1 }.build(ThreatModel::L1 { eps: 1.0 }).is_ok());
     }
 }

@@ -5,7 +5,8 @@
 #[path = "../examples/common/mod.rs"]
 mod common;
 
-use roli_attacks::{checks, evaluate, sweep, AttackError, AttackSpec, EvalOptions, Flag, Norm, StageId, ThreatModel};
+use roli_attacks::cascade::{self, CascadeOptions};
+use roli_attacks::{checks, evaluate, sweep, AttackError, AttackSpec, Counting, EvalOptions, Flag, Norm, Stage, ThreatModel};
 use tch::{Device, Kind, Tensor};
 
 /// A fixed random 10-class model on 1×s×s images: one conv, ReLU, linear. Smooth, so gradients work.
@@ -41,28 +42,45 @@ fn opts(threat: ThreatModel) -> EvalOptions<'static> {
     o
 }
 
+/// The smooth model behind 8-bit input quantisation: round() has zero gradient everywhere, but any
+/// change above 1/510 still changes the output. The classic gradient-masking toy.
+fn quantised(net: &Smooth) -> impl Fn(&Tensor) -> Tensor + '_ {
+    move |x: &Tensor| net.forward(&((x * 255.0).round() / 255.0))
+}
+
+fn aa_like(square_queries: usize) -> Vec<Stage> {
+    vec![
+        Stage::ApgdCe { restarts: 1, eot_iter: 1 },
+        Stage::ApgdT { restarts: 1, targets: 9 },
+        Stage::FabT { restarts: 1, targets: 9 },
+        Stage::Square { queries: square_queries, p_init: 0.8 },
+    ]
+}
+
 #[test]
 fn gradient_masked_model_is_flagged() {
-    // A linear model on sign(x − 0.5): zero input gradient everywhere, but easy to fool by flipping
-    // pixels near 0.5. White-box attacks cannot see that; Square can.
-    tch::manual_seed(2);
-    let w = Tensor::randn([10, 64], (Kind::Float, Device::Cpu));
-    let masked = move |x: &Tensor| (x - 0.5).sign().reshape([x.size()[0], -1]).linear::<Tensor>(&w, None);
-    let (x, y) = self_labelled(&masked, 24, 8);
-    let r = evaluate(&masked, &x, &y, &"aa-standard".parse().unwrap(), &opts(ThreatModel::Linf { eps: 0.3 })).unwrap();
-    for st in &r.stages {
-        eprintln!("masked: {} broke {} of {}", st.id, st.n_broken, st.n_attacked);
-    }
-    assert!(r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { zero, total, .. } if zero == total)), "flags {:?}", r.flags);
-    assert!(r.flags.iter().any(|f| matches!(f, Flag::SquareBeatsWhiteBox { .. })), "flags {:?}", r.flags);
-    let sq = r.stages.iter().find(|s| s.id == StageId::Square).unwrap();
-    assert!(sq.n_broken > 0, "Square should break the masked model");
-    // The smooth model raises neither flag under the same evaluation.
     let net = Smooth::new(8);
+    let masked = quantised(&net);
     let smooth = |x: &Tensor| net.forward(x);
-    let (x, y) = self_labelled(&smooth, 24, 8);
-    let r = evaluate(&smooth, &x, &y, &"aa-standard".parse().unwrap(), &opts(ThreatModel::Linf { eps: 0.05 })).unwrap();
-    assert!(!r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { .. } | Flag::SquareBeatsWhiteBox { .. })), "flags {:?}", r.flags);
+    let (x, y) = self_labelled(&smooth, 32, 8);
+    let threat = ThreatModel::Linf { eps: 0.05 };
+    // The zero-gradient check fires before any attack runs...
+    let r = evaluate(&masked, &x, &y, &"pgd".parse().unwrap(), &opts(threat)).unwrap();
+    assert!(r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { zero, total, .. } if zero == total)), "flags {:?}", r.flags);
+    let r = evaluate(&smooth, &x, &y, &"pgd".parse().unwrap(), &opts(threat)).unwrap();
+    assert!(!r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { .. })), "smooth model flagged: {:?}", r.flags);
+    // ...and in the cascade Square breaks what the white-box attacks could not.
+    let run = |m: &dyn Fn(&Tensor) -> Tensor| {
+        let counting = Counting::new(&m);
+        let mut st = cascade::clean_pass(&counting, &x, &y, 32);
+        let o = CascadeOptions { batch_size: 32, seed: 0, progress: None, on_checkpoint: None };
+        let _ = cascade::run(&counting, &x, &y, threat, &aa_like(1000), &mut st, &o).unwrap();
+        st.stages.iter().map(|s| (s.id, s.robust_accuracy)).collect::<Vec<_>>()
+    };
+    let masked_accs = run(&masked);
+    assert!(matches!(checks::square_vs_white_box(&masked_accs), Some(Flag::SquareBeatsWhiteBox { .. })), "{masked_accs:?}");
+    let smooth_accs = run(&smooth);
+    assert_eq!(checks::square_vs_white_box(&smooth_accs), None, "{smooth_accs:?}");
 }
 
 #[test]
@@ -70,28 +88,38 @@ fn autoattack_respects_the_ball_and_beats_pgd_in_linf_and_l2() {
     let net = Smooth::new(12);
     let model = |x: &Tensor| net.forward(x);
     let (x, y) = self_labelled(&model, 32, 12);
-    for threat in [ThreatModel::Linf { eps: 0.03 }, ThreatModel::L2 { eps: 0.3 }] {
-        let o = opts(threat);
-        let aa = evaluate(&model, &x, &y, &"aa-standard".parse().unwrap(), &o).unwrap();
-        let pgd = evaluate(&model, &x, &y, &AttackSpec::with_pgd(10, Some(threat.eps() / 4.0), 1), &o).unwrap();
-        assert_eq!(checks::aa_not_weaker_than_pgd(aa.robust_accuracy, pgd.robust_accuracy), None, "{threat:?}");
-        assert!(aa.robust_accuracy < aa.clean_accuracy, "{threat:?}: AA broke nothing");
-        assert!(!aa.flags.iter().any(|f| matches!(f, Flag::PerturbationOutOfBounds { .. })), "{threat:?}: {:?}", aa.flags);
-        for e in &aa.examples {
-            if let Some(d) = e.perturbation_norm {
-                assert!(d <= threat.eps() * (1.0 + 1e-5), "{threat:?}: example {} has norm {d}", e.index);
-            }
-            // Every broken example names its stage; every robust one has a record for each stage.
-            assert_eq!(e.broken_by.is_some(), e.clean_correct && !e.robust);
-            if e.robust {
-                assert_eq!(e.attacks.len(), 4);
-                assert!(e.attacks.values().all(|&v| v));
-            }
+    // L∞ through the full evaluate() path with the real preset; L2 through the cascade with a short Square.
+    let threat = ThreatModel::Linf { eps: 0.03 };
+    let o = opts(threat);
+    let aa = evaluate(&model, &x, &y, &"aa-standard".parse().unwrap(), &o).unwrap();
+    let pgd = evaluate(&model, &x, &y, &AttackSpec::with_pgd(10, Some(threat.eps() / 4.0), 1), &o).unwrap();
+    assert_eq!(checks::aa_not_weaker_than_pgd(aa.robust_accuracy, pgd.robust_accuracy), None);
+    assert!(aa.robust_accuracy < aa.clean_accuracy, "AA broke nothing");
+    assert!(!aa.flags.iter().any(|f| matches!(f, Flag::PerturbationOutOfBounds { .. })), "{:?}", aa.flags);
+    for e in &aa.examples {
+        if let Some(d) = e.perturbation_norm {
+            assert!(d <= threat.eps() * (1.0 + 1e-5), "example {} has norm {d}", e.index);
         }
-        assert!(aa.sanity.min_value >= 0.0 && aa.sanity.max_value <= 1.0);
-        // The cost is reported, stage by stage.
-        assert!(aa.passes.backward_calls > 0 && aa.stages.iter().all(|s| s.passes.forward_calls > 0 || s.n_attacked == 0));
+        // Every broken example names its stage; every robust one has a record for each stage.
+        assert_eq!(e.broken_by.is_some(), e.clean_correct && !e.robust);
+        if e.robust {
+            assert_eq!(e.attacks.len(), 4);
+            assert!(e.attacks.values().all(|&v| v));
+        }
     }
+    assert!(aa.sanity.min_value >= 0.0 && aa.sanity.max_value <= 1.0);
+    assert!(aa.passes.backward_calls > 0 && aa.stages.iter().all(|s| s.passes.forward_calls > 0 || s.n_attacked == 0));
+
+    let threat = ThreatModel::L2 { eps: 0.3 };
+    let counting = Counting::new(&model);
+    let mut st = cascade::clean_pass(&counting, &x, &y, 16);
+    let co = CascadeOptions { batch_size: 16, seed: 0, progress: None, on_checkpoint: None };
+    let x_adv = cascade::run(&counting, &x, &y, threat, &aa_like(300), &mut st, &co).unwrap();
+    assert_eq!(checks::perturbation_bounds(&x, &x_adv, &threat), None);
+    let l2_aa = st.robust.iter().filter(|&&r| r).count() as f64 / 32.0;
+    let l2_pgd = evaluate(&model, &x, &y, &AttackSpec::with_pgd(10, Some(0.075), 1), &opts(threat)).unwrap();
+    assert_eq!(checks::aa_not_weaker_than_pgd(l2_aa, l2_pgd.robust_accuracy), None);
+    assert!(l2_aa < 1.0, "L2 cascade broke nothing");
 }
 
 #[test]
@@ -146,7 +174,7 @@ fn results_json_has_the_cli_contract() {
     // `none` reports clean accuracy as robust accuracy and runs no stage.
     let c = evaluate(&model, &x, &y, &AttackSpec::None, &o).unwrap();
     assert_eq!((c.robust_accuracy, c.stages.len()), (c.clean_accuracy, 0));
-    assert!(evaluate(&model, &x, &y, &"apgd-ce".parse().unwrap(), &opts(ThreatModel::L1 { eps: 1.0 })).is_err());
+    assert!(evaluate(&model, &x, &y, &"fab-t".parse().unwrap(), &opts(ThreatModel::L1 { eps: 1.0 })).is_err());
 }
 
 #[test]

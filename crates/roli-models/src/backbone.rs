@@ -48,6 +48,15 @@ pub trait Backbone: Send + std::fmt::Debug {
     /// Pooled pre-logit features of already-normalised NCHW input.
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor;
 
+    /// [`Self::forward_features`] with the prompt modules' mode given separately: `peft_train`
+    /// switches VPT's prompt dropout, `backbone_train` everything else (including LoRA/adapter
+    /// hooks, which the reference keeps in eval with the frozen encoder). VPT trains with
+    /// `(false, true)`, as the reference's `train()` override does. The default (families
+    /// without prompts) ignores `peft_train`.
+    fn forward_features_peft(&self, x: &Tensor, backbone_train: bool, _peft_train: bool) -> Tensor {
+        self.forward_features(x, backbone_train)
+    }
+
     /// Feature width (input of the linear head).
     fn num_features(&self) -> i64 {
         self.descriptor().num_features()

@@ -174,7 +174,32 @@ impl Classifier {
 
     /// Fallible [`Self::forward_with`]: checks the input shape first.
     pub fn f_forward_with(&self, x01: &Tensor, backbone_train: bool) -> Result<Tensor, ModelError> {
-        let f = self.f_features(x01, backbone_train)?;
+        self.f_forward_peft(x01, backbone_train, backbone_train)
+    }
+
+    /// Logits with the backbone's and the PEFT prompt modules' modes given separately. Only
+    /// VPT's prompt dropout follows `peft_train`; LoRA/adapter hooks follow `backbone_train`
+    /// (the reference keeps them in eval with the frozen encoder). VPT training calls
+    /// `forward_peft(x, false, true)`, the reference's `train()` override; attacks and
+    /// evaluation use `forward_with(x, false)` (everything in eval).
+    pub fn forward_peft(&self, x01: &Tensor, backbone_train: bool, peft_train: bool) -> Tensor {
+        match self.f_forward_peft(x01, backbone_train, peft_train) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Fallible [`Self::forward_peft`]: checks the input shape first.
+    pub fn f_forward_peft(
+        &self,
+        x01: &Tensor,
+        backbone_train: bool,
+        peft_train: bool,
+    ) -> Result<Tensor, ModelError> {
+        let x = self.preprocess(x01)?;
+        let f = self
+            .backbone
+            .forward_features_peft(&x, backbone_train, peft_train);
         Ok(self.head_forward(&f))
     }
 
@@ -186,10 +211,12 @@ impl Classifier {
         }
     }
 
-    /// Fallible [`Self::features`].
+    /// Fallible [`Self::features`] (prompt dropout, if any, follows `backbone_train`).
     pub fn f_features(&self, x01: &Tensor, backbone_train: bool) -> Result<Tensor, ModelError> {
         let x = self.preprocess(x01)?;
-        Ok(self.backbone.forward_features(&x, backbone_train))
+        Ok(self
+            .backbone
+            .forward_features_peft(&x, backbone_train, backbone_train))
     }
 
     /// Applies the head to features (identity for a logits-returning TorchScript module).

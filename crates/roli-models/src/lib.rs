@@ -5,12 +5,14 @@
 //!   presets, `lenet5_advertorch`, `resnet18`, `resnet50`) as [`BackboneDescriptor`]s.
 //! * [`swin`], [`vit`], [`resnet`], [`lenet`]: one struct per layer, fields named as timm keys.
 //! * [`Classifier`]: resize → normalise → backbone → linear head, with the backbone's train
-//!   flag separate from the head ([`Classifier::forward_with`]).
+//!   flag separate from the head ([`Classifier::forward_with`]) and the prompts' flag separate
+//!   from both ([`Classifier::forward_peft`]).
 //! * [`checkpoint`]: safetensors / `torch.save` files, wrappers, `module.` prefixes, Swin legacy
 //!   remap, strict coverage with a [`LoadReport`], SHA-256 fingerprints.
 //! * [`own`]: the project's own checkpoints (`model.safetensors` + `model.json`).
 //! * [`script`]: TorchScript models as backbones or classifiers.
-//! * [`peft`]: the build-time seam for LoRA / adapters (and later VPT).
+//! * [`peft`]: the build-time seam for LoRA / adapters and the VPT switch.
+//! * [`prompt`]: VPT-deep (and shallow) prompt tuning for ViT and Swin ([`Vpt`], [`VptConfig`]).
 
 pub mod backbone;
 pub mod checkpoint;
@@ -21,6 +23,7 @@ pub mod layers;
 pub mod lenet;
 pub mod own;
 pub mod peft;
+pub mod prompt;
 pub mod registry;
 pub mod resnet;
 pub mod script;
@@ -35,6 +38,9 @@ pub use checkpoint::{
 pub use classifier::{Classifier, ClassifierOptions, HeadInit, RANLI_HEAD_BIAS};
 pub use descriptor::{ArchConfig, BackboneDescriptor, ParamLayout};
 pub use error::{CheckpointError, ModelError};
-pub use own::{load_classifier, save_classifier, LoadedClassifier, Sidecar};
+pub use own::{
+    load_classifier, load_classifier_with_peft, save_classifier, LoadedClassifier, Sidecar,
+};
 pub use peft::{AttnHook, BlockExtras, BlockSite, MlpHook, NoPeft, PeftSpec};
+pub use prompt::{Vpt, VptConfig};
 pub use registry::{build_backbone, descriptor, PRESETS};

@@ -15,6 +15,7 @@ use crate::checkpoint::{fingerprint, ShapeMismatch};
 use crate::classifier::{Classifier, ClassifierOptions, HeadInit};
 use crate::descriptor::{ArchConfig, BackboneDescriptor};
 use crate::error::{CheckpointError, ModelError};
+use crate::peft::{NoPeft, PeftSpec};
 
 /// Weights file name inside a checkpoint directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -168,6 +169,17 @@ pub fn load_classifier(
     dir: impl AsRef<Path>,
     device: Device,
 ) -> Result<LoadedClassifier, ModelError> {
+    load_classifier_with_peft(dir, device, &NoPeft)
+}
+
+/// [`load_classifier`] for a model built with PEFT extensions: pass the spec it was trained
+/// with (e.g. [`crate::Vpt`]), since the sidecar records only the backbone. With the wrong
+/// spec the strict match fails and lists the PEFT tensors as missing or unexpected.
+pub fn load_classifier_with_peft(
+    dir: impl AsRef<Path>,
+    device: Device,
+    peft: &dyn PeftSpec,
+) -> Result<LoadedClassifier, ModelError> {
     let (weights, _) = paths(dir.as_ref());
     let sidecar = read_sidecar(dir.as_ref())?;
     let vs = nn::VarStore::new(device);
@@ -176,7 +188,7 @@ pub fn load_classifier(
         head_init: HeadInit::TorchDefault,
         resize: sidecar.resize,
     };
-    let model = Classifier::new(&vs.root(), &sidecar.descriptor, &opts)?;
+    let model = Classifier::with_peft(&vs.root(), &sidecar.descriptor, &opts, peft)?;
     let file_tensors = crate::checkpoint::read_state_dict(&weights)?.tensors;
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut missing: Vec<String> = Vec::new();

@@ -14,15 +14,18 @@
 //!   its replacement; a Pfeiffer adapter returns `m + up(gelu(down(m)))`.
 //!
 //! The `train` flag the hooks receive is the backbone's, so LoRA dropout is inactive whenever
-//! the encoder runs in eval mode, as in the reference. Not provided yet: VPT-deep prompts. They
-//! need a third hook on the token sequence (ViT: replace tokens `1..=T` after the cls token before
-//! each block; Swin: concatenate the prompts to every window inside `WindowAttention` with zero
-//! relative bias and mask, average their outputs over windows, and tile them ×4 through
-//! `PatchMerging`). [`BlockExtras`] is `#[non_exhaustive]` so that field can be added without
-//! breaking callers.
+//! the encoder runs in eval mode, as in the reference.
+//!
+//! VPT prompts act on the whole token sequence rather than inside one block, so they are a
+//! model-level switch: [`PeftSpec::vpt`] (default `None`) returns a [`VptConfig`] and the ViT /
+//! Swin builders then create the prompt tensors and thread them through every block
+//! (see [`crate::prompt`]). [`crate::prompt::Vpt`] is the spec that does only that; a combined
+//! spec may return hooks and prompts at once.
 
 use tch::nn;
 use tch::Tensor;
+
+use crate::prompt::VptConfig;
 
 /// Identifies the block a hook is built for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +76,12 @@ impl BlockExtras {
 pub trait PeftSpec {
     /// Called once per block, in forward order, with the block's path.
     fn block_extras(&self, block_path: &nn::Path, site: &BlockSite) -> BlockExtras;
+
+    /// VPT prompts to build into a ViT or Swin (default: none). Building a family without
+    /// transformer blocks with prompts is an error.
+    fn vpt(&self) -> Option<VptConfig> {
+        None
+    }
 }
 
 /// No extensions: the plain model.

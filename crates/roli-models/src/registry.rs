@@ -177,13 +177,25 @@ pub fn descriptor(name: &str) -> Result<BackboneDescriptor, ModelError> {
 }
 
 /// Builds the backbone a descriptor describes, with its variables under `p` (timm names
-/// relative to `p`). `peft` is consulted once per transformer block.
+/// relative to `p`). `peft` is consulted once per transformer block, and for VPT prompts
+/// ([`PeftSpec::vpt`]), which only ViT and Swin accept.
 pub fn build_backbone(
     p: &nn::Path,
     desc: &BackboneDescriptor,
     peft: &dyn PeftSpec,
 ) -> Result<Box<dyn Backbone>, ModelError> {
     desc.validate()?;
+    if let Some(v) = peft.vpt() {
+        v.validate()
+            .map_err(|reason| desc.invalid(format!("{reason} (VptConfig)")))?;
+        if !matches!(desc.arch, ArchConfig::Swin(_) | ArchConfig::Vit(_)) {
+            return Err(desc.invalid(
+                "VPT prompts need a ViT or Swin backbone (transformer tokens to prepend to); \
+                 choose another transfer method for this family"
+                    .into(),
+            ));
+        }
+    }
     Ok(match &desc.arch {
         ArchConfig::Swin(c) => Box::new(Swin::new(p, desc.clone(), c.clone(), peft)),
         ArchConfig::Vit(c) => Box::new(Vit::new(p, desc.clone(), c.clone(), peft)),

@@ -8,6 +8,10 @@
 //! [`SourceLayout::SwinLegacy`] through [`legacy_key`]. The buffers `relative_position_index`
 //! and `attn_mask` are computed here and only compared against checkpoint copies.
 //!
+//! With a VPT spec ([`crate::prompt`]) the prompt tokens travel beside the `[B, H, W, C]` map
+//! as `[B, T, C]`: norms, residuals, MLP and drop-path see the reference's `[prompts, tokens]`
+//! sequence, window attention prepends them to every window, patch merging tiles them ×4.
+//!
 //! Weights: ARES 2.0 adversarially trained Swin-B (RobustBench `Liu2023Comprehensive_Swin-B`),
 //! Microsoft's ImageNet Swin-B; neither is bundled.
 
@@ -19,6 +23,7 @@ use crate::backbone::{default_native_fate, Backbone, KeyFate, SourceLayout};
 use crate::descriptor::BackboneDescriptor;
 use crate::layers::{self, drop_path, Mlp};
 use crate::peft::{AttnHook, BlockSite, MlpHook, PeftSpec};
+use crate::prompt::Prompts;
 
 /// LayerNorm epsilon of every Swin norm (PyTorch default).
 const SWIN_LN_EPS: f64 = 1e-5;
@@ -241,8 +246,10 @@ impl WindowAttention {
         }
     }
 
-    /// `x`: `[B·nW, N, C]` windows; `mask`: `[nW, N, N]` for shifted blocks.
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+    /// `x`: `[B·nW, N, C]` windows whose first `prompts` tokens are VPT prompts; `mask`:
+    /// `[nW, N−prompts, N−prompts]` for shifted blocks. Prompt rows and columns get zero
+    /// relative-position bias and zero mask (VPT's `PromptedWindowAttention`).
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, prompts: i64, train: bool) -> Tensor {
         let (b, n, c) = x.size3().expect("window tokens are 3-D");
         let mut qkv = self.qkv.forward(x);
         if let Some(h) = &self.hook {
@@ -252,16 +259,25 @@ impl WindowAttention {
             .reshape([b, n, 3, self.num_heads, -1])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
+        let t = prompts;
+        let pad = |x: Tensor| {
+            if t > 0 {
+                x.constant_pad_nd([t, 0, t, 0])
+            } else {
+                x
+            }
+        };
         let bias = self
             .relative_position_bias_table
             .index_select(0, &self.relative_position_index.view([-1]))
-            .view([n, n, -1])
+            .view([n - t, n - t, -1])
             .permute([2, 0, 1]);
-        let mut attn = q.matmul(&k.transpose(-2, -1)) + bias.unsqueeze(0);
+        let mut attn = q.matmul(&k.transpose(-2, -1)) + pad(bias).unsqueeze(0);
         if let Some(m) = mask {
             let nw = m.size()[0];
-            attn = (attn.view([-1, nw, self.num_heads, n, n]) + m.unsqueeze(1).unsqueeze(0))
-                .view([-1, self.num_heads, n, n]);
+            attn = (attn.view([-1, nw, self.num_heads, n, n])
+                + pad(m.shallow_clone()).unsqueeze(1).unsqueeze(0))
+            .view([-1, self.num_heads, n, n]);
         }
         let out = layers::softmax_last(&attn)
             .matmul(&v)
@@ -284,11 +300,29 @@ struct SwinBlock {
     mlp_hook: Option<Box<dyn MlpHook>>,
 }
 
+/// The token sequence `[prompts, map]`, `[B, T + H·W, C]` (just the map when there are no
+/// prompts).
+fn sequence(map: &Tensor, prompts: Option<&Tensor>) -> Tensor {
+    let (b, _, _, c) = map.size4().expect("NHWC tokens");
+    let flat = map.reshape([b, -1, c]);
+    match prompts {
+        Some(p) => Tensor::cat(&[p.shallow_clone(), flat], 1),
+        None => flat,
+    }
+}
+
 impl SwinBlock {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// `x`: `[B, H, W, C]`; `prompts`: `[B, T, C]` VPT tokens (or none). Returns both, updated.
+    fn forward(
+        &self,
+        x: &Tensor,
+        prompts: Option<&Tensor>,
+        train: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let (b, h, w, c) = x.size4().expect("NHWC tokens");
-        let y = self.attn_windows(&self.norm1.forward(x), train);
-        let x = (x + drop_path(&y, self.drop_path, train)).reshape([b, -1, c]);
+        let pn = prompts.map(|p| self.norm1.forward(p));
+        let (y, py) = self.attn_windows(&self.norm1.forward(x), pn.as_ref(), train);
+        let x = sequence(x, prompts) + drop_path(&sequence(&y, py.as_ref()), self.drop_path, train);
         let mut m = drop_path(
             &self.mlp.forward_t(&self.norm2.forward(&x), train),
             self.drop_path,
@@ -297,10 +331,37 @@ impl SwinBlock {
         if let Some(hk) = &self.mlp_hook {
             m = hk.mlp_out(m, train);
         }
-        (x + m).reshape([b, h, w, c])
+        let x = x + m;
+        match prompts {
+            Some(p) => {
+                let t = p.size()[1];
+                (
+                    x.narrow(1, t, h * w).reshape([b, h, w, c]),
+                    Some(x.narrow(1, 0, t)),
+                )
+            }
+            None => (x.reshape([b, h, w, c]), None),
+        }
     }
 
-    fn attn_windows(&self, x: &Tensor, train: bool) -> Tensor {
+    /// (Shifted) window attention of the normalised map `x`; the normalised `prompts`
+    /// `[B, T, C]` are prepended to each of the sample's windows and their outputs averaged
+    /// over those windows.
+    ///
+    /// Deviation: VPT pairs window `b·nW + w` with the prompts of sample `(b·nW + w) mod B`
+    /// (window-major expand against batch-major windows) and averages the same way, which
+    /// mixes samples whenever the prompts differ between samples; here each sample's windows
+    /// get its own prompts, so a sample's output does not depend on its batch. In VPT-deep the
+    /// two agree except (a) block 0 under prompt dropout (per-sample masks, training only) and
+    /// (b) a last stage with more than one window (not Swin-B at 224: 7×7, window 7), because
+    /// every other block's prompt inputs are the same for all samples and its prompt outputs
+    /// are replaced. gen.py's `vpt` golden data uses VPT's pairing; parity holds at 0 error.
+    fn attn_windows(
+        &self,
+        x: &Tensor,
+        prompts: Option<&Tensor>,
+        train: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let (b, h, w, c) = x.size4().expect("NHWC tokens");
         let ws = self.window;
         let s = self.shift;
@@ -313,16 +374,37 @@ impl SwinBlock {
             .view([b, h / ws, ws, w / ws, ws, c])
             .permute([0, 1, 3, 2, 4, 5])
             .reshape([-1, ws * ws, c]);
-        let out = self.attn.forward(&windows, self.attn_mask.as_ref(), train);
+        let nw = (h / ws) * (w / ws);
+        let t = prompts.map_or(0, |p| p.size()[1]);
+        let windows = match prompts {
+            Some(p) => {
+                let pw = p
+                    .unsqueeze(1)
+                    .expand([b, nw, t, c], false)
+                    .reshape([b * nw, t, c]);
+                Tensor::cat(&[pw, windows], 1)
+            }
+            None => windows,
+        };
+        let out = self
+            .attn
+            .forward(&windows, self.attn_mask.as_ref(), t, train);
+        let prompts_out = prompts.map(|_| {
+            out.narrow(1, 0, t)
+                .view([b, nw, t, c])
+                .mean_dim([1i64].as_slice(), false, out.kind())
+        });
         let merged = out
-            .view([b, h / ws, w / ws, ws, ws, c])
+            .narrow(1, t, ws * ws)
+            .reshape([b, h / ws, w / ws, ws, ws, c])
             .permute([0, 1, 3, 2, 4, 5])
             .reshape([b, h, w, c]);
-        if s > 0 {
+        let merged = if s > 0 {
             merged.roll([s, s], [1, 2])
         } else {
             merged
-        }
+        };
+        (merged, prompts_out)
     }
 }
 
@@ -343,6 +425,13 @@ impl PatchMerging {
             .flatten(3, -1);
         self.reduction.forward(&self.norm.forward(&x))
     }
+
+    /// VPT prompts `[B, T, C]` → `[B, T, 2C]`: tiled ×4 along channels in place of the 2×2
+    /// neighbours, then the same LayerNorm and reduction.
+    fn forward_prompts(&self, p: &Tensor) -> Tensor {
+        let tiled = Tensor::cat(&[p, p, p, p], -1);
+        self.reduction.forward(&self.norm.forward(&tiled))
+    }
 }
 
 #[derive(Debug)]
@@ -358,6 +447,7 @@ pub struct Swin {
     patch_embed: PatchEmbed,
     layers: Vec<SwinStage>,
     norm: nn::LayerNorm,
+    prompts: Option<Prompts>,
 }
 
 impl Swin {
@@ -445,11 +535,14 @@ impl Swin {
             stages.push(SwinStage { downsample, blocks });
         }
         let norm = layers::layer_norm(p / "norm", config.num_features(), SWIN_LN_EPS);
+        // created last, so a prompted model draws the same backbone init as a plain one
+        let prompts = peft.vpt().map(|v| Prompts::swin(p, &config, &v));
         Swin {
             descriptor,
             patch_embed,
             layers: stages,
             norm,
+            prompts,
         }
     }
 
@@ -464,19 +557,42 @@ impl Swin {
 
 impl Backbone for Swin {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_features_peft(x, train, train)
+    }
+
+    /// With prompts, block 0 of stage 0 sees the input prompts and every later block its deep
+    /// prompts (VPT-deep; VPT-shallow carries the input prompts through). The features are
+    /// the mean over all `T + H·W` normalised tokens, prompts included, as in VPT.
+    fn forward_features_peft(&self, x: &Tensor, train: bool, prompt_train: bool) -> Tensor {
         let x = self.patch_embed.proj.forward(x).permute([0, 2, 3, 1]);
         let mut x = self.patch_embed.norm.forward(&x);
-        for stage in &self.layers {
+        let batch = x.size()[0];
+        let mut p = self
+            .prompts
+            .as_ref()
+            .map(|pr| pr.input(batch, prompt_train));
+        for (i, stage) in self.layers.iter().enumerate() {
             if let Some(d) = &stage.downsample {
                 x = d.forward(&x);
+                p = p.map(|p| d.forward_prompts(&p));
             }
-            for b in &stage.blocks {
-                x = b.forward(&x, train);
+            for (j, b) in stage.blocks.iter().enumerate() {
+                if let Some(pr) = &self.prompts {
+                    // stage 0's deep rows start at block 1 (block 0 has the input prompts)
+                    let row = if i == 0 { j as i64 - 1 } else { j as i64 };
+                    if row >= 0 {
+                        if let Some(deep) = pr.deep(i, row, batch, prompt_train) {
+                            p = Some(deep);
+                        }
+                    }
+                }
+                let (nx, np) = b.forward(&x, p.as_ref(), train);
+                x = nx;
+                p = np;
             }
         }
-        self.norm
-            .forward(&x)
-            .mean_dim([1i64, 2].as_slice(), false, x.kind())
+        let tokens = self.norm.forward(&sequence(&x, p.as_ref()));
+        tokens.mean_dim([1i64].as_slice(), false, tokens.kind())
     }
 
     fn descriptor(&self) -> &BackboneDescriptor {

@@ -3,6 +3,7 @@
 //! embedding, pre-LN blocks (LayerNorm eps 1e-6, exact-erf GELU), final norm, cls-token output.
 //! `qkv` stays fused as in timm; the reference's split query/key/value is the same tensor cut
 //! in three along dim 0. Dropout (reference: 0.1 on embeddings and MLP) is a config value.
+//! With a VPT spec ([`crate::prompt`]) the sequence is `[cls, prompts, patches]`.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -12,6 +13,7 @@ use crate::backbone::Backbone;
 use crate::descriptor::BackboneDescriptor;
 use crate::layers::{self, drop_path, dropout, Mlp};
 use crate::peft::{AttnHook, BlockSite, MlpHook, PeftSpec};
+use crate::prompt::Prompts;
 
 /// LayerNorm epsilon of timm's and jeonsworld's ViT.
 const VIT_LN_EPS: f64 = 1e-6;
@@ -167,6 +169,7 @@ pub struct Vit {
     pos_embed: Tensor,
     blocks: Vec<Block>,
     norm: nn::LayerNorm,
+    prompts: Option<Prompts>,
 }
 
 impl Vit {
@@ -238,6 +241,8 @@ impl Vit {
             })
             .collect();
         let norm = layers::layer_norm(p / "norm", d, VIT_LN_EPS);
+        // created last, so a prompted model draws the same backbone init as a plain one
+        let prompts = peft.vpt().map(|v| Prompts::vit(p, &config, &v));
         Vit {
             descriptor,
             config,
@@ -246,18 +251,45 @@ impl Vit {
             pos_embed,
             blocks,
             norm,
+            prompts,
         }
     }
 }
 
+/// `[cls, prompts, rest]`: puts `prompts` after the cls token, dropping the first `drop`
+/// tokens after it (the previous block's prompt outputs).
+fn with_prompts(x: &Tensor, prompts: &Tensor, drop: i64) -> Tensor {
+    let n = x.size()[1];
+    Tensor::cat(
+        &[
+            x.narrow(1, 0, 1),
+            prompts.shallow_clone(),
+            x.narrow(1, 1 + drop, n - 1 - drop),
+        ],
+        1,
+    )
+}
+
 impl Backbone for Vit {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_features_peft(x, train, train)
+    }
+
+    fn forward_features_peft(&self, x: &Tensor, train: bool, prompt_train: bool) -> Tensor {
         let b = x.size()[0];
         let tokens = self.proj.forward(x).flatten(2, -1).transpose(1, 2);
         let cls = self.cls_token.expand([b, -1, -1], false);
         let mut x = Tensor::cat(&[cls, tokens], 1) + &self.pos_embed;
         x = dropout(&x, self.config.dropout, train);
-        for blk in &self.blocks {
+        if let Some(pr) = &self.prompts {
+            x = with_prompts(&x, &pr.input(b, prompt_train), 0);
+        }
+        for (i, blk) in self.blocks.iter().enumerate() {
+            if let (Some(pr), true) = (&self.prompts, i > 0) {
+                if let Some(deep) = pr.deep(0, i as i64 - 1, b, prompt_train) {
+                    x = with_prompts(&x, &deep, pr.tokens());
+                }
+            }
             x = blk.forward(&x, train);
         }
         self.norm.forward(&x).select(1, 0)

@@ -95,6 +95,10 @@ pub struct ModelConfig {
     /// Stochastic depth during full finetuning (reference Swin-B: 0.5).
     #[serde(default)]
     pub drop_path: f64,
+    /// Key layout of `checkpoint`: `native` (timm ≥ 0.9 / advertorch names) or `swin_legacy`
+    /// (official Swin / timm < 0.9: `layers.i.downsample` at the end of stage i, `head`).
+    #[serde(default = "defaults::layout")]
+    pub layout: roli_models::SourceLayout,
 }
 
 /// The L-norm threat model of training and evaluation.
@@ -266,6 +270,9 @@ pub struct FaithfulConfig {
 
 mod defaults {
     use super::*;
+    pub fn layout() -> roli_models::SourceLayout {
+        roli_models::SourceLayout::Native
+    }
     pub fn name() -> String {
         "roli-run".into()
     }

@@ -9,6 +9,7 @@ pub mod head;
 pub mod peft;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod zoo;
 pub mod train;
 

@@ -32,6 +32,8 @@ pub enum Peft {
     None,
     Lora(LoraSpec),
     Adapter(AdapterSpec),
+    /// VPT-deep prompts (built by `roli_models::prompt`).
+    Prompt(roli_models::prompt::VptConfig),
 }
 
 /// kaiming_uniform_(a=√5) on a `[out, in]` weight, i.e. U(±1/√in) — PyTorch's Linear default and
@@ -79,9 +81,16 @@ impl MlpHook for Adapter {
 }
 
 impl PeftSpec for Peft {
+    fn vpt(&self) -> Option<roli_models::prompt::VptConfig> {
+        match self {
+            Peft::Prompt(c) => Some(*c),
+            _ => None,
+        }
+    }
+
     fn block_extras(&self, p: &nn::Path, site: &BlockSite) -> BlockExtras {
         match *self {
-            Peft::None => BlockExtras::default(),
+            Peft::None | Peft::Prompt(_) => BlockExtras::default(),
             Peft::Lora(s) => {
                 let c = site.dim;
                 let a_init = if s.zero_init { Init::Const(0.0) } else { kaiming_uniform_a5(c) };

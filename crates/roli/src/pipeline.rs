@@ -14,7 +14,7 @@ use roli_attacks::pgd::{BestIterate, PgdConfig, StepSize};
 use roli_attacks::threat::{Norm, ThreatModel};
 use roli_attacks::{AaVersion, AttackSpec, EvalOptions, EvalReport, LossKind, Stage};
 use roli_data::{Dataset, ImageTransform, LoadOptions, Split, Subset};
-use roli_models::{HeadInit, SourceLayout};
+use roli_models::HeadInit;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
@@ -78,7 +78,11 @@ pub fn peft_for(cfg: &RunConfig, method: Method) -> anyhow::Result<Peft> {
     Ok(match method {
         Method::Lora => Peft::Lora(LoraSpec { rank: cfg.finetune.lora.rank, alpha: cfg.finetune.lora.alpha, dropout: cfg.finetune.lora.dropout, zero_init: cfg.faithful.lora_zero_init }),
         Method::Adapter => Peft::Adapter(AdapterSpec { reduction: cfg.finetune.adapter.reduction, zero_init: cfg.faithful.adapter_zero_init }),
-        Method::Prompt => bail!("method 'prompt' (VPT-deep) is not implemented yet; remove it from finetune.methods"),
+        Method::Prompt => {
+            let c = roli_models::prompt::VptConfig { tokens: cfg.finetune.prompt.tokens, dropout: cfg.finetune.prompt.dropout, ..roli_models::prompt::VptConfig::REFERENCE };
+            c.validate().map_err(|e| anyhow::anyhow!("finetune.prompt: {e}"))?;
+            Peft::Prompt(c)
+        }
         _ => Peft::None,
     })
 }
@@ -95,7 +99,18 @@ pub fn optimizer_for(cfg: &RunConfig, s: &StageConfig) -> (OptimizerKind, Option
 }
 
 pub fn source(cfg: &RunConfig) -> anyhow::Result<BackboneSource> {
-    zoo::resolve(&cfg.model.backbone, cfg.model.checkpoint.as_deref(), SourceLayout::Native)
+    zoo::resolve(&cfg.model.backbone, cfg.model.checkpoint.as_deref(), cfg.model.layout)
+}
+
+/// The backbone of a dry run: a registry preset needs no weights file (shapes suffice).
+pub fn dry_source(cfg: &RunConfig) -> anyhow::Result<BackboneSource> {
+    if roli_models::descriptor(&cfg.model.backbone).is_ok() {
+        return Ok(BackboneSource::Preset { preset: cfg.model.backbone.clone(), weights: None, layout: cfg.model.layout });
+    }
+    Ok(match source(cfg)? {
+        BackboneSource::Preset { preset, layout, .. } => BackboneSource::Preset { preset, weights: None, layout },
+        other => other,
+    })
 }
 
 /// Builds the model of (method, init) with a fresh head.
@@ -112,9 +127,8 @@ pub fn build_model(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, m
         keep_head: false,
         drop_path: if method == Method::Full { cfg.model.drop_path } else { 0.0 },
         trainable_script: method == Method::Full,
+        init_seed: adversarial::derive_seed(&[cfg.seed, 7]),
     };
-    // Seed the head (and PEFT) initialisation per method so runs are reproducible.
-    tch::manual_seed(adversarial::derive_seed(&[cfg.seed, 7, method as u64]) as i64);
     zoo::build(src, &opts, &peft)
 }
 
@@ -136,6 +150,7 @@ pub fn stage_plan(cfg: &RunConfig, built: &Built, method: Method, init: Init, la
         train_pgd: pgd_config(cfg, cfg.threat.train_steps),
         eval_pgd: pgd_config(cfg, cfg.threat.eval_steps),
         backbone_train: method == Method::Full,
+        peft_train: method == Method::Prompt,
         seed: adversarial::derive_seed(&[cfg.seed, method as u64, init as u64]),
         allow_dead: cfg.faithful.lora_zero_init || cfg.faithful.adapter_zero_init,
         trainable,
@@ -373,11 +388,7 @@ pub struct PlanLine {
 /// The resolved plan without data or weights: builds each model with random weights of the
 /// right shape (input size and classes from the config or given) and counts what trains.
 pub fn dry_run(cfg: &RunConfig, num_classes: i64, input: [i64; 3], n_train: usize, n_val: usize) -> anyhow::Result<Vec<PlanLine>> {
-    let src = source(cfg)?;
-    let src = match src {
-        BackboneSource::Preset { preset, layout, .. } => BackboneSource::Preset { preset, weights: None, layout },
-        other => other,
-    };
+    let src = dry_source(cfg)?;
     let fake = PreparedData { spec: cfg.data.name.clone(), train: Box::new(Empty), val: Box::new(Empty), test: Box::new(Empty), num_classes, input };
     let mut out = Vec::new();
     let mut combos = vec![(Method::Linear, Init::Ranli)];

@@ -141,6 +141,8 @@ pub struct BuildOptions {
     pub drop_path: f64,
     /// TorchScript backbones: trainable parameters (full finetuning).
     pub trainable_script: bool,
+    /// Seed of the random initialisation (backbone without weights, head, PEFT tensors).
+    pub init_seed: u64,
 }
 
 /// A built model with its provenance.
@@ -177,7 +179,30 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
     let desc = if opts.drop_path > 0.0 { desc.with_drop_path(opts.drop_path)? } else { desc };
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let copts = ClassifierOptions { num_classes: opts.num_classes, head_init: opts.head_init, resize: opts.resize };
+    // PEFT tensors are created block by block while the backbone is built, which would shift a
+    // random backbone initialisation; so a random backbone is drawn once without PEFT and copied
+    // in, making it identical for every method (same fingerprint, RoLI heads transfer).
+    let plain_backbone: Option<Vec<(String, tch::Tensor)>> = if weights.is_none() && !matches!(source, BackboneSource::Script { .. }) {
+        tch::manual_seed(opts.init_seed as i64);
+        let pvs = nn::VarStore::new(tch::Device::Cpu);
+        let plain = Classifier::new(&pvs.root(), &desc, &copts)?;
+        let head = plain.head_var_names().to_vec();
+        Some(pvs.variables().into_iter().filter(|(n, _)| !head.contains(n)).collect())
+    } else {
+        None
+    };
+    tch::manual_seed(opts.init_seed.wrapping_add(1) as i64);
     let model = Classifier::with_peft(&vs.root(), &desc, &copts, peft)?;
+    if let Some(bb) = plain_backbone {
+        let vars = vs.variables();
+        tch::no_grad(|| {
+            for (n, t) in &bb {
+                if let Some(v) = vars.get(n) {
+                    v.shallow_clone().copy_(t);
+                }
+            }
+        });
+    }
     let load_summary = match &weights {
         Some(w) => {
             let lo = LoadOptions {

@@ -91,6 +91,10 @@ def main():
     ap.add_argument("--pgd-steps", type=int, default=40)
     ap.add_argument("--pgd-step-size", type=float, default=0.01)
     ap.add_argument("--skip-aa", action="store_true")
+    ap.add_argument("--single", choices=["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square"],
+                    help="also run this one attack through AutoAttack's custom version (1 restart; L1 uses the large-eps schedule)")
+    ap.add_argument("--norm", default="Linf", choices=["Linf", "L2", "L1"], help="norm of --single")
+    ap.add_argument("--single-eps", type=float, default=None, help="eps of --single (default --eps)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -119,6 +123,17 @@ def main():
     out["pgd"] = {"steps": args.pgd_steps, "step_size": args.pgd_step_size, "robust": robust.tolist(),
                   "seconds": time.time() - t0}
     print(f"clean {clean.float().mean():.4f}  pgd-{args.pgd_steps} {robust.float().mean():.4f}  ({time.time() - t0:.1f} s)", flush=True)
+
+    if args.single:
+        eps = args.single_eps if args.single_eps is not None else args.eps
+        adv = AutoAttack(model, norm=args.norm, eps=eps, version="custom", attacks=[args.single], seed=args.seed, device="cpu")
+        adv.apgd.n_restarts = 1
+        adv.apgd.use_largereps = adv.apgd_targeted.use_largereps = args.norm == "L1"
+        t0 = time.time()
+        _, y_adv = adv.run_standard_evaluation(x, y, batch_size=args.bs)
+        out["single"] = {"attack": args.single, "norm": args.norm, "eps": eps, "robust": (y_adv == y).tolist(),
+                         "seconds": time.time() - t0}
+        print(f"{args.single} {args.norm} eps {eps}: {(y_adv == y).float().mean():.4f}", flush=True)
 
     if not args.skip_aa:
         stages = []

@@ -3,6 +3,7 @@
 usage: gen.py OUT_DIR tiny            tiny random-weight timm models + TorchScript exports
        gen.py OUT_DIR lenet CACHE_DIR advertorch LeNet-5 on MNIST test images (needs the cache)
        gen.py OUT_DIR full            full-size Swin-B / ViT-B random checkpoints (slow test)
+       gen.py OUT_DIR vpt             tiny ViT / Swin with VPT-deep prompts (timm + prompt insertion)
 
 For every case NAME it writes NAME.safetensors or NAME.pth (the weights, in the format under
 test) and NAME_io.safetensors with x (inputs in [0,1]), w (loss weights), logits and grad =
@@ -197,11 +198,125 @@ def full():
         json.dump(counts, fh, indent=1)
 
 
+def vpt():
+    """VPT-deep on the tiny timm ViT and Swin, written from VPT's description (KMnP/vpt,
+    src/models/vit_prompt/{vit,swin_transformer}.py): prompts after the cls token (ViT) or in
+    front of the tokens (Swin), replaced before every block but the first. The Swin follows
+    VPT's data flow literally, including its window-major pairing of prompts with windows.
+    Writes NAME.safetensors (timm weights + prompt tensors under roli's names) and
+    NAME_io.safetensors (x, w, logits, grad, and grad_<prompt> = d(sum(logits*w))/d prompt)."""
+    import math
+    from timm.models.swin_transformer import SwinTransformer, window_partition, window_reverse
+    from timm.models.vision_transformer import VisionTransformer
+
+    mnist = ([0.1307], [0.3081])
+    T = 3
+
+    def prompts(shapes, patch, dim):
+        g = torch.Generator().manual_seed(3)
+        v = math.sqrt(6.0 / (3 * patch * patch + dim))
+        return {n: ((torch.rand(s, generator=g) * 2 - 1) * v).requires_grad_(True) for n, s in shapes}
+
+    def save_case(name, model, forward, ps, x):
+        model.eval()
+        save_file({**sd_of(model), **{k: v.detach().contiguous() for k, v in ps.items()}},
+                  os.path.join(OUT, f"{name}.safetensors"))
+        x = x.clone().requires_grad_(True)
+        mean, std = (torch.tensor(t).view(1, -1, 1, 1) for t in mnist)
+        logits = forward((x - mean) / std)
+        w = torch.randn(logits.shape, generator=torch.Generator().manual_seed(2))
+        names = sorted(ps)
+        grads = torch.autograd.grad((logits * w).sum(), [x] + [ps[n] for n in names])
+        t = {"x": x.detach(), "w": w, "logits": logits.detach(), "grad": grads[0]}
+        t.update({f"grad_{n}": g for n, g in zip(names, grads[1:])})
+        save_file({k: v.contiguous().float() for k, v in t.items()}, os.path.join(OUT, f"{name}_io.safetensors"))
+
+    # ViT micro: [cls, prompts, patches]; before block i >= 1 tokens 1..T <- deep row i-1
+    vit = VisionTransformer(img_size=32, patch_size=4, in_chans=1, embed_dim=64, depth=6, num_heads=4, num_classes=5)
+    randomise(vit)
+    vp = prompts([("prompt_embeddings", (1, T, 64)), ("deep_prompt_embeddings", (5, T, 64))], 4, 64)
+
+    def vit_forward(x):
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+        B = x.shape[0]
+        x = torch.cat([x[:, :1], vp["prompt_embeddings"].expand(B, -1, -1), x[:, 1:]], 1)
+        for i, blk in enumerate(vit.blocks):
+            if i > 0:
+                x = torch.cat([x[:, :1], vp["deep_prompt_embeddings"][i - 1].expand(B, -1, -1), x[:, 1 + T:]], 1)
+            x = blk(x)
+        return vit.forward_head(vit.norm(x))
+
+    save_case("vit_micro_vpt", vit, vit_forward, vp, torch.rand(3, 1, 32, 32))
+
+    # Swin micro: sequences [B, T + H*W, C] as in VPT
+    swin = SwinTransformer(img_size=32, patch_size=2, in_chans=1, embed_dim=32, depths=(2, 2, 2),
+                           num_heads=(2, 4, 8), window_size=4, num_classes=5)
+    randomise(swin)
+    sp = prompts([("prompt_embeddings", (1, T, 32)), ("deep_prompt_embeddings_0", (1, T, 32)),
+                  ("deep_prompt_embeddings_1", (2, T, 64)), ("deep_prompt_embeddings_2", (2, T, 128))], 2, 32)
+
+    def window_attention(a, x, mask):
+        B_, N, C = x.shape
+        q, k, v = a.qkv(x).reshape(B_, N, 3, a.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * a.scale) @ k.transpose(-2, -1)
+        bias = a._get_rel_pos_bias()[0]  # nH, n, n: zero rows/columns for the prompts
+        attn = attn + F.pad(bias, (T, 0, T, 0)).unsqueeze(0)
+        if mask is not None:
+            nW = mask.shape[0]
+            attn = attn.view(-1, nW, a.num_heads, N, N) + F.pad(mask, (T, 0, T, 0)).unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, a.num_heads, N, N)
+        x = (attn.softmax(-1) @ v).transpose(1, 2).reshape(B_, N, C)
+        return a.proj(x)
+
+    def block(blk, x, H, W):
+        B, L, C = x.shape
+        shortcut = x
+        x = blk.norm1(x)
+        p, x = x[:, :T], x[:, T:].reshape(B, H, W, C)
+        sh = blk.shift_size
+        if any(sh):
+            x = torch.roll(x, shifts=(-sh[0], -sh[1]), dims=(1, 2))
+        win = window_partition(x, blk.window_size).view(-1, blk.window_area, C)
+        nW = win.shape[0] // B
+        p = p.unsqueeze(0).expand(nW, -1, -1, -1).reshape(nW * B, T, C)  # VPT's pairing
+        out = window_attention(blk.attn, torch.cat([p, win], 1), blk.attn_mask)
+        p = out[:, :T].reshape(nW, B, T, C).mean(0)
+        x = window_reverse(out[:, T:].reshape(-1, *blk.window_size, C), blk.window_size, H, W)
+        if any(sh):
+            x = torch.roll(x, shifts=sh, dims=(1, 2))
+        x = shortcut + torch.cat([p, x.reshape(B, H * W, C)], 1)
+        return x + blk.mlp(blk.norm2(x))
+
+    def swin_forward(x):
+        x = swin.patch_embed(x)
+        B, H, W, C = x.shape
+        x = torch.cat([sp["prompt_embeddings"].expand(B, -1, -1), x.reshape(B, H * W, C)], 1)
+        for i, stage in enumerate(swin.layers):
+            if i > 0:  # VPT's PromptedPatchMerging: prompts tiled x4, then the merge LN + Linear
+                d = stage.downsample
+                p, img = x[:, :T], x[:, T:].reshape(B, H, W, C)
+                img = img.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
+                H, W = H // 2, W // 2
+                x = torch.cat([torch.cat([p] * 4, -1), img.reshape(B, H * W, 4 * C)], 1)
+                x = d.reduction(d.norm(x))
+                C = x.shape[-1]
+            deep = sp[f"deep_prompt_embeddings_{i}"]
+            for j, blk in enumerate(stage.blocks):
+                if i > 0 or j > 0:
+                    x = torch.cat([deep[j - 1 if i == 0 else j].expand(B, -1, -1), x[:, T:]], 1)
+                x = block(blk, x, H, W)
+        return swin.head.fc(swin.norm(x).mean(1))  # pooled over prompts and tokens, as VPT
+
+    save_case("swin_micro_vpt", swin, swin_forward, sp, torch.rand(3, 1, 32, 32))
+
+
 if MODE == "tiny":
     tiny()
 elif MODE == "lenet":
     lenet(sys.argv[3])
 elif MODE == "full":
     full()
+elif MODE == "vpt":
+    vpt()
 else:
     sys.exit(f"unknown mode {MODE}")

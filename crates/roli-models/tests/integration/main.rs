@@ -9,4 +9,5 @@ mod lenet;
 mod own;
 mod parity;
 mod peft;
+mod prompt;
 mod script;

@@ -82,6 +82,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         keep_head: true,
         drop_path: 0.0,
         trainable_script: false,
+        init_seed: a.seed,
     };
     let built = crate::zoo::build(&src, &opts, &crate::peft::Peft::None).with_context(|| format!("building model '{}'", a.model))?;
     tracing::info!("model: {} ({}); data: {} {} n={n}; attack {spec}", src.describe(), built.load_summary, a.data, a.split);

@@ -79,7 +79,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if a.dry_run {
         let input: [i64; 3] = match a.input.as_slice() {
             [] => {
-                let src = pipeline::source(&cfg)?;
+                let src = pipeline::dry_source(&cfg)?;
                 match &src {
                     crate::zoo::BackboneSource::Preset { preset, .. } => roli_models::descriptor(preset)?.input_size(),
                     crate::zoo::BackboneSource::Own { dir } => roli_models::own::read_sidecar(dir)?.descriptor.input_size(),

@@ -38,6 +38,9 @@ pub struct StagePlan {
     pub eval_pgd: PgdConfig,
     /// Backbone in train mode during the training forward (full finetuning only).
     pub backbone_train: bool,
+    /// PEFT modules in train mode while the backbone stays in eval (VPT's prompt dropout, as the
+    /// reference's `train()` override does).
+    pub peft_train: bool,
     pub seed: u64,
     /// Accept trainable tensors that never receive gradient (the reference's dead inits).
     pub allow_dead: bool,
@@ -243,7 +246,7 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
             let (x, y) = train.batch(idx, Some(&mut aug))?;
             let xa = attack.perturb(&eval_model, &x, &y, derive_seed(&[plan.seed, epoch as u64, bi as u64, 1]))?;
             tch::manual_seed(derive_seed(&[plan.seed, epoch as u64, bi as u64, 2]) as i64);
-            let logits = model.forward_with(&xa, plan.backbone_train);
+            let logits = model.forward_peft(&xa, plan.backbone_train, plan.peft_train);
             let loss = logits.cross_entropy_for_logits(&y);
             let lv = loss.double_value(&[]);
             if !lv.is_finite() {

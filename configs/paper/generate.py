@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Writes configs/paper/<method>/<dataset>_<init>.toml: every training config of the RoLI reference
+repo (DongXzz/RoLI @ 5f34b8fb, 50 files) as a roli RunConfig. The numbers are the tables of
+shared/docs/roli-spec.md §5.1/§5.2; crates/roli/tests/presets.rs checks the written files against
+its own copy of those tables, so a typo here fails the test.
+
+Run from anywhere: python3 configs/paper/generate.py   (stdlib only; rewrites the files in place)
+"""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+REF_COMMIT = "5f34b8fb"
+
+# dataset -> (title, folder, reference DATA.NAME (None: JSON splits), is_cifar, epochs, how to get the folder)
+DATASETS = {
+    "cifar10": ("CIFAR-10", "data/cifar-10-batches-bin", "vtab-cifar(num_classes=10)", True, 20,
+                "the official binary archive cifar-10-binary.tar.gz unpacked (or cifar-10-batches-py)"),
+    "cifar100": ("CIFAR-100", "data/cifar-100-binary", "vtab-cifar(num_classes=100)", True, 20,
+                 "the official binary archive cifar-100-binary.tar.gz unpacked (or cifar-100-python)"),
+    "caltech256": ("Caltech-256", "data/caltech256", None, False, 40,
+                   "train.json/val.json/test.json from the reference repo's data_splits next to 256_ObjectCategories/"),
+    "cub": ("CUB-200-2011", "data/cub", None, False, 60,
+            "train.json/val.json/test.json from the reference repo's data_splits next to images/"),
+    "stanforddogs": ("Stanford Dogs", "data/stanforddogs", None, False, 40,
+                     "train.json/val.json/test.json from the reference repo's data_splits next to Images/"),
+}
+DS_ORDER = ["cifar10", "cifar100", "caltech256", "cub", "stanforddogs"]
+
+# Stage 1 (linear/<ds>_ranli.yaml): SGD momentum 0.9; (BASE_LR, WD on the head weight).
+PROBE = {
+    "cifar10": ("0.05", "0.01"),
+    "cifar100": ("0.1", "0.001"),
+    "caltech256": ("0.5", "0.01"),
+    "cub": ("1.0", "0.001"),
+    "stanforddogs": ("1.0", "0.01"),
+}
+
+# Stage 2: (folder, dataset, init) -> (BASE_LR, WEIGHT_DECAY as written in the reference file).
+# The reference's AdamW ignores that value (hard-coded 0.01) except that 0 silently selects SGD.
+FINETUNE = {
+    ("full", "cifar10"): {"ranli": ("5e-4", "0.01"), "roli": ("1e-4", "0.01")},
+    ("full", "cifar100"): {"ranli": ("5e-4", "0.001"), "roli": ("1e-4", "0.001")},
+    ("full", "caltech256"): {"ranli": ("5e-4", "1e-4"), "roli": ("1e-4", "1e-4")},
+    ("full", "cub"): {"ranli": ("5e-4", "0.001"), "roli": ("1e-4", "0.01")},
+    ("full", "stanforddogs"): {"ranli": ("5e-4", "0.01"), "roli": ("5e-5", "0.001")},
+    ("bias", "cifar10"): {"ranli": ("5e-3", "0.001"), "roli": ("5e-3", "0.001")},
+    ("bias", "cifar100"): {"ranli": ("5e-3", "0.001"), "roli": ("5e-3", "0.01")},
+    ("bias", "caltech256"): {"ranli": ("1e-3", "0.01"), "roli": ("1e-5", "0.0")},
+    ("bias", "cub"): {"ranli": ("5e-3", "0.001"), "roli": ("5e-4", "1e-4")},
+    ("bias", "stanforddogs"): {"ranli": ("1e-3", "1e-4"), "roli": ("5e-5", "1e-4")},
+    ("lora", "cifar10"): {"ranli": ("1e-2", "1e-4"), "roli": ("1e-3", "1e-4")},
+    ("lora", "cifar100"): {"ranli": ("5e-2", "0.0"), "roli": ("1e-3", "1e-4")},
+    ("lora", "caltech256"): {"ranli": ("1e-3", "1e-4"), "roli": ("1e-4", "1e-4")},
+    ("lora", "cub"): {"ranli": ("5e-3", "1e-4"), "roli": ("5e-3", "1e-4")},
+    ("lora", "stanforddogs"): {"ranli": ("5e-3", "1e-4"), "roli": ("1e-3", "0.01")},
+    ("adapter", "cifar10"): {"ranli": ("5e-2", "0.01"), "roli": ("5e-2", "0.01")},
+    ("adapter", "cifar100"): {"ranli": ("5e-3", "1e-4"), "roli": ("5e-2", "1e-4")},
+    ("adapter", "caltech256"): {"ranli": ("5e-3", "1e-4"), "roli": ("5e-4", "0.0")},
+    ("adapter", "cub"): {"ranli": ("5e-2", "1e-4"), "roli": ("5e-2", "0.001")},
+    ("adapter", "stanforddogs"): {"ranli": ("5e-3", "1e-4"), "roli": ("1e-4", "1e-4")},
+    ("vpt", "cifar10"): {"ranli": ("0.5", "0.001")},
+    ("vpt", "cifar100"): {"ranli": ("0.5", "0.01")},
+    ("vpt", "caltech256"): {"ranli": ("5e-2", "0.001")},
+    ("vpt", "cub"): {"ranli": ("5e-2", "0.001")},
+    ("vpt", "stanforddogs"): {"ranli": ("5e-2", "1e-4")},
+}
+
+# config folder -> (roli method name, reference TRANSFER_TYPE)
+METHODS = {
+    "full": ("full", "end2end (reference folder finetune/)"),
+    "bias": ("bias", "tinytl-bias"),
+    "lora": ("lora", "lora"),
+    "adapter": ("adapter", "adapter"),
+    "vpt": ("prompt", "prompt (VPT-deep)"),
+}
+METHOD_ORDER = ["full", "bias", "lora", "adapter", "vpt"]
+
+# The reference's AdamW always decays non-bias parameters by 0.01 (spec §5, §9.3).
+ADAMW_REAL_WD = "0.01"
+EPS = 8 / 255
+STEP = 2 / 255
+WARMUP = 10
+
+
+def eff(base: str) -> str:
+    return f"{float(base) * 64 / 256:g}"
+
+
+def header(ref: str, stages: str, ds: str, rel: str) -> str:
+    title, folder, _, _, _, how = DATASETS[ds]
+    return f"""# RoLI reference config {ref} (DongXzz/RoLI @ {REF_COMMIT}) as a roli RunConfig.
+# Runs {stages}.
+# Generated by configs/paper/generate.py from the tables of roli-spec.md §5.1/§5.2; edit the script,
+# re-run it and commit both. crates/roli/tests/presets.rs checks these numbers.
+#
+# Data: {title} is not shipped with roli. This file expects {folder}/ (relative to the working
+# directory): {how}. Point it elsewhere with
+#   roli run {rel} --set data.name=/path/to/folder --out runs/paper/{Path(rel).parent.name}/{Path(rel).stem}
+# Weights: ARES 2.0's adversarially trained Swin-B (eps 4/255) in pretrain/; another path with
+#   --set model.checkpoint=/path/to/ARES_Swin_base_patch4_window7_224_AT.pth
+# Cost: Swin-B adversarial training (PGD-7 per batch) over the whole split, then AutoAttack on the
+# full test split: a GPU job. `roli run {rel} --dry-run` prints the resolved plan first.
+"""
+
+
+def common(ds: str, name: str) -> str:
+    title, folder, ref_name, cifar, _, _ = DATASETS[ds]
+    resize = (
+        "resize = [224, 224]  # CIFAR enters at 32x32 and is upsampled inside the model: attacks perturb 32x32 pixels\n"
+        if cifar else ""
+    )
+    transform = (
+        'transform = "none"  # the reference applies no augmentation to CIFAR\n'
+        if cifar else
+        'transform = "reference"  # train Resize256+RandomCrop224+HFlip, eval Resize256+CenterCrop224\n'
+    )
+    split = (
+        "train_percent = 90  # VTAB split: first 90% of the official train split trains, the last 10% validates\n"
+        if cifar else
+        "train_percent = 90  # unused by JSON splits (val.json is the validation split); kept at the reference default\n"
+    )
+    return f"""name = "{name}"
+seed = 0  # the reference sets no seed; roli seeds every stage from this
+
+[data]
+name = "{folder}"  # {f'reference DATA.NAME "{ref_name}"' if ref_name else 'JSON splits, labels remapped per split (spec §6)'}
+{split}batch_size = 64
+{transform}
+[model]
+backbone = "swin_base_patch4_window7_224"
+# ARES 2.0's torch.save file. Its key layout is unverified (spec §2.2): it may be the official/legacy
+# Swin layout (`layers.i.downsample` at the end of stage i, classifier `head`) rather than timm >= 0.9.
+# roli loads strictly and names every missing or unexpected key instead of leaving layers random.
+checkpoint = "pretrain/ARES_Swin_base_patch4_window7_224_AT.pth"
+{resize}head_init = "reference"  # RanLI: kaiming-normal fan_out weights, bias -4.59512
+drop_path = 0.5  # Swin-B stochastic depth 0.5; the pipeline applies it to full finetuning only
+
+[threat]
+norm = "linf"
+eps = {EPS!r}  # 8/255, train and eval
+step_size = {STEP!r}  # 2/255, hard-coded in the reference
+train_steps = 7
+eval_steps = 10
+random_start = true
+"""
+
+
+def probe_table(ds: str) -> str:
+    base, wd = PROBE[ds]
+    epochs = DATASETS[ds][4]
+    return f"""
+[probe]  # linear/{ds}_ranli: SGD momentum 0.9, decay on the head weight only; effective LR {eff(base)} = base_lr*64/256
+epochs = {epochs}
+base_lr = {base}
+weight_decay = {wd}
+optimizer = "sgd"
+warmup_epochs = {WARMUP}
+"""
+
+
+def stage_table(folder: str, ds: str, init: str) -> tuple[str, bool]:
+    base, ref_wd = FINETUNE[(folder, ds)][init]
+    epochs = DATASETS[ds][4]
+    fallback = float(ref_wd) == 0.0
+    if fallback:
+        note = (f"reference WEIGHT_DECAY 0 with OPTIMIZER adamw silently runs SGD(momentum 0.9, no decay): "
+                f"faithful.adamw_wd0_is_sgd")
+        wd = "0.0"
+    else:
+        note = f"reference WEIGHT_DECAY {ref_wd}, but its AdamW applies 0.01 to every non-bias tensor (spec §9.3)"
+        wd = ADAMW_REAL_WD
+    return f"""
+[finetune.{init}]  # effective LR {eff(base)} = base_lr*64/256; {note}
+epochs = {epochs}
+base_lr = {base}
+weight_decay = {wd}
+optimizer = "adamw"
+warmup_epochs = {WARMUP}
+""", fallback
+
+
+def method_table(folder: str, ds: str) -> str:
+    if folder == "lora":
+        return """
+[finetune.lora]
+rank = 16
+alpha = 16.0
+dropout = 0.1  # never active: the encoder runs in eval mode for LoRA
+"""
+    if folder == "adapter":
+        return """
+[finetune.adapter]
+reduction = 8  # Pfeiffer adapter after the MLP, C -> C/8 -> C
+"""
+    if folder == "vpt":
+        tokens = 20 if ds == "cub" else 10
+        return f"""
+[finetune.prompt]
+tokens = {tokens}  # VPT-deep, prepended{' (CUB uses 20)' if ds == 'cub' else ''}
+dropout = 0.1
+"""
+    return ""
+
+
+EVAL = """
+[eval]
+autoattack = "standard"  # APGD-CE, APGD-T(9), FAB-T(9), Square(5000) on the full test split
+"""
+
+
+def faithful(lines: list[str]) -> str:
+    body = "".join(l + "\n" for l in lines)
+    return f"\n[faithful]\n{body}"
+
+
+BATCH_BEST = "batch_best_iterate = true  # reference PGD keeps the best iterate per batch (scalar loss), spec §9.4"
+
+
+def linear_file(ds: str) -> str:
+    rel = f"configs/paper/linear/{ds}_ranli.toml"
+    text = header(f"linear/{ds}_ranli.yaml", "stage 1 only (adversarial linear probing, RanLI-Linear)", ds, rel)
+    text += common(ds, f"paper linear/{ds}_ranli")
+    text += probe_table(ds)
+    text += """
+[finetune]
+methods = []  # stage 1 only
+inits = []
+"""
+    text += EVAL
+    text += faithful([BATCH_BEST])
+    return text
+
+
+def stage2_file(folder: str, ds: str, init: str) -> str:
+    method, transfer = METHODS[folder]
+    rel = f"configs/paper/{folder}/{ds}_{init}.toml"
+    ref = f"{'finetune' if folder == 'full' else folder}/{ds}_{init}.yaml"
+    what = ("stage 1 (linear/{ds}_ranli) for the RoLI head, then this config as stage 2"
+            if init == "roli" else
+            "this config as stage 2 from a random head (the pipeline runs stage 1, linear/{ds}_ranli, too)").format(ds=ds)
+    text = header(ref, what, ds, rel)
+    text += common(ds, f"paper {folder}/{ds}_{init}")
+    text += probe_table(ds)
+    text += f"""
+[finetune]  # reference TRANSFER_TYPE {transfer}
+methods = ["{method}"]
+inits = ["{init}"]
+"""
+    stage, fallback = stage_table(folder, ds, init)
+    text += stage
+    text += method_table(folder, ds)
+    text += EVAL
+    lines = []
+    if folder == "lora" and init == "roli":
+        lines.append("lora_zero_init = true  # reference LORA.ZEROINIT: A = B = 0, the LoRA weights never move (spec §9.1)")
+    if folder == "adapter":
+        lines.append("adapter_zero_init = true  # the reference zero-initialises all adapter tensors: only the up-projection bias trains (spec §9.2)")
+    if fallback:
+        lines.append("adamw_wd0_is_sgd = true  # AdamW with weight_decay 0 runs SGD(momentum 0.9), as the reference silently does (spec §9.3)")
+    lines.append(BATCH_BEST)
+    text += faithful(lines)
+    return text
+
+
+def main() -> None:
+    written = 0
+    for ds in DS_ORDER:
+        p = ROOT / "linear" / f"{ds}_ranli.toml"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(linear_file(ds))
+        written += 1
+    for folder in METHOD_ORDER:
+        for ds in DS_ORDER:
+            for init in FINETUNE[(folder, ds)]:
+                p = ROOT / folder / f"{ds}_{init}.toml"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(stage2_file(folder, ds, init))
+                written += 1
+    print(f"wrote {written} files under {ROOT}")
+
+
+if __name__ == "__main__":
+    main()

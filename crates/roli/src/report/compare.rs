@@ -1,0 +1,352 @@
+//! Accuracies with intervals, paired comparisons, and the findings, all computed from the runs'
+//! numbers: nothing here knows what the paper concluded, only what it claimed.
+use super::records::{Loaded, RunRecords};
+use super::stats::{wilson, Paired};
+use crate::config::{Init, Method};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What is measured on each test example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Clean,
+    Pgd,
+    Aa,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Metric::Clean, Metric::Pgd, Metric::Aa];
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Clean => "clean",
+            Metric::Pgd => "PGD",
+            Metric::Aa => "AA",
+        }
+    }
+}
+
+/// An accuracy k/n with its Wilson interval (fractions).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    pub k: usize,
+    pub n: usize,
+    pub accuracy: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Estimate {
+    pub fn new(k: usize, n: usize, z: f64) -> Self {
+        let (low, high) = wilson(k, n, z);
+        Estimate { k, n, accuracy: if n == 0 { 0.0 } else { k as f64 / n as f64 }, low, high }
+    }
+
+    /// From an accuracy when only the rate is known (k rounded).
+    fn from_rate(acc: f64, n: usize, z: f64) -> Self {
+        Self::new((acc * n as f64).round().max(0.0) as usize, n, z)
+    }
+}
+
+/// One (method, init) of a summary with its three accuracies.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub method: Method,
+    pub init: Init,
+    pub clean: Estimate,
+    pub pgd: Estimate,
+    pub aa: Option<Estimate>,
+    /// True when computed from per-example records, false when from result.json's rates.
+    pub from_records: bool,
+}
+
+impl Row {
+    pub fn of(l: &Loaded<'_>, z: f64) -> Self {
+        let t = &l.result.test;
+        let (clean, pgd, aa) = match &l.records {
+            Some(r) => {
+                let n = r.pgd.len();
+                let aa = if r.aa.is_empty() { None } else { Some(Estimate::new(r.aa.values().filter(|&&v| v).count(), r.aa.len(), z)) };
+                (Estimate::new(r.pgd.values().filter(|v| v.1).count(), n, z), Estimate::new(r.pgd.values().filter(|v| v.2).count(), n, z), aa)
+            }
+            None => (
+                Estimate::from_rate(t.clean_accuracy, t.n, z),
+                Estimate::from_rate(t.pgd_accuracy, t.n, z),
+                t.aa_accuracy.zip(t.aa_n).map(|(a, n)| Estimate::from_rate(a, n, z)),
+            ),
+        };
+        Row { method: l.result.method, init: l.result.init, clean, pgd, aa, from_records: l.records.is_some() }
+    }
+
+    pub fn get(&self, m: Metric) -> Option<Estimate> {
+        match m {
+            Metric::Clean => Some(self.clean),
+            Metric::Pgd => Some(self.pgd),
+            Metric::Aa => self.aa,
+        }
+    }
+
+    /// `full/RoLI`, `linear`.
+    pub fn name(&self) -> String {
+        run_name(self.method, self.init)
+    }
+}
+
+/// `linear` for the probe, `<method>/<RanLI|RoLI>` otherwise.
+pub fn run_name(method: Method, init: Init) -> String {
+    if method == Method::Linear {
+        "linear".into()
+    } else {
+        format!("{}/{}", method.as_str(), init_label(init))
+    }
+}
+
+pub fn init_label(init: Init) -> &'static str {
+    match init {
+        Init::Ranli => "RanLI",
+        Init::Roli => "RoLI",
+    }
+}
+
+/// Whether a directional claim ("a beats b") holds on these runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Significantly in the claimed direction.
+    Holds,
+    /// Significantly in the opposite direction.
+    DoesNotHold,
+    /// No significant difference (or mixed evidence).
+    Inconclusive,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Holds => "holds",
+            Verdict::DoesNotHold => "does not hold",
+            Verdict::Inconclusive => "inconclusive",
+        })
+    }
+}
+
+/// Several verdicts about one claim: it holds when every part holds, does not hold when none
+/// holds and at least one significantly contradicts it, and is inconclusive otherwise.
+pub fn combine(vs: &[Verdict]) -> Verdict {
+    if !vs.is_empty() && vs.iter().all(|v| *v == Verdict::Holds) {
+        Verdict::Holds
+    } else if !vs.contains(&Verdict::Holds) && vs.contains(&Verdict::DoesNotHold) {
+        Verdict::DoesNotHold
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// "a beats b" on one metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub a: String,
+    pub b: String,
+    pub metric: Metric,
+    /// Accuracy of a minus accuracy of b (fraction; over the shared examples when paired).
+    pub delta: f64,
+    /// Paired counts when both runs have per-example records on shared examples.
+    pub paired: Option<Paired>,
+    /// Exact McNemar p-value (paired only).
+    pub p: Option<f64>,
+    pub verdict: Verdict,
+    /// How the verdict was reached.
+    pub test: String,
+}
+
+fn flags(r: &RunRecords, m: Metric) -> BTreeMap<usize, bool> {
+    match m {
+        Metric::Clean => r.clean(),
+        Metric::Pgd => r.pgd_robust(),
+        Metric::Aa => r.aa.clone(),
+    }
+}
+
+/// Compares a with b on `metric`: exact McNemar on the examples both evaluated (matched by
+/// index), or — without records — whether the Wilson intervals are disjoint, which is a
+/// conservative stand-in. None when either run lacks the metric.
+pub fn compare(a: &Loaded<'_>, b: &Loaded<'_>, metric: Metric, z: f64, alpha: f64) -> Option<Comparison> {
+    let (ra, rb) = (Row::of(a, z), Row::of(b, z));
+    let (ea, eb) = (ra.get(metric)?, rb.get(metric)?);
+    let paired = match (&a.records, &b.records) {
+        (Some(x), Some(y)) => {
+            let (fx, fy) = (flags(x, metric), flags(y, metric));
+            let p = Paired::from_pairs(fx.iter().filter_map(|(i, &u)| fy.get(i).map(|&v| (u, v))));
+            (p.n > 0).then_some(p)
+        }
+        _ => None,
+    };
+    let (delta, p, verdict, test) = match paired {
+        Some(pr) => {
+            let p = pr.p_value();
+            let v = if p < alpha && pr.delta() > 0.0 {
+                Verdict::Holds
+            } else if p < alpha && pr.delta() < 0.0 {
+                Verdict::DoesNotHold
+            } else {
+                Verdict::Inconclusive
+            };
+            (pr.delta(), Some(p), v, format!("exact McNemar on {} paired examples ({} vs {} discordant), α = {alpha}", pr.n, pr.only_a, pr.only_b))
+        }
+        None => {
+            let v = if ea.low > eb.high {
+                Verdict::Holds
+            } else if ea.high < eb.low {
+                Verdict::DoesNotHold
+            } else {
+                Verdict::Inconclusive
+            };
+            (ea.accuracy - eb.accuracy, None, v, "disjoint Wilson intervals (no paired per-example records)".to_string())
+        }
+    };
+    Some(Comparison { a: ra.name(), b: rb.name(), metric, delta, paired, p, verdict, test })
+}
+
+/// One finding: a claim, its verdict (None: not evaluated) and the evidence lines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub title: String,
+    pub claim: String,
+    pub verdict: Option<Verdict>,
+    pub evidence: Vec<String>,
+    pub comparisons: Vec<Comparison>,
+}
+
+pub fn pct(x: f64) -> String {
+    format!("{:.1}", 100.0 * x)
+}
+
+pub fn signed_pp(x: f64) -> String {
+    format!("{:+.1}", 100.0 * x)
+}
+
+pub fn p_text(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+/// `full/RoLI vs full/RanLI, PGD: +2.4 pp (p = 0.0123) → holds`.
+pub fn describe(c: &Comparison) -> String {
+    let stat = match c.p {
+        Some(p) => format!("p = {}", p_text(p)),
+        None => "no paired records; interval test".into(),
+    };
+    format!("{} vs {}, {}: {} pp ({stat}) → {}", c.a, c.b, c.metric.label(), signed_pp(c.delta), c.verdict)
+}
+
+fn find<'a, 'b>(ls: &'a [Loaded<'b>], method: Method, init: Init) -> Option<&'a Loaded<'b>> {
+    ls.iter().find(|l| l.result.method == method && (method == Method::Linear || l.result.init == init))
+}
+
+/// The three findings (robust vs standard pretraining, linear probe vs full finetuning, RoLI vs
+/// RanLI per method), each judged at level `alpha` on the given runs.
+pub fn findings(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, z: f64, alpha: f64) -> Vec<Finding> {
+    vec![robust_vs_standard(main, standard, z, alpha), linear_vs_full(main, z, alpha), roli_vs_ranli(main, z, alpha)]
+}
+
+fn robust_vs_standard(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, z: f64, alpha: f64) -> Finding {
+    let title = "Robust vs standard pretraining".to_string();
+    let claim = "With the same method and initialisation, the robustly pretrained backbone gives higher PGD robust accuracy than the standard one.".to_string();
+    let Some(std_runs) = standard else {
+        return Finding { title, claim, verdict: None, evidence: vec!["not evaluated: no standard-pretraining summary was given (ReportOptions::standard)".into()], comparisons: vec![] };
+    };
+    let comps: Vec<Comparison> = main
+        .iter()
+        .filter_map(|m| find(std_runs, m.result.method, m.result.init).and_then(|s| compare(m, s, Metric::Pgd, z, alpha)))
+        .map(|mut c| {
+            c.a = format!("robust {}", c.a);
+            c.b = format!("standard {}", c.b);
+            c
+        })
+        .collect();
+    let mut evidence: Vec<String> = comps.iter().map(describe).collect();
+    if comps.is_empty() {
+        evidence.push("not evaluated: the two summaries share no (method, init)".into());
+    }
+    let verdict = (!comps.is_empty()).then(|| combine(&comps.iter().map(|c| c.verdict).collect::<Vec<_>>()));
+    Finding { title, claim, verdict, evidence, comparisons: comps }
+}
+
+fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
+    let title = "Linear probing vs full finetuning (RanLI)".to_string();
+    let claim = "Adversarial linear probing reaches higher PGD robust accuracy than full adversarial finetuning from a random head (the paper: on some datasets).".to_string();
+    let (Some(lin), Some(full)) = (find(main, Method::Linear, Init::Ranli), find(main, Method::Full, Init::Ranli)) else {
+        return Finding { title, claim, verdict: None, evidence: vec!["not evaluated: needs both the linear probe and full/RanLI results".into()], comparisons: vec![] };
+    };
+    let comps: Vec<Comparison> = Metric::ALL.iter().filter_map(|&m| compare(lin, full, m, z, alpha)).collect();
+    let verdict = comps.iter().find(|c| c.metric == Metric::Pgd).map(|c| c.verdict);
+    let mut evidence: Vec<String> = comps.iter().map(|c| format!("{}{}", describe(c), if c.metric == Metric::Pgd { " (decides the claim)" } else { "" })).collect();
+    // The paper's wider claim: the probe against every other RanLI method, for context.
+    for other in main.iter().filter(|l| l.result.init == Init::Ranli && !matches!(l.result.method, Method::Linear | Method::Full)) {
+        if let Some(c) = compare(lin, other, Metric::Pgd, z, alpha) {
+            evidence.push(format!("context: {}", describe(&c)));
+        }
+    }
+    Finding { title, claim, verdict, evidence, comparisons: comps }
+}
+
+fn roli_vs_ranli(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
+    let title = "RoLI vs RanLI per method".to_string();
+    let claim = "Starting finetuning from the robust linear probe (RoLI) gives higher clean and PGD accuracy than a random head (RanLI), for each method.".to_string();
+    let mut methods: Vec<Method> = Vec::new();
+    for m in main.iter().map(|l| l.result.method).filter(|m| *m != Method::Linear) {
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    let mut evidence = Vec::new();
+    let mut comps = Vec::new();
+    let mut per_method = Vec::new();
+    for m in methods {
+        let (Some(roli), Some(ranli)) = (find(main, m, Init::Roli), find(main, m, Init::Ranli)) else {
+            evidence.push(format!("{}: not evaluated (needs both RanLI and RoLI runs)", m.as_str()));
+            continue;
+        };
+        let cs: Vec<Comparison> = Metric::ALL.iter().filter_map(|&k| compare(roli, ranli, k, z, alpha)).collect();
+        let decisive: Vec<Verdict> = cs.iter().filter(|c| c.metric != Metric::Aa).map(|c| c.verdict).collect();
+        let v = combine(&decisive);
+        per_method.push(v);
+        let parts: Vec<String> = cs
+            .iter()
+            .map(|c| format!("{} {} pp{} {}", c.metric.label(), signed_pp(c.delta), c.p.map(|p| format!(" (p = {})", p_text(p))).unwrap_or_default(), c.verdict))
+            .collect();
+        evidence.push(format!("{}: {} — {}", m.as_str(), v, parts.join("; ")));
+        comps.extend(cs);
+    }
+    let verdict = (!per_method.is_empty()).then(|| combine(&per_method));
+    Finding { title, claim, verdict, evidence, comparisons: comps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combine_is_strict_about_holding() {
+        use Verdict::*;
+        assert_eq!(combine(&[Holds, Holds]), Holds);
+        assert_eq!(combine(&[Holds, Inconclusive]), Inconclusive);
+        assert_eq!(combine(&[Holds, DoesNotHold]), Inconclusive);
+        assert_eq!(combine(&[DoesNotHold, Inconclusive]), DoesNotHold);
+        assert_eq!(combine(&[Inconclusive]), Inconclusive);
+        assert_eq!(combine(&[]), Inconclusive);
+    }
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(pct(0.4237), "42.4");
+        assert_eq!(signed_pp(0.0244), "+2.4");
+        assert_eq!(signed_pp(-0.031), "-3.1");
+        assert_eq!(p_text(0.038574), "0.0386");
+        assert_eq!(p_text(2.3e-5), "2.3e-5");
+    }
+}

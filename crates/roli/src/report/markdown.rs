@@ -1,0 +1,151 @@
+//! `report.md`: the results table with intervals, the RoLI − RanLI deltas with paired tests,
+//! the findings, the figures and every caveat the numbers carry.
+use super::compare::{describe, init_label, p_text, pct, signed_pp, Comparison, Estimate, Finding, Metric, Row};
+use super::records::Loaded;
+use crate::config::{Init, Method};
+use crate::pipeline::Summary;
+use std::fmt::Write;
+
+/// Everything the page shows, computed beforehand.
+pub struct Page<'a> {
+    pub title: &'a str,
+    pub summary: &'a Summary,
+    pub standard: Option<&'a Summary>,
+    pub confidence: f64,
+    pub alpha: f64,
+    pub rows: &'a [(Row, &'a Loaded<'a>)],
+    pub standard_rows: &'a [Row],
+    pub deltas: &'a [(Method, Vec<Comparison>)],
+    pub findings: &'a [Finding],
+    pub figures: &'a [(String, String)],
+    pub notes: &'a [String],
+}
+
+fn cell(e: Option<Estimate>) -> String {
+    match e {
+        Some(e) => format!("{} [{}, {}]", pct(e.accuracy), pct(e.low), pct(e.high)),
+        None => "–".into(),
+    }
+}
+
+fn n_cell(e: Option<Estimate>) -> String {
+    e.map(|e| e.n.to_string()).unwrap_or_else(|| "–".into())
+}
+
+fn init_cell(method: Method, init: Init) -> &'static str {
+    if method == Method::Linear {
+        "– (stage 1)"
+    } else {
+        init_label(init)
+    }
+}
+
+fn results_table(out: &mut String, rows: &[Row], loaded: Option<&[(Row, &Loaded<'_>)]>, ci: &str) {
+    let _ = writeln!(out, "| method | init | clean % [{ci}] | PGD % [{ci}] | n | AA % [{ci}] | AA n | optimizer | eff. LR | epochs | best epoch |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for (i, r) in rows.iter().enumerate() {
+        let (opt, lr, ep, best) = match loaded.and_then(|l| l.get(i)) {
+            Some((_, l)) => {
+                let m = l.result;
+                let opt = match m.optimizer {
+                    crate::train::optim::OptimizerKind::Sgd { .. } => "SGD",
+                    crate::train::optim::OptimizerKind::AdamW { .. } => "AdamW",
+                };
+                (opt.to_string(), format!("{:.3e}", m.lr), m.epochs.to_string(), m.best_epoch.map(|e| e.to_string()).unwrap_or_else(|| "–".into()))
+            }
+            None => ("–".into(), "–".into(), "–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {opt} | {lr} | {ep} | {best} |",
+            r.method.as_str(),
+            init_cell(r.method, r.init),
+            cell(Some(r.clean)),
+            cell(Some(r.pgd)),
+            r.pgd.n,
+            cell(r.aa),
+            n_cell(r.aa),
+        );
+    }
+}
+
+fn delta_cell(c: Option<&Comparison>) -> String {
+    match c {
+        Some(c) => match (c.p, c.paired) {
+            (Some(p), Some(pr)) => format!("{} (p = {}; {}/{})", signed_pp(c.delta), p_text(p), pr.only_a, pr.only_b),
+            _ => format!("{} (unpaired)", signed_pp(c.delta)),
+        },
+        None => "–".into(),
+    }
+}
+
+/// Renders the page.
+pub fn render(p: &Page<'_>) -> String {
+    let ci = format!("{:.0}% CI", p.confidence * 100.0);
+    let mut out = String::new();
+    let s = p.summary;
+    let _ = writeln!(out, "# {}\n", p.title);
+    let _ = writeln!(out, "- run: {}", s.name);
+    let _ = writeln!(out, "- backbone: {}", s.backbone);
+    let _ = writeln!(out, "- data: {} ({} test examples)", s.data, s.test_n);
+    if let Some(st) = p.standard {
+        let _ = writeln!(out, "- standard-pretraining comparison run: {} — backbone {}", st.name, st.backbone);
+    }
+    let _ = writeln!(
+        out,
+        "- statistics: {ci} = Wilson score interval over the evaluated test examples (AutoAttack: its own subset, column AA n); \
+         p = exact two-sided McNemar test on the examples both runs evaluated, matched by index; significance level α = {}.\n",
+        p.alpha
+    );
+
+    let _ = writeln!(out, "## Results\n");
+    let rows: Vec<Row> = p.rows.iter().map(|(r, _)| r.clone()).collect();
+    results_table(&mut out, &rows, Some(p.rows), &ci);
+    if !p.standard_rows.is_empty() {
+        let _ = writeln!(out, "\nStandard (non-robust) pretraining:\n");
+        results_table(&mut out, p.standard_rows, None, &ci);
+    }
+
+    let _ = writeln!(out, "\n## RoLI − RanLI\n");
+    if p.deltas.is_empty() {
+        let _ = writeln!(out, "No method has both a RanLI and a RoLI run.");
+    } else {
+        let _ = writeln!(out, "Accuracy difference in percentage points, RoLI minus RanLI on the same test examples; in brackets the McNemar p-value and the discordant counts (RoLI-only correct / RanLI-only correct).\n");
+        let _ = writeln!(out, "| method | Δ clean (pp) | Δ PGD (pp) | Δ AA (pp) |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for (m, cs) in p.deltas {
+            let get = |k: Metric| cs.iter().find(|c| c.metric == k);
+            let _ = writeln!(out, "| {} | {} | {} | {} |", m.as_str(), delta_cell(get(Metric::Clean)), delta_cell(get(Metric::Pgd)), delta_cell(get(Metric::Aa)));
+        }
+    }
+
+    let _ = writeln!(out, "\n## Findings\n");
+    let _ = writeln!(out, "Each claim of the paper is checked on these runs only: **holds** = significant in the claimed direction, **does not hold** = significant in the opposite direction, **inconclusive** = neither (or mixed). Small test subsets make \"inconclusive\" the honest answer more often than not.\n");
+    for (i, f) in p.findings.iter().enumerate() {
+        let verdict = f.verdict.map(|v| format!("**{v}**")).unwrap_or_else(|| "**not evaluated**".into());
+        let _ = writeln!(out, "{}. **{}** — {verdict}. Claim: {}", i + 1, f.title, f.claim);
+        for line in &f.evidence {
+            let _ = writeln!(out, "   - {line}");
+        }
+    }
+    let unpaired: Vec<&Comparison> = p.findings.iter().flat_map(|f| f.comparisons.iter()).filter(|c| c.p.is_none()).collect();
+    if !unpaired.is_empty() {
+        let _ = writeln!(out, "\nComparisons without per-example records use disjoint {ci}s instead of McNemar (weaker): {}.", unpaired.iter().map(|c| describe(c)).collect::<Vec<_>>().join("; "));
+    }
+
+    if !p.figures.is_empty() {
+        let _ = writeln!(out, "\n## Figures\n");
+        for (caption, file) in p.figures {
+            let _ = writeln!(out, "![{caption}]({file})\n");
+        }
+    }
+
+    let flagged: Vec<String> = p.rows.iter().filter(|(_, l)| !l.result.test.flags.is_empty() || !l.result.notes.is_empty()).map(|(r, l)| format!("{}: {}", r.name(), l.result.test.flags.iter().chain(l.result.notes.iter()).cloned().collect::<Vec<_>>().join("; "))).collect();
+    if !flagged.is_empty() || !p.notes.is_empty() {
+        let _ = writeln!(out, "\n## Flags and notes\n");
+        for line in flagged.iter().chain(p.notes.iter()) {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    out
+}

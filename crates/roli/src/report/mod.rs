@@ -1,0 +1,217 @@
+//! The report of a finished run: `report.md` (accuracies with Wilson intervals, RoLI − RanLI
+//! deltas with exact McNemar tests, findings judged from the numbers), `results.json` (every
+//! per-example record plus the same aggregates as data) and the figures (`figure1.{png,svg}`,
+//! the paper's clean-vs-PGD scatter, and `eps_curve.{png,svg}` when a curve is given).
+//!
+//! Modules: [`stats`] (pure statistics), `records` (reading the per-example files), `compare`
+//! (intervals, paired comparisons, findings), `markdown` (the page), `plots` (the figures and
+//! the run-time font lookup).
+mod compare;
+mod markdown;
+mod plots;
+mod records;
+pub mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use compare::{Comparison, Estimate, Finding, Metric, Row, Verdict};
+pub use plots::{font, font_path};
+pub use records::{ExampleRow, Source};
+
+use crate::config::{Init, Method};
+use crate::pipeline::Summary;
+use anyhow::Context;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What can go wrong while writing a report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// A result's per-example file (`TestResult::examples_path`) is missing or not the
+    /// `{"pgd": …, "autoattack": …}` document the pipeline writes.
+    #[error("per-example records {path}: {detail} (re-run the test evaluation, or pass ReportOptions::run_dir when the run folder was moved)")]
+    Examples { path: PathBuf, detail: String },
+    /// plotters failed to draw or encode a figure.
+    #[error("cannot draw {path}: {detail}")]
+    Plot { path: PathBuf, detail: String },
+    /// Reading or writing a report file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The confidence level is not a probability.
+    #[error("ReportOptions::confidence = {0} must lie strictly between 0 and 1 (e.g. 0.95)")]
+    Confidence(f64),
+}
+
+/// How to write the report.
+pub struct ReportOptions<'a> {
+    /// Heading of report.md and caption of Figure 1.
+    pub title: String,
+    /// The same study on a standard (non-robust) backbone, for finding 1 and the hollow markers
+    /// of Figure 1.
+    pub standard: Option<&'a Summary>,
+    /// Robust accuracy vs eps: `(label, [(eps, accuracy in [0, 1])])`; empty: no eps plot.
+    pub eps_curve: &'a [(String, Vec<(f64, f64)>)],
+    /// The main run's output folder: resolves per-example files when the folder was moved or the
+    /// recorded paths are relative to another working directory.
+    pub run_dir: Option<&'a Path>,
+    /// The same for the standard run.
+    pub standard_run_dir: Option<&'a Path>,
+    /// Confidence of the intervals; the tests use α = 1 − confidence.
+    pub confidence: f64,
+}
+
+impl Default for ReportOptions<'_> {
+    fn default() -> Self {
+        ReportOptions { title: "RoLI report".into(), standard: None, eps_curve: &[], run_dir: None, standard_run_dir: None, confidence: 0.95 }
+    }
+}
+
+/// The files written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportPaths {
+    pub markdown: PathBuf,
+    pub results_json: PathBuf,
+    /// `(png, svg)`; None when drawing failed (report.md says why).
+    pub figure1: Option<(PathBuf, PathBuf)>,
+    /// `(png, svg)`; None without eps-curve data or when drawing failed.
+    pub eps_curve: Option<(PathBuf, PathBuf)>,
+    /// The font used for figure text; None: the figures have no text.
+    pub font: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct ResultsJson<'a> {
+    title: &'a str,
+    confidence: f64,
+    alpha: f64,
+    rows: Vec<(Source, &'a Row)>,
+    roli_minus_ranli: &'a [(Method, Vec<Comparison>)],
+    findings: &'a [Finding],
+    records: Vec<ExampleRow>,
+}
+
+/// RoLI vs RanLI on every metric, per method with both runs.
+fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(Method, Vec<Comparison>)> {
+    let mut out: Vec<(Method, Vec<Comparison>)> = Vec::new();
+    for l in loaded.iter().filter(|l| l.result.method != Method::Linear && l.result.init == Init::Roli) {
+        if out.iter().any(|(m, _)| *m == l.result.method) {
+            continue;
+        }
+        if let Some(ranli) = loaded.iter().find(|r| r.result.method == l.result.method && r.result.init == Init::Ranli) {
+            let cs = Metric::ALL.iter().filter_map(|&m| compare::compare(l, ranli, m, z, alpha)).collect();
+            out.push((l.result.method, cs));
+        }
+    }
+    out
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    roli_data::cache::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `report.md`, `results.json` and the figures into `out_dir` (created if needed).
+///
+/// Unreadable per-example files do not stop the report: those runs fall back to the rates in
+/// their `result.json` (no paired test) and report.md lists the problem.
+pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>) -> anyhow::Result<ReportPaths> {
+    if !(opts.confidence > 0.0 && opts.confidence < 1.0) {
+        return Err(ReportError::Confidence(opts.confidence).into());
+    }
+    let z = stats::z_for(opts.confidence);
+    // Rounded so 0.95 shows α = 0.05, not 0.050000000000000044.
+    let alpha = ((1.0 - opts.confidence) * 1e12).round() / 1e12;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating report folder {}", out_dir.display()))?;
+
+    let main = records::load_all(summary, opts.run_dir);
+    let standard = opts.standard.map(|s| records::load_all(s, opts.standard_run_dir));
+    let rows: Vec<(Row, &records::Loaded<'_>)> = main.iter().map(|l| (Row::of(l, z), l)).collect();
+    let standard_rows: Vec<Row> = standard.iter().flatten().map(|l| Row::of(l, z)).collect();
+    let deltas = deltas(&main, z, alpha);
+    let findings = compare::findings(&main, standard.as_deref(), z, alpha);
+
+    let mut notes = Vec::new();
+    for (tag, ls) in std::iter::once(("", &main)).chain(standard.iter().map(|s| ("standard ", s))) {
+        for l in ls.iter() {
+            if let Some(p) = &l.problem {
+                notes.push(format!("{tag}{}: {p}", compare::run_name(l.result.method, l.result.init)));
+            }
+        }
+    }
+
+    // Figures.
+    let text = plots::font();
+    if text.is_none() {
+        notes.push("figures drawn without text: no TrueType font found (set ROLI_FONT=/path/to/font.ttf or install fonts-dejavu-core)".into());
+    }
+    let mut points: Vec<plots::ScatterPoint> = rows.iter().map(|(r, _)| plots::ScatterPoint::of(r, Source::Main)).collect();
+    points.extend(standard_rows.iter().map(|r| plots::ScatterPoint::of(r, Source::Standard)));
+    let mut figures = Vec::new();
+    let figure1 = match plots::figure1(out_dir, &opts.title, &points, text) {
+        Ok(p) => {
+            figures.push(("Figure 1: clean vs PGD robust accuracy (whiskers: Wilson intervals; grey lines join RanLI → RoLI; SVG: figure1.svg)".to_string(), "figure1.png".to_string()));
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            notes.push(format!("Figure 1 not written: {e}"));
+            None
+        }
+    };
+    let eps_curve = if opts.eps_curve.is_empty() {
+        None
+    } else {
+        match plots::eps_curve(out_dir, &format!("{}: robust accuracy vs eps", opts.title), opts.eps_curve, text) {
+            Ok(p) => {
+                figures.push(("Robust accuracy vs eps (SVG: eps_curve.svg)".to_string(), "eps_curve.png".to_string()));
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                notes.push(format!("eps curve not written: {e}"));
+                None
+            }
+        }
+    };
+
+    // results.json
+    let mut all_records = records::rows(&main, Source::Main);
+    if let Some(s) = &standard {
+        all_records.extend(records::rows(s, Source::Standard));
+    }
+    let doc = ResultsJson {
+        title: &opts.title,
+        confidence: opts.confidence,
+        alpha,
+        rows: rows.iter().map(|(r, _)| (Source::Main, r)).chain(standard_rows.iter().map(|r| (Source::Standard, r))).collect(),
+        roli_minus_ranli: &deltas,
+        findings: &findings,
+        records: all_records,
+    };
+    let results_json = out_dir.join("results.json");
+    write(&results_json, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+
+    // report.md
+    let page = markdown::Page {
+        title: &opts.title,
+        summary,
+        standard: opts.standard,
+        confidence: opts.confidence,
+        alpha,
+        rows: &rows,
+        standard_rows: &standard_rows,
+        deltas: &deltas,
+        findings: &findings,
+        figures: &figures,
+        notes: &notes,
+    };
+    let markdown_path = out_dir.join("report.md");
+    write(&markdown_path, markdown::render(&page).as_bytes())?;
+
+    Ok(ReportPaths { markdown: markdown_path, results_json, figure1, eps_curve, font: plots::font_path().map(Path::to_path_buf) })
+}

@@ -1,0 +1,197 @@
+//! Per-example test records of a finished run, gathered from each result's
+//! `test_examples.json` (`{"pgd": EvalReport, "autoattack": EvalReport | null}`).
+//!
+//! Only the fields the statistics need are read (`index`, `label`, `clean_correct`, `robust`), so
+//! the report keeps working when the evaluation report grows new fields.
+use super::ReportError;
+use crate::config::{Init, Method};
+use crate::pipeline::{MethodResult, Summary};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Which summary a record comes from: the main (robust) run or the standard-pretraining one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Main,
+    Standard,
+}
+
+/// One test example of one (method, init): a row of `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleRow {
+    pub source: Source,
+    pub method: Method,
+    pub init: Init,
+    /// Position in the test split.
+    pub index: usize,
+    pub label: i64,
+    pub clean_correct: bool,
+    /// Correct under PGD (false when clean-wrong).
+    pub pgd_robust: bool,
+    /// Correct under AutoAttack; None when AutoAttack did not run on this example.
+    pub aa_robust: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ExamplesDoc {
+    pgd: ReportLite,
+    #[serde(default)]
+    autoattack: Option<ReportLite>,
+}
+
+#[derive(Deserialize)]
+struct ReportLite {
+    examples: Vec<ExampleLite>,
+}
+
+#[derive(Deserialize)]
+struct ExampleLite {
+    index: usize,
+    label: i64,
+    clean_correct: bool,
+    robust: bool,
+}
+
+/// The records of one (method, init), keyed by example index.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecords {
+    /// index → (label, clean correct, PGD robust).
+    pub pgd: BTreeMap<usize, (i64, bool, bool)>,
+    /// index → AutoAttack robust (only the examples AutoAttack ran on).
+    pub aa: BTreeMap<usize, bool>,
+}
+
+impl RunRecords {
+    /// Reads one `test_examples.json`.
+    pub fn read(path: &Path) -> Result<Self, ReportError> {
+        let bytes = std::fs::read(path).map_err(|e| ReportError::Examples { path: path.to_path_buf(), detail: e.to_string() })?;
+        let doc: ExamplesDoc = serde_json::from_slice(&bytes).map_err(|e| ReportError::Examples { path: path.to_path_buf(), detail: format!("not a {{\"pgd\": report, \"autoattack\": report|null}} document: {e}") })?;
+        let mut r = RunRecords::default();
+        for e in doc.pgd.examples {
+            r.pgd.insert(e.index, (e.label, e.clean_correct, e.robust));
+        }
+        for e in doc.autoattack.into_iter().flat_map(|a| a.examples) {
+            r.aa.insert(e.index, e.robust);
+        }
+        Ok(r)
+    }
+
+    /// Clean-correct flags by index.
+    pub fn clean(&self) -> BTreeMap<usize, bool> {
+        self.pgd.iter().map(|(&i, &(_, c, _))| (i, c)).collect()
+    }
+
+    /// PGD-robust flags by index.
+    pub fn pgd_robust(&self) -> BTreeMap<usize, bool> {
+        self.pgd.iter().map(|(&i, &(_, _, r))| (i, r)).collect()
+    }
+
+    fn rows(&self, source: Source, method: Method, init: Init) -> impl Iterator<Item = ExampleRow> + '_ {
+        self.pgd.iter().map(move |(&index, &(label, clean_correct, pgd_robust))| ExampleRow {
+            source,
+            method,
+            init,
+            index,
+            label,
+            clean_correct,
+            pgd_robust,
+            aa_robust: self.aa.get(&index).copied(),
+        })
+    }
+}
+
+/// A result with its records (None when they could not be read; `problem` says why).
+#[derive(Debug, Clone)]
+pub struct Loaded<'a> {
+    pub result: &'a MethodResult,
+    pub records: Option<RunRecords>,
+    pub problem: Option<String>,
+}
+
+/// Where a result's examples file is: the recorded path, or — for a run folder that was moved
+/// or a relative path written from another working directory — the same file name inside
+/// `<run_dir>/<result dir name>/`.
+pub fn locate(result: &MethodResult, run_dir: Option<&Path>) -> PathBuf {
+    let p = &result.test.examples_path;
+    if p.exists() {
+        return p.clone();
+    }
+    if let (Some(base), Some(dir), Some(file)) = (run_dir, result.dir.file_name(), p.file_name()) {
+        let alt = base.join(dir).join(file);
+        if alt.exists() {
+            return alt;
+        }
+    }
+    p.clone()
+}
+
+/// Loads the records of every result of a summary; unreadable files become a `problem`, not an
+/// error, so a report can still be written from the accuracies alone.
+pub fn load_all<'a>(summary: &'a Summary, run_dir: Option<&Path>) -> Vec<Loaded<'a>> {
+    summary
+        .results
+        .iter()
+        .map(|result| match RunRecords::read(&locate(result, run_dir)) {
+            Ok(r) => {
+                let problem = consistency(result, &r);
+                Loaded { result, records: Some(r), problem }
+            }
+            Err(e) => Loaded { result, records: None, problem: Some(e.to_string()) },
+        })
+        .collect()
+}
+
+/// A note when the records disagree with the accuracies in the result.
+fn consistency(result: &MethodResult, r: &RunRecords) -> Option<String> {
+    let n = r.pgd.len();
+    if n == 0 {
+        return Some("the examples file holds no examples".into());
+    }
+    let clean = r.pgd.values().filter(|v| v.1).count() as f64 / n as f64;
+    let pgd = r.pgd.values().filter(|v| v.2).count() as f64 / n as f64;
+    let tol = 0.5 / n as f64 + 1e-9;
+    if n != result.test.n || (clean - result.test.clean_accuracy).abs() > tol || (pgd - result.test.pgd_accuracy).abs() > tol {
+        return Some(format!(
+            "records (n {n}, clean {:.4}, PGD {:.4}) disagree with result.json (n {}, clean {:.4}, PGD {:.4}); the report uses the records",
+            clean, pgd, result.test.n, result.test.clean_accuracy, result.test.pgd_accuracy
+        ));
+    }
+    None
+}
+
+/// Every record of the loaded results, in result order.
+pub fn rows(loaded: &[Loaded<'_>], source: Source) -> Vec<ExampleRow> {
+    loaded.iter().filter_map(|l| l.records.as_ref().map(|r| (l.result, r))).flat_map(|(res, r)| r.rows(source, res.method, res.init)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_the_needed_fields_and_rejects_other_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ex.json");
+        std::fs::write(
+            &p,
+            r#"{"pgd": {"n": 2, "examples": [{"index": 3, "label": 1, "clean_correct": true, "robust": false, "extra": 1},
+                                              {"index": 5, "label": 0, "clean_correct": false, "robust": false}]},
+                "autoattack": {"examples": [{"index": 3, "label": 1, "clean_correct": true, "robust": false}]}}"#,
+        )
+        .unwrap();
+        let r = RunRecords::read(&p).unwrap();
+        assert_eq!(r.pgd[&3], (1, true, false));
+        assert_eq!(r.aa.len(), 1);
+        let rows: Vec<_> = r.rows(Source::Main, Method::Full, Init::Roli).collect();
+        assert_eq!(rows[0].aa_robust, Some(false));
+        assert_eq!(rows[1].aa_robust, None);
+
+        std::fs::write(&p, r#"{"examples": []}"#).unwrap();
+        let e = RunRecords::read(&p).unwrap_err().to_string();
+        assert!(e.contains("ex.json") && e.contains("pgd"), "{e}");
+        let e = RunRecords::read(&dir.path().join("missing.json")).unwrap_err().to_string();
+        assert!(e.contains("missing.json"), "{e}");
+    }
+}

@@ -1,0 +1,76 @@
+//! The `roli` binary's contract for bad input: one clear error line naming the problem and the fix,
+//! exit code 2, nothing written half-way.
+use std::process::Command;
+
+fn roli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_roli"))
+}
+
+fn stderr_of(mut c: Command) -> (i32, String) {
+    let out = c.output().expect("roli runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn missing_data_cache_names_the_fetch_command() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut c = roli();
+    c.env("ROLI_CACHE", empty.path()).args(["eval", "--model", "lenet5_advertorch", "--data", "fashion-mnist", "--eps", "0.1", "--out"]).arg(out.path());
+    let (code, err) = stderr_of(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not in the cache") && err.contains("roli data fetch fashion-mnist"), "{err}");
+    let mut c = roli();
+    c.env("ROLI_CACHE", empty.path()).args(["eval", "--model", "advertorch-lenet5-mnist-at", "--data", "fashion-mnist", "--eps", "0.1", "--out"]).arg(out.path());
+    let (code, err) = stderr_of(c);
+    assert_eq!(code, 2);
+    assert!(err.contains("roli data fetch"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_names_key_line_and_allowed_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("bad.toml");
+    std::fs::write(&cfg, "[data]\nname = \"mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n[threat]\nepsilon = 0.1\n").unwrap();
+    let mut c = roli();
+    c.args(["run"]).arg(&cfg).arg("--dry-run");
+    let (code, err) = stderr_of(c);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml") && err.contains("epsilon") && err.contains("`eps`") && err.contains("line 6"), "{err}");
+    let mut c = roli();
+    c.args(["run"]).arg(&cfg).args(["--dry-run", "--set", "threat.epsilon=1"]);
+    let (_, err) = stderr_of(c);
+    assert!(err.contains("epsilon"), "{err}");
+}
+
+#[test]
+fn unknown_source_model_and_attack_list_the_choices() {
+    let (code, err) = stderr_of({
+        let mut c = roli();
+        c.args(["data", "fetch", "cifar10"]);
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown source 'cifar10'") && err.contains("fashion-mnist"), "{err}");
+    let out = tempfile::tempdir().unwrap();
+    let (_, err) = stderr_of({
+        let mut c = roli();
+        c.args(["eval", "--model", "nope", "--data", "mnist", "--eps", "0.1", "--out"]).arg(out.path());
+        c
+    });
+    assert!(err.contains("unknown model 'nope'") && err.contains("advertorch-lenet5-mnist-at"), "{err}");
+}
+
+#[test]
+fn dry_run_reports_trainable_counts_without_data() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, "[data]\nname = \"not-needed\"\n[model]\nbackbone = \"vit_micro_patch4_32\"\n[finetune]\nmethods = [\"full\", \"bias\", \"lora\", \"adapter\"]\n").unwrap();
+    let out = roli().args(["run"]).arg(&cfg).args(["--dry-run", "--classes", "3"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for m in ["linear", "full", "bias", "lora", "adapter"] {
+        assert!(text.lines().any(|l| l.starts_with(m)), "{m} missing:\n{text}");
+    }
+    assert!(text.contains("SGD(momentum 0.9)") && text.contains("AdamW-HF"), "{text}");
+}
