@@ -323,6 +323,29 @@ pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, meth
     Ok(result)
 }
 
+/// Rebuilds a finished (method, init) model with its best weights.
+pub fn load_trained(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, r: &MethodResult) -> anyhow::Result<Built> {
+    let built = build_model(cfg, src, data, r.method)?;
+    let p = r.dir.join("best.safetensors");
+    let t = Tensor::read_safetensors(&p).with_context(|| format!("reading {}", p.display()))?;
+    adversarial::load_into(&built.vs, &t, &p)?;
+    Ok(built)
+}
+
+/// PGD robust accuracy at each eps on the first `limit` test examples (a robustness curve).
+pub fn eps_curve(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, r: &MethodResult, eps: &[f64], limit: usize) -> anyhow::Result<Vec<(f64, f64)>> {
+    let built = load_trained(cfg, src, data, r)?;
+    let n = limit.min(data.test.len());
+    let (x, y) = data.test.batch(&(0..n).collect::<Vec<_>>(), None)?;
+    let m = |t: &Tensor| built.model.forward_with(t, false);
+    let mut opts = EvalOptions::new(threat(cfg));
+    opts.seed = adversarial::derive_seed(&[cfg.seed, 98]);
+    opts.batch_size = 250;
+    let spec = AttackSpec::Single(Stage::Pgd(PgdConfig { step_size: StepSize::RelativeToEps(0.25), ..pgd_config(cfg, cfg.threat.eval_steps) }));
+    let sw = roli_attacks::sweep(&m, &x, &y, &spec, eps, &opts)?;
+    Ok(sw.reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect())
+}
+
 /// `summary.json` of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

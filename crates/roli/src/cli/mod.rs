@@ -1,7 +1,9 @@
 //! The `roli` command line (clap derive). Each subcommand lives in its own module; the `///`
 //! comments are the `--help` text.
 pub mod data;
+pub mod demo;
 pub mod eval;
+pub mod pretrain;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -19,10 +21,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: the RoLI study on real data (robust and standard backbone) with its report.
+    Demo(demo::DemoArgs),
     /// Fetch, list and inspect the real datasets and checkpoints in the cache.
     Data(data::DataArgs),
     /// Robust accuracy of a classifier under an attack (PGD, APGD, FAB, Square, AutoAttack).
     Eval(eval::EvalArgs),
+    /// Train a backbone from scratch (adversarially, or standard with --eps 0) for the model zoo.
+    Pretrain(pretrain::PretrainArgs),
     /// Stage 1: adversarial linear probing; writes the head artifact for RoLI.
     Probe(run::ConfigArgs),
     /// Stage 2: adversarial finetuning of one method (RanLI, or RoLI with --init-head).
@@ -34,8 +40,10 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Data(a) => data::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
         Command::Probe(a) => run::probe(a),
         Command::Finetune(a) => run::finetune(a),
         Command::Run(a) => run::run(a),

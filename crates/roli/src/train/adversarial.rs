@@ -231,6 +231,7 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
 
     let attack = Pgd::new(plan.threat, plan.train_pgd);
     let val_pgd = Pgd::new(plan.threat, plan.eval_pgd);
+    let val_attack = (plan.eval_pgd.steps > 0 && plan.threat.eps() > 0.0).then_some(&val_pgd);
     let eval_model = |x: &Tensor| model.forward_with(x, false);
     let n = train.len();
     let batches_per_epoch = BatchPlan::shuffled(n, plan.batch_size, plan.seed).num_batches();
@@ -244,7 +245,12 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
         let mut aug = epoch_rng(plan.seed, epoch as u64, 1);
         for (bi, idx) in BatchPlan::shuffled(n, plan.batch_size, plan.seed).batches(epoch as u64).iter().enumerate() {
             let (x, y) = train.batch(idx, Some(&mut aug))?;
-            let xa = attack.perturb(&eval_model, &x, &y, derive_seed(&[plan.seed, epoch as u64, bi as u64, 1]))?;
+            // No PGD steps (or eps 0): standard training on the clean batch.
+            let xa = if plan.train_pgd.steps == 0 || plan.threat.eps() == 0.0 {
+                x.shallow_clone()
+            } else {
+                attack.perturb(&eval_model, &x, &y, derive_seed(&[plan.seed, epoch as u64, bi as u64, 1]))?
+            };
             tch::manual_seed(derive_seed(&[plan.seed, epoch as u64, bi as u64, 2]) as i64);
             let logits = model.forward_peft(&xa, plan.backbone_train, plan.peft_train);
             let loss = logits.cross_entropy_for_logits(&y);
@@ -301,8 +307,9 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
             }
             st.trainability = Some(tr);
         }
-        let (vc, vr) = accuracy(model, val, plan.batch_size, Some(&val_pgd), derive_seed(&[plan.seed, epoch as u64, 3]))?;
-        let vr = vr.unwrap_or(0.0);
+        let (vc, vr) = accuracy(model, val, plan.batch_size, val_attack, derive_seed(&[plan.seed, epoch as u64, 3]))?;
+        // Without an attack (standard training) the best epoch is chosen by clean accuracy.
+        let vr = vr.unwrap_or(vc);
         st.history.push(EpochLog {
             epoch,
             lr,

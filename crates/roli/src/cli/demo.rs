@@ -1,0 +1,102 @@
+//! `roli demo` — README's main command: the RoLI study of `configs/demo.toml` (embedded) on the
+//! robust and the standard backbone, an eps curve, and the report (table with CIs, McNemar tests,
+//! findings, Figure-1 scatter) in `--out` (default `runs/demo`).
+use crate::config::{Method, RunConfig};
+use crate::pipeline;
+use crate::report::{self, ReportOptions};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// The embedded default study.
+pub const DEMO_TOML: &str = include_str!("../../../../configs/demo.toml");
+/// The standard-pretrained twin of the demo's robust backbone.
+pub const STANDARD_BACKBONE: &str = "advertorch-lenet5-mnist-std";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Budget {
+    /// Minutes on 2 CPU cores (the defaults of configs/demo.toml).
+    Quick,
+    /// More data and epochs: the properly converged study (about an hour on 2 cores).
+    Full,
+}
+
+/// Overrides that turn the quick demo into the full one.
+pub const FULL_BUDGET: &[&str] = &[
+    "data.train_limit=20000",
+    "data.val_limit=2000",
+    "data.test_limit=5000",
+    "eval.aa_limit=500",
+    "probe.epochs=10",
+    "finetune.ranli.epochs=10",
+    "finetune.roli.epochs=10",
+];
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long, value_enum, default_value = "quick")]
+    pub budget: Budget,
+    /// Output folder (re-running resumes and reuses finished stages).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Override any key of the embedded config, e.g. `--set seed=1`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Skip the standard-backbone run (finding 1 is then not evaluated).
+    #[arg(long)]
+    pub no_standard: bool,
+}
+
+pub fn run(a: DemoArgs) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
+    let mut overrides: Vec<String> = if a.budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
+    overrides.extend(a.set.iter().cloned());
+    let cfg = RunConfig::from_toml_str(DEMO_TOML, &overrides, "configs/demo.toml (embedded)")?;
+    let robust_dir = a.out.join("robust");
+    let standard_dir = a.out.join("standard");
+    let n_models = 1 + cfg.finetune.methods.len() * cfg.finetune.inits.len();
+    let runs = if a.no_standard { 1 } else { 2 };
+    eprintln!("roli demo: {} models × {runs} backbones, then the report in {}", n_models, a.out.display());
+
+    eprintln!("[1/{}] robust backbone {}", runs + 1, cfg.model.backbone);
+    let robust = pipeline::run(&cfg, &robust_dir)?;
+    let standard = if a.no_standard {
+        None
+    } else {
+        let mut sc = cfg.clone();
+        sc.model.backbone = STANDARD_BACKBONE.into();
+        sc.name = format!("{} (standard backbone)", cfg.name);
+        eprintln!("[2/{}] standard backbone {}", runs + 1, sc.model.backbone);
+        Some(pipeline::run(&sc, &standard_dir)?)
+    };
+
+    eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);
+    let mut curve = Vec::new();
+    if !cfg.eval.eps_curve.is_empty() {
+        let data = pipeline::prepare_data(&cfg)?;
+        let src = pipeline::source(&cfg)?;
+        for r in robust.results.iter().filter(|r| matches!(r.method, Method::Linear | Method::Full)) {
+            let label = if r.method == Method::Linear { "linear probe".to_string() } else { format!("{} {:?}", r.method.as_str(), r.init).to_lowercase() };
+            let pts = pipeline::eps_curve(&cfg, &src, &data, r, &cfg.eval.eps_curve, 500)?;
+            curve.push((label, pts));
+        }
+    }
+    let opts = ReportOptions {
+        title: cfg.name.clone(),
+        standard: standard.as_ref(),
+        eps_curve: &curve,
+        run_dir: Some(&robust_dir),
+        standard_run_dir: Some(&standard_dir),
+        ..Default::default()
+    };
+    let paths = report::write_report(&robust, &a.out, &opts)?;
+    println!("{:<10} {:<8} {:>8} {:>8} {:>8}", "backbone", "method", "clean", "pgd", "aa");
+    for (tag, s) in std::iter::once(("robust", &robust)).chain(standard.as_ref().map(|s| ("standard", s))) {
+        for r in &s.results {
+            let m = if r.method == Method::Linear { "linear".to_string() } else { format!("{}/{:?}", r.method.as_str(), r.init).to_lowercase() };
+            let aa = r.test.aa_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into());
+            println!("{tag:<10} {m:<12} {:>6.1}% {:>7.1}% {:>8}", 100.0 * r.test.clean_accuracy, 100.0 * r.test.pgd_accuracy, aa);
+        }
+    }
+    println!("report: {}  ({:.1} min)", paths.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);
+    Ok(())
+}

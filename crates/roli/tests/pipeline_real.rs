@@ -1,0 +1,83 @@
+//! The whole pipeline on real data (robust advertorch LeNet → Fashion-MNIST, tiny sizes): it runs
+//! end to end, writes every artifact, and the same seed gives the same numbers (CPU).
+use roli::config::RunConfig;
+use roli::pipeline;
+
+fn cached() -> bool {
+    let ok = ["fashion-mnist", "advertorch"].iter().all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
+    if !ok {
+        eprintln!("note: fashion-mnist/advertorch not cached; run `roli data fetch all` — test skipped");
+    }
+    ok
+}
+
+const CFG: &str = r#"
+seed = 3
+[data]
+name = "fashion-mnist"
+train_limit = 256
+val_limit = 64
+test_limit = 48
+batch_size = 64
+[model]
+backbone = "advertorch-lenet5-mnist-at"
+head_init = "torch"
+[threat]
+eps = 0.1
+step_size = 0.025
+train_steps = 3
+eval_steps = 5
+[probe]
+epochs = 2
+base_lr = 0.04
+weight_decay = 0.0
+optimizer = "sgd"
+warmup_epochs = 0
+[finetune]
+methods = ["bias"]
+inits = ["ranli", "roli"]
+[finetune.ranli]
+epochs = 1
+base_lr = 4e-3
+weight_decay = 0.01
+optimizer = "adamw"
+warmup_epochs = 0
+[finetune.roli]
+epochs = 1
+base_lr = 4e-3
+weight_decay = 0.01
+optimizer = "adamw"
+warmup_epochs = 0
+[eval]
+autoattack = "standard"
+aa_limit = 4
+"#;
+
+#[test]
+fn real_pipeline_runs_and_repeats_exactly() {
+    if !cached() {
+        return;
+    }
+    let cfg = RunConfig::from_toml_str(CFG, &[], "test").unwrap();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let s1 = pipeline::run(&cfg, a.path()).unwrap();
+    let s2 = pipeline::run(&cfg, b.path()).unwrap();
+    assert_eq!(s1.results.len(), 3);
+    for (r1, r2) in s1.results.iter().zip(&s2.results) {
+        assert_eq!((r1.method, r1.init), (r2.method, r2.init));
+        assert_eq!(r1.test.clean_accuracy, r2.test.clean_accuracy, "{:?}", r1.method);
+        assert_eq!(r1.test.pgd_accuracy, r2.test.pgd_accuracy);
+        assert_eq!(r1.test.aa_accuracy, r2.test.aa_accuracy);
+        assert_eq!(r1.best_val_robust, r2.best_val_robust);
+        assert_eq!(r1.test.aa_n, Some(4));
+    }
+    // The robust LeNet's features are linearly useful for Fashion-MNIST even after 2 tiny epochs.
+    assert!(s1.results[0].test.clean_accuracy > 0.3, "linear probe learned nothing: {}", s1.results[0].test.clean_accuracy);
+    for f in ["config.resolved.toml", "summary.json", "linear/head.json", "linear/head.safetensors", "bias_roli/result.json", "bias_ranli/test_examples.json"] {
+        assert!(a.path().join(f).exists(), "{f} missing");
+    }
+    // A re-run reuses the finished stages and gives the same summary.
+    let s3 = pipeline::run(&cfg, a.path()).unwrap();
+    assert_eq!(serde_json::to_value(&s1.results).unwrap(), serde_json::to_value(&s3.results).unwrap());
+}
