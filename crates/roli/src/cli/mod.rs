@@ -4,6 +4,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod pretrain;
+pub mod report;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ pub enum Command {
     Probe(run::ConfigArgs),
     /// Stage 2: adversarial finetuning of one method (RanLI, or RoLI with --init-head).
     Finetune(run::FinetuneArgs),
+    /// The report of finished runs: table with 95% CIs, RoLI−RanLI McNemar tests, findings, plots.
+    Report(report::ReportArgs),
     /// The whole study of a config: probe, then RanLI and RoLI for every method; summary.json.
     Run(run::RunArgs),
 }
@@ -47,5 +50,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe(a) => run::probe(a),
         Command::Finetune(a) => run::finetune(a),
         Command::Run(a) => run::run(a),
+        Command::Report(a) => report::run(a),
     }
 }

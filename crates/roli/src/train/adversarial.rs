@@ -249,7 +249,9 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
             let xa = if plan.train_pgd.steps == 0 || plan.threat.eps() == 0.0 {
                 x.shallow_clone()
             } else {
-                attack.perturb(&eval_model, &x, &y, derive_seed(&[plan.seed, epoch as u64, bi as u64, 1]))?
+                // Every point is attacked (training), with the stream seeded here, not by the attack.
+                tch::manual_seed(derive_seed(&[plan.seed, epoch as u64, bi as u64, 1]) as i64);
+                attack.perturb_all(&eval_model, &x, &y, None)?
             };
             tch::manual_seed(derive_seed(&[plan.seed, epoch as u64, bi as u64, 2]) as i64);
             let logits = model.forward_peft(&xa, plan.backbone_train, plan.peft_train);
