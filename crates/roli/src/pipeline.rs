@@ -154,6 +154,7 @@ pub fn stage_plan(cfg: &RunConfig, built: &Built, method: Method, init: Init, la
         seed: adversarial::derive_seed(&[cfg.seed, method as u64, init as u64]),
         allow_dead: cfg.faithful.lora_zero_init || cfg.faithful.adapter_zero_init,
         trainable,
+        head_bias: built.model.head_var_names().iter().find(|n| n.ends_with("bias")).cloned().unwrap_or_default(),
     };
     (plan, note.into_iter().collect())
 }
@@ -430,7 +431,7 @@ pub fn dry_run(cfg: &RunConfig, num_classes: i64, input: [i64; 3], n_train: usiz
         };
         let (plan, notes) = stage_plan(cfg, &built, method, init, "dry");
         let vars = built.vs.variables();
-        let decayed: i64 = plan.trainable.iter().filter(|n| weight_decay_for(&plan.optimizer, n, plan.weight_decay) > 0.0).map(|n| vars[n].numel() as i64).sum();
+        let decayed: i64 = plan.trainable.iter().filter(|n| weight_decay_for(&plan.optimizer, n, plan.weight_decay, &plan.head_bias) > 0.0).map(|n| vars[n].numel() as i64).sum();
         let total = peft::count_elements(&vars, &plan.trainable);
         let steps = cfg.threat.train_steps as u64 + 1;
         out.push(PlanLine {

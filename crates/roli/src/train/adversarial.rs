@@ -46,6 +46,8 @@ pub struct StagePlan {
     pub allow_dead: bool,
     /// The sorted trainable tensor names.
     pub trainable: Vec<String>,
+    /// The head's bias name (no weight decay under SGD, as in the reference).
+    pub head_bias: String,
 }
 
 impl StagePlan {
@@ -201,7 +203,7 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
         let _ = t.shallow_clone().set_requires_grad(plan.trainable.contains(n));
     }
     let params: Vec<(String, Tensor)> = plan.trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
-    let mut opt = Optimizer::new(plan.optimizer, params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), plan.weight_decay, plan.lr);
+    let mut opt = Optimizer::new(plan.optimizer, params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), plan.weight_decay, plan.lr, &plan.head_bias);
     let best_path = dir.join("best.safetensors");
     let last_path = dir.join("last.safetensors");
 

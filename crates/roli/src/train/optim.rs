@@ -24,11 +24,12 @@ impl OptimizerKind {
     pub const REFERENCE_ADAMW: OptimizerKind = OptimizerKind::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-6 };
 }
 
-/// Weight decay of one parameter under the reference's rules. SGD: `wd` except the head bias;
+/// Weight decay of one parameter under the reference's rules. SGD: `wd` except the head bias
+/// (`head_bias`, the classifier's own bias name: `head.fc.bias`, `linear2.bias`, …);
 /// AdamW: `wd` except names containing "bias".
-pub fn weight_decay_for(kind: &OptimizerKind, name: &str, wd: f64) -> f64 {
+pub fn weight_decay_for(kind: &OptimizerKind, name: &str, wd: f64, head_bias: &str) -> f64 {
     match kind {
-        OptimizerKind::Sgd { .. } if name.ends_with("head.bias") || name == "bias" => 0.0,
+        OptimizerKind::Sgd { .. } if name == head_bias => 0.0,
         OptimizerKind::Sgd { .. } => wd,
         OptimizerKind::AdamW { .. } if name.contains("bias") => 0.0,
         OptimizerKind::AdamW { .. } => wd,
@@ -53,10 +54,10 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// `params` are (name, tensor) pairs that require grad; decay per [`weight_decay_for`].
-    pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>, weight_decay: f64, lr: f64) -> Self {
+    pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>, weight_decay: f64, lr: f64, head_bias: &str) -> Self {
         let params = params
             .into_iter()
-            .map(|(name, tensor)| Param { weight_decay: weight_decay_for(&kind, &name, weight_decay), name, tensor })
+            .map(|(name, tensor)| Param { weight_decay: weight_decay_for(&kind, &name, weight_decay, head_bias), name, tensor })
             .collect();
         Optimizer { kind, params, state: BTreeMap::new(), steps: 0, lr }
     }
@@ -171,7 +172,7 @@ mod tests {
     #[test]
     fn sgd_momentum_matches_pytorch_by_hand() {
         let p = param(&[1.0, -2.0]);
-        let mut o = Optimizer::new(OptimizerKind::Sgd { momentum: 0.9 }, vec![("w".into(), p.shallow_clone())], 0.1, 0.5);
+        let mut o = Optimizer::new(OptimizerKind::Sgd { momentum: 0.9 }, vec![("w".into(), p.shallow_clone())], 0.1, 0.5, "head.bias");
         // step 1: g = 2p = [2,-4]; d = g + 0.1p = [2.1,-4.2]; buf=d; p -= 0.5 d → [-0.05, 0.1]
         grad_of_sum_sq(&p);
         o.step();
@@ -188,7 +189,7 @@ mod tests {
     #[test]
     fn hf_adamw_first_step_and_decay() {
         let p = param(&[1.0]);
-        let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.1);
+        let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.1, "head.bias");
         grad_of_sum_sq(&p);
         o.step();
         // m = 0.1·2 = 0.2; v = 0.001·4 = 0.004; denom = √0.004 + 1e-6;
@@ -205,23 +206,24 @@ mod tests {
     #[test]
     fn decay_rules_follow_the_reference() {
         let a = OptimizerKind::REFERENCE_ADAMW;
-        assert_eq!(weight_decay_for(&a, "layers.0.blocks.1.attn.relative_position_bias_table", 0.01), 0.0);
-        assert_eq!(weight_decay_for(&a, "blocks.0.norm1.weight", 0.01), 0.01);
+        assert_eq!(weight_decay_for(&a, "layers.0.blocks.1.attn.relative_position_bias_table", 0.01, "head.fc.bias"), 0.0);
+        assert_eq!(weight_decay_for(&a, "blocks.0.norm1.weight", 0.01, "head.fc.bias"), 0.01);
         let s = OptimizerKind::REFERENCE_SGD;
-        assert_eq!(weight_decay_for(&s, "head.bias", 0.01), 0.0);
-        assert_eq!(weight_decay_for(&s, "head.weight", 0.01), 0.01);
+        assert_eq!(weight_decay_for(&s, "head.fc.bias", 0.01, "head.fc.bias"), 0.0);
+        assert_eq!(weight_decay_for(&s, "head.fc.weight", 0.01, "head.fc.bias"), 0.01);
+        assert_eq!(weight_decay_for(&s, "linear2.bias", 0.01, "linear2.bias"), 0.0);
     }
 
     #[test]
     fn state_roundtrip_continues_identically() {
         let run = |split: bool| {
             let p = param(&[0.5, 1.5, -1.0]);
-            let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.05);
+            let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.05, "head.bias");
             for i in 0..4 {
                 if split && i == 2 {
                     let saved: Vec<(String, Tensor)> = o.state_tensors().into_iter().map(|(k, t)| (k, t.copy())).collect();
                     let steps = o.steps;
-                    o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.05);
+                    o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.05, "head.bias");
                     o.load_state(steps, saved).unwrap();
                 }
                 o.zero_grad();
@@ -231,7 +233,7 @@ mod tests {
             Vec::<f32>::try_from(&p).unwrap()
         };
         assert_eq!(run(false), run(true));
-        let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), param(&[1.0]))], 0.0, 0.1);
+        let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), param(&[1.0]))], 0.0, 0.1, "head.bias");
         assert!(o.load_state(1, vec![("other#0".into(), Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)))]).unwrap_err().contains("unknown parameter"));
     }
 }
