@@ -120,6 +120,7 @@ fn each_method_trains_exactly_its_declared_set() {
 
 #[test]
 fn roli_hand_off_starts_at_the_stage1_model() {
+    let _guard = serial();
     let c = cfg("vit_micro_patch4_32", "");
     let d = data();
     let s = src("vit_micro_patch4_32");
