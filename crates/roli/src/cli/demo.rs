@@ -100,3 +100,19 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     println!("report: {}  ({:.1} min)", paths.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_and_full_budget_parse() {
+        let quick = RunConfig::from_toml_str(DEMO_TOML, &[], "demo").unwrap();
+        assert_eq!(quick.model.backbone, "advertorch-lenet5-mnist-at");
+        assert!(quick.eval.aa_limit.is_some() && quick.data.test_limit.is_some());
+        let full: Vec<String> = FULL_BUDGET.iter().map(|s| s.to_string()).collect();
+        let full = RunConfig::from_toml_str(DEMO_TOML, &full, "demo").unwrap();
+        assert!(full.data.train_limit > quick.data.train_limit && full.probe.epochs > quick.probe.epochs);
+        assert!(crate::zoo::FETCHED.iter().any(|e| e.name == STANDARD_BACKBONE));
+    }
+}
