@@ -94,15 +94,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     eo.seed = a.seed;
     eo.batch_size = a.batch_size;
     eo.progress = Some(&cb);
+    // The state always records progress; without --resume a stale one is discarded first.
     let state = a.out.join("state.json");
-    if a.resume {
-        eo.state_path = Some(state.clone());
-    } else if state.exists() {
+    if !a.resume && state.exists() {
         std::fs::remove_file(&state)?;
-        eo.state_path = Some(state.clone());
-    } else {
-        eo.state_path = Some(state.clone());
     }
+    eo.state_path = Some(state.clone());
     let out = a.out.join("results.json");
     if a.eps_list.is_empty() {
         let rep = roli_attacks::evaluate(&model, &x, &y, &spec, &eo)?;
