@@ -109,6 +109,11 @@ impl ThreatModel {
         }
     }
 
+    /// The same norm with another radius (e.g. an eps warm-up in training).
+    pub fn with_eps(&self, eps: f64) -> Self {
+        ThreatModel::new(self.norm(), eps)
+    }
+
     /// The norm.
     pub fn norm(&self) -> Norm {
         match self {

@@ -59,6 +59,16 @@ fn d(
 /// All presets.
 pub static PRESETS: &[Preset] = &[
     Preset {
+        name: "vit_nano_patch7_28",
+        summary: "nano 1-channel ViT for 28 px (the demo's backbone: MNIST-family at native size), 64-d cls features",
+        make: || d("vit_nano_patch7_28", ArchConfig::Vit(VitConfig::nano_patch7_28()), &MNIST_MEAN, &MNIST_STD, "head", ParamLayout::Timm),
+    },
+    Preset {
+        name: "swin_nano_patch2_window7_28",
+        summary: "nano 1-channel Swin for 28 px (MNIST-family at native size), 64-d features",
+        make: || d("swin_nano_patch2_window7_28", ArchConfig::Swin(SwinConfig::nano_patch2_window7_28()), &MNIST_MEAN, &MNIST_STD, "head.fc", ParamLayout::Timm),
+    },
+    Preset {
         name: "swin_base_patch4_window7_224",
         summary: "Swin-B @ 224 (RoLI's backbone; ARES AT / Microsoft weights), 1024-d features",
         make: || {

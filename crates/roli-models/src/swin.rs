@@ -90,6 +90,24 @@ impl SwinConfig {
         }
     }
 
+    /// A ~0.1 M-parameter Swin for 28-px 1-channel inputs (MNIST-family at native size): patch 2
+    /// → 14×14 tokens in 2×2 windows of 7 (shifted every other block), then one merge to 7×7
+    /// (a single window, no shift); widths 32/64.
+    pub fn nano_patch2_window7_28() -> Self {
+        SwinConfig {
+            img_size: 28,
+            patch_size: 2,
+            in_chans: 1,
+            embed_dim: 32,
+            depths: vec![2, 2],
+            num_heads: vec![2, 4],
+            window_size: 7,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            drop_path_rate: 0.0,
+        }
+    }
+
     /// Width after the last stage.
     pub fn num_features(&self) -> i64 {
         self.embed_dim << (self.depths.len().saturating_sub(1))

@@ -79,6 +79,24 @@ impl VitConfig {
         }
     }
 
+    /// A ~0.2 M-parameter ViT for 28-px 1-channel inputs (MNIST-family at native size): patch 7
+    /// → 16 tokens, width 64, 4 blocks. Small enough that adversarial training of every transfer
+    /// method fits in minutes on 2 CPU cores (the built-in demo's backbone).
+    pub fn nano_patch7_28() -> Self {
+        VitConfig {
+            img_size: 28,
+            patch_size: 7,
+            in_chans: 1,
+            embed_dim: 64,
+            depth: 4,
+            num_heads: 4,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            drop_path_rate: 0.0,
+            dropout: 0.0,
+        }
+    }
+
     fn num_patches(&self) -> i64 {
         (self.img_size / self.patch_size) * (self.img_size / self.patch_size)
     }

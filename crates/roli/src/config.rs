@@ -99,6 +99,10 @@ pub struct ModelConfig {
     /// (official Swin / timm < 0.9: `layers.i.downsample` at the end of stage i, `head`).
     #[serde(default = "defaults::layout")]
     pub layout: roli_models::SourceLayout,
+    /// The same architecture trained without an attack: `roli demo` repeats the study on it
+    /// (the paper's finding 1, robust vs standard pretraining). Unused by `roli run`.
+    #[serde(default)]
+    pub standard_backbone: Option<String>,
 }
 
 /// The L-norm threat model of training and evaluation.
@@ -121,6 +125,10 @@ pub struct ThreatConfig {
     pub eval_steps: u32,
     #[serde(default = "defaults::yes")]
     pub random_start: bool,
+    /// Epochs over which the training radius ramps up linearly from 0 (0 = full eps from the
+    /// start, as the reference). Needed to train from scratch at large radii (MNIST 0.3).
+    #[serde(default)]
+    pub eps_warmup_epochs: u32,
 }
 
 /// One training stage's optimisation.

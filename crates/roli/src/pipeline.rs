@@ -155,6 +155,7 @@ pub fn stage_plan(cfg: &RunConfig, built: &Built, method: Method, init: Init, la
         allow_dead: cfg.faithful.lora_zero_init || cfg.faithful.adapter_zero_init,
         trainable,
         head_bias: built.model.head_var_names().iter().find(|n| n.ends_with("bias")).cloned().unwrap_or_default(),
+        eps_warmup_epochs: cfg.threat.eps_warmup_epochs,
     };
     (plan, note.into_iter().collect())
 }
@@ -183,8 +184,10 @@ pub fn evaluate_test(cfg: &RunConfig, model: &roli_models::Classifier, test: &dy
     let pgd_spec = AttackSpec::Single(Stage::Pgd(pgd_config(cfg, cfg.threat.eval_steps)));
     let pgd = roli_attacks::evaluate(&m, &x, &y, &pgd_spec, &opts)?;
     let mut aa: Option<EvalReport> = None;
-    if cfg.eval.autoattack != "none" {
-        let n = cfg.eval.aa_limit.unwrap_or(test.len()).min(test.len());
+    let aa_n = cfg.eval.aa_limit.unwrap_or(test.len()).min(test.len());
+    // `aa_limit = 0` skips AutoAttack like `autoattack = "none"`.
+    if cfg.eval.autoattack != "none" && aa_n > 0 {
+        let n = aa_n;
         let version = match cfg.eval.autoattack.as_str() {
             "plus" => AaVersion::Plus,
             "rand" => AaVersion::Rand,
@@ -302,11 +305,9 @@ pub fn probe(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, dir: &P
     Ok((result, path))
 }
 
-/// Stage 2 for one method: RanLI (`init_head = None`) or RoLI (the stage-1 artifact).
-pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>, dir: &Path) -> anyhow::Result<MethodResult> {
-    if method == Method::Linear {
-        bail!("'linear' is stage 1: use `roli probe`");
-    }
+/// Builds the model of stage 2 for one method: a random head (RanLI, `init_head = None`) or the
+/// stage-1 artifact's head (RoLI), refusing a head of another backbone, class count or width.
+fn stage2_model(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>) -> anyhow::Result<(Built, Init)> {
     let built = build_model(cfg, src, data, method)?;
     let init = if init_head.is_some() { Init::Roli } else { Init::Ranli };
     if let Some(p) = init_head {
@@ -318,10 +319,41 @@ pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, meth
         }
         adversarial::load_into(&built.vs, &tensors, p)?;
     }
-    let label = format!("{}/{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" });
-    let (plan, notes) = stage_plan(cfg, &built, method, init, &label);
+    Ok((built, init))
+}
+
+fn stage_label(method: Method, init: Init) -> String {
+    match method {
+        Method::Linear => "probe".into(),
+        _ => format!("{}/{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" }),
+    }
+}
+
+/// Stage 2 for one method: RanLI (`init_head = None`) or RoLI (the stage-1 artifact).
+pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>, dir: &Path) -> anyhow::Result<MethodResult> {
+    if method == Method::Linear {
+        bail!("'linear' is stage 1: use `roli probe`");
+    }
+    let (built, init) = stage2_model(cfg, data, src, method, init_head)?;
+    let (plan, notes) = stage_plan(cfg, &built, method, init, &stage_label(method, init));
     let (_, result) = train_and_test(cfg, &built, data, method, init, plan, notes, dir)?;
     Ok(result)
+}
+
+/// Trains one (method, init) — `Linear` is the probe — without touching the test split: the
+/// building block of learning-rate selection on validation (`roli tune`).
+pub fn train_only(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>, dir: &Path) -> anyhow::Result<StageOutcome> {
+    let (built, init) = if method == Method::Linear { (build_model(cfg, src, data, method)?, Init::Ranli) } else { stage2_model(cfg, data, src, method, init_head)? };
+    let (plan, _) = stage_plan(cfg, &built, method, init, &stage_label(method, init));
+    let pb = progress_bar(&plan, data.train.len());
+    let per = data.train.len().div_ceil(plan.batch_size.max(1)) as u64;
+    let cb = |e: u32, b: usize, _n: usize, loss: f64| {
+        pb.set_position(e as u64 * per + b as u64 + 1);
+        pb.set_message(format!("epoch {e} loss {loss:.3}"));
+    };
+    let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), &plan, dir, &cb)?;
+    pb.finish_and_clear();
+    Ok(outcome)
 }
 
 /// Rebuilds a finished (method, init) model with its best weights.
@@ -361,6 +393,16 @@ pub struct Summary {
 /// Stage 1, then every (method, init) of the config. Finished stages are skipped on a re-run
 /// (their `result.json` is reused); unfinished ones resume from their last epoch.
 pub fn run(cfg: &RunConfig, out: &Path) -> anyhow::Result<Summary> {
+    run_with(cfg, out, &|_, _| {})
+}
+
+/// Models a run trains: the probe, then every (method, init).
+pub fn model_count(cfg: &RunConfig) -> usize {
+    1 + cfg.finetune.methods.len() * cfg.finetune.inits.len()
+}
+
+/// [`run`], calling `on_model(result, reused)` after each model (for an overall ETA).
+pub fn run_with(cfg: &RunConfig, out: &Path, on_model: &dyn Fn(&MethodResult, bool)) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     crate::config::write_resolved(cfg, out)?;
     let data = prepare_data(cfg)?;
@@ -368,17 +410,25 @@ pub fn run(cfg: &RunConfig, out: &Path) -> anyhow::Result<Summary> {
     let mut results = Vec::new();
     let probe_dir = out.join("linear");
     let (probe_result, head_path) = match reuse(&probe_dir) {
-        Some(r) if head::paths(&probe_dir).1.exists() => (r, head::paths(&probe_dir).1),
-        _ => probe(cfg, &data, &src, &probe_dir)?,
+        Some(r) if head::paths(&probe_dir).1.exists() => {
+            on_model(&r, true);
+            (r, head::paths(&probe_dir).1)
+        }
+        _ => {
+            let (r, p) = probe(cfg, &data, &src, &probe_dir)?;
+            on_model(&r, false);
+            (r, p)
+        }
     };
     results.push(probe_result);
     for &method in &cfg.finetune.methods {
         for &init in &cfg.finetune.inits {
             let dir = out.join(format!("{}_{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" }));
-            let r = match reuse(&dir) {
-                Some(r) => r,
-                None => finetune(cfg, &data, &src, method, (init == Init::Roli).then_some(head_path.as_path()), &dir)?,
+            let (r, reused) = match reuse(&dir) {
+                Some(r) => (r, true),
+                None => (finetune(cfg, &data, &src, method, (init == Init::Roli).then_some(head_path.as_path()), &dir)?, false),
             };
+            on_model(&r, reused);
             results.push(r);
         }
     }

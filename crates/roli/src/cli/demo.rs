@@ -9,8 +9,6 @@ use std::path::PathBuf;
 
 /// The embedded default study.
 pub const DEMO_TOML: &str = include_str!("../../../../configs/demo.toml");
-/// The standard-pretrained twin of the demo's robust backbone.
-pub const STANDARD_BACKBONE: &str = "advertorch-lenet5-mnist-std";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Budget {
@@ -41,6 +39,10 @@ pub struct DemoArgs {
     /// Override any key of the embedded config, e.g. `--set seed=1`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Another study instead of the embedded one (e.g. configs/lenet-fmnist.toml); its
+    /// `model.standard_backbone` gives the standard twin.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Skip the standard-backbone run (finding 1 is then not evaluated).
     #[arg(long)]
     pub no_standard: bool,
@@ -50,23 +52,49 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let mut overrides: Vec<String> = if a.budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
     overrides.extend(a.set.iter().cloned());
-    let cfg = RunConfig::from_toml_str(DEMO_TOML, &overrides, "configs/demo.toml (embedded)")?;
+    let cfg = match &a.config {
+        Some(p) => RunConfig::load(p, &overrides)?,
+        None => RunConfig::from_toml_str(DEMO_TOML, &overrides, "configs/demo.toml (embedded)")?,
+    };
     let robust_dir = a.out.join("robust");
     let standard_dir = a.out.join("standard");
-    let n_models = 1 + cfg.finetune.methods.len() * cfg.finetune.inits.len();
-    let runs = if a.no_standard { 1 } else { 2 };
+    let n_models = pipeline::model_count(&cfg);
+    let runs = if a.no_standard || cfg.model.standard_backbone.is_none() { 1 } else { 2 };
     eprintln!("roli demo: {} models × {runs} backbones, then the report in {}", n_models, a.out.display());
 
+    // Overall progress: models done across both backbones, with an ETA from the average time of
+    // the models trained in this invocation (reused ones cost nothing).
+    let total = n_models * runs;
+    let done = std::cell::Cell::new(0usize);
+    let trained = std::cell::Cell::new((0usize, 0f64));
+    let on_model = |r: &pipeline::MethodResult, reused: bool| {
+        done.set(done.get() + 1);
+        if !reused {
+            let (k, s) = trained.get();
+            trained.set((k + 1, s + r.seconds));
+        }
+        let (k, s) = trained.get();
+        let eta = if k > 0 { format!(", ETA {:.1} min", s / k as f64 * (total - done.get()) as f64 / 60.0) } else { String::new() };
+        let what = if r.method == Method::Linear { "linear probe".to_string() } else { format!("{}/{:?}", r.method.as_str(), r.init).to_lowercase() };
+        eprintln!(
+            "roli demo: {}/{total} models ({what}{}: clean {:.1}%, PGD {:.1}%), {:.1} min elapsed{eta}",
+            done.get(),
+            if reused { ", reused" } else { "" },
+            100.0 * r.test.clean_accuracy,
+            100.0 * r.test.pgd_accuracy,
+            t0.elapsed().as_secs_f64() / 60.0
+        );
+    };
     eprintln!("[1/{}] robust backbone {}", runs + 1, cfg.model.backbone);
-    let robust = pipeline::run(&cfg, &robust_dir)?;
-    let standard = if a.no_standard {
+    let robust = pipeline::run_with(&cfg, &robust_dir, &on_model)?;
+    let standard = if a.no_standard || cfg.model.standard_backbone.is_none() {
         None
     } else {
         let mut sc = cfg.clone();
-        sc.model.backbone = STANDARD_BACKBONE.into();
+        sc.model.backbone = cfg.model.standard_backbone.clone().unwrap_or_default();
         sc.name = format!("{} (standard backbone)", cfg.name);
         eprintln!("[2/{}] standard backbone {}", runs + 1, sc.model.backbone);
-        Some(pipeline::run(&sc, &standard_dir)?)
+        Some(pipeline::run_with(&sc, &standard_dir, &on_model)?)
     };
 
     eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);
@@ -108,11 +136,14 @@ mod tests {
     #[test]
     fn embedded_config_and_full_budget_parse() {
         let quick = RunConfig::from_toml_str(DEMO_TOML, &[], "demo").unwrap();
-        assert_eq!(quick.model.backbone, "advertorch-lenet5-mnist-at");
+        // Both backbones of the demo are committed zoo entries.
+        let own: Vec<String> = crate::zoo::list_own().into_iter().map(|(n, _)| n).collect();
+        assert!(own.contains(&quick.model.backbone), "{} not in zoo/ ({own:?})", quick.model.backbone);
+        assert!(own.contains(quick.model.standard_backbone.as_ref().unwrap()));
+        assert_eq!(quick.finetune.methods.len(), 5, "the demo runs every finetuning method");
         assert!(quick.eval.aa_limit.is_some() && quick.data.test_limit.is_some());
         let full: Vec<String> = FULL_BUDGET.iter().map(|s| s.to_string()).collect();
         let full = RunConfig::from_toml_str(DEMO_TOML, &full, "demo").unwrap();
         assert!(full.data.train_limit > quick.data.train_limit && full.probe.epochs > quick.probe.epochs);
-        assert!(crate::zoo::FETCHED.iter().any(|e| e.name == STANDARD_BACKBONE));
     }
 }

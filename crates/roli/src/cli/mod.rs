@@ -6,6 +6,7 @@ pub mod eval;
 pub mod pretrain;
 pub mod report;
 pub mod run;
+pub mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// The whole study of a config: probe, then RanLI and RoLI for every method; summary.json.
     Run(run::RunArgs),
+    /// Learning-rate selection on validation (never test) per method and init; writes tuned.toml.
+    Tune(tune::TuneArgs),
 }
 
 /// Runs a parsed command line.
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finetune(a) => run::finetune(a),
         Command::Run(a) => run::run(a),
         Command::Report(a) => report::run(a),
+        Command::Tune(a) => tune::run(a),
     }
 }

@@ -23,6 +23,10 @@ pub struct PretrainArgs {
     pub steps: u32,
     #[arg(long, default_value_t = 10)]
     pub epochs: u32,
+    /// Epochs over which the training eps ramps up linearly from 0 (large radii from scratch
+    /// otherwise collapse to a constant prediction).
+    #[arg(long, default_value_t = 0)]
+    pub eps_warmup: u32,
     /// Use the first N training images.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -61,12 +65,12 @@ test_limit = {tl}
 [model]
 backbone = "{preset}"
 head_init = "torch"
-resize = [32, 32]
 [threat]
 eps = {eps}
 step_size = {step}
 train_steps = {steps}
 eval_steps = {eval_steps}
+eps_warmup_epochs = {ew}
 [probe]
 epochs = 1
 base_lr = 0.1
@@ -96,6 +100,7 @@ aa_limit = {aa_limit}
         warmup = a.warmup,
         aa = if standard { "none" } else { "standard" },
         aa_limit = a.aa_limit,
+        ew = a.eps_warmup,
     );
     let mut cfg = RunConfig::from_toml_str(&toml, &[], "pretrain")?;
     cfg.data.train_limit = a.train_limit;
@@ -126,7 +131,7 @@ aa_limit = {aa_limit}
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "training": { "data": data.spec, "train_fingerprint": data.train.fingerprint(), "n_train": data.train.len(),
                       "eps": if standard { 0.0 } else { a.eps }, "pgd_steps": a.steps, "step_size": step,
-                      "epochs": a.epochs, "base_lr": a.lr, "batch_size": a.batch_size, "seed": a.seed,
+                      "epochs": a.epochs, "eps_warmup_epochs": a.eps_warmup, "base_lr": a.lr, "batch_size": a.batch_size, "seed": a.seed,
                       "best_epoch": outcome.state.best_epoch, "history": outcome.state.history },
         "threat_model": { "norm": "linf", "eps": if standard { 0.0 } else { a.eps } },
         "test": { "n": test.n, "clean_accuracy": test.clean_accuracy, "pgd_accuracy": test.pgd_accuracy,

@@ -48,6 +48,22 @@ pub struct StagePlan {
     pub trainable: Vec<String>,
     /// The head's bias name (no weight decay under SGD, as in the reference).
     pub head_bias: String,
+    /// Training eps grows linearly (per batch) from 0 to the full radius over this many epochs.
+    /// Adversarial training from scratch at a large radius (MNIST L∞ 0.3) otherwise collapses to
+    /// a constant prediction; 0 (the default, and the reference's) trains at full eps throughout.
+    #[serde(default)]
+    pub eps_warmup_epochs: u32,
+}
+
+/// The fraction of the training radius used at (epoch, batch): linear from 1/total to 1 over
+/// `warmup_epochs`, then 1.
+pub fn eps_ramp(warmup_epochs: u32, epoch: u32, batch: usize, batches_per_epoch: usize) -> f64 {
+    if warmup_epochs == 0 {
+        return 1.0;
+    }
+    let total = warmup_epochs as f64 * batches_per_epoch.max(1) as f64;
+    let done = epoch as f64 * batches_per_epoch.max(1) as f64 + batch as f64 + 1.0;
+    (done / total).min(1.0)
 }
 
 impl StagePlan {
@@ -253,7 +269,17 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
             } else {
                 // Every point is attacked (training), with the stream seeded here, not by the attack.
                 tch::manual_seed(derive_seed(&[plan.seed, epoch as u64, bi as u64, 1]) as i64);
-                attack.perturb_all(&eval_model, &x, &y, None)?
+                let ramp = eps_ramp(plan.eps_warmup_epochs, epoch, bi, batches_per_epoch);
+                if ramp < 1.0 {
+                    // Step size shrinks with the radius, so the step count keeps its meaning.
+                    let mut cfg = plan.train_pgd;
+                    if let roli_attacks::pgd::StepSize::Absolute(s) = cfg.step_size {
+                        cfg.step_size = roli_attacks::pgd::StepSize::Absolute(s * ramp);
+                    }
+                    Pgd::new(plan.threat.with_eps(plan.threat.eps() * ramp), cfg).perturb_all(&eval_model, &x, &y, None)?
+                } else {
+                    attack.perturb_all(&eval_model, &x, &y, None)?
+                }
             };
             tch::manual_seed(derive_seed(&[plan.seed, epoch as u64, bi as u64, 2]) as i64);
             let logits = model.forward_peft(&xa, plan.backbone_train, plan.peft_train);
@@ -349,4 +375,20 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
         let _ = t.shallow_clone().set_requires_grad(false);
     }
     Ok(StageOutcome { plan: plan.clone(), state: st, best_weights: best_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eps_ramp;
+
+    #[test]
+    fn eps_ramp_is_linear_then_full() {
+        assert_eq!(eps_ramp(0, 0, 0, 10), 1.0);
+        assert!((eps_ramp(2, 0, 0, 10) - 0.05).abs() < 1e-12);
+        assert!((eps_ramp(2, 0, 9, 10) - 0.5).abs() < 1e-12);
+        assert!((eps_ramp(2, 1, 9, 10) - 1.0).abs() < 1e-12);
+        assert_eq!(eps_ramp(2, 5, 3, 10), 1.0);
+        let r: Vec<f64> = (0..20).map(|b| eps_ramp(2, b / 10, (b % 10) as usize, 10)).collect();
+        assert!(r.windows(2).all(|w| w[1] > w[0]));
+    }
 }
