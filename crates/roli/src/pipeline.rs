@@ -404,6 +404,7 @@ pub fn model_count(cfg: &RunConfig) -> usize {
 /// [`run`], calling `on_model(result, reused)` after each model (for an overall ETA).
 pub fn run_with(cfg: &RunConfig, out: &Path, on_model: &dyn Fn(&MethodResult, bool)) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    check_same_run(cfg, out)?;
     crate::config::write_resolved(cfg, out)?;
     let data = prepare_data(cfg)?;
     let src = source(cfg)?;
@@ -435,6 +436,18 @@ pub fn run_with(cfg: &RunConfig, out: &Path, on_model: &dyn Fn(&MethodResult, bo
     let summary = Summary { name: cfg.name.clone(), backbone: src.describe(), data: data.spec.clone(), test_n: data.test.len(), head_artifact: head_path, results };
     roli_data::cache::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
+}
+
+/// Refuses an output folder that holds a run of other settings: its finished stages would
+/// otherwise be reused as if they belonged to this config. The title (`name`) may differ.
+pub fn check_same_run(cfg: &RunConfig, out: &Path) -> anyhow::Result<()> {
+    let p = out.join("config.resolved.toml");
+    let Ok(text) = std::fs::read_to_string(&p) else { return Ok(()) };
+    let same = toml::from_str::<RunConfig>(&text).map(|old| RunConfig { name: cfg.name.clone(), ..old } == *cfg).unwrap_or(false);
+    if !same {
+        bail!("{} holds a run of different settings ({}); use another --out folder, or delete it to start over", out.display(), p.display());
+    }
+    Ok(())
 }
 
 fn reuse(dir: &Path) -> Option<MethodResult> {

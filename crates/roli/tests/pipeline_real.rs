@@ -81,3 +81,41 @@ fn real_pipeline_runs_and_repeats_exactly() {
     let s3 = pipeline::run(&cfg, a.path()).unwrap();
     assert_eq!(serde_json::to_value(&s1.results).unwrap(), serde_json::to_value(&s3.results).unwrap());
 }
+
+/// `roli tune` tries each LR factor per (method, init) on validation only, and its `tuned.toml`
+/// is a valid config fragment whose chosen LRs are among the candidates with the best val PGD.
+#[test]
+fn tune_selects_on_validation_and_writes_a_config_fragment() {
+    if !cached() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let cfg_path = d.path().join("tiny.toml");
+    std::fs::write(&cfg_path, CFG).unwrap();
+    let out = d.path().join("tune");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_roli"))
+        .arg("tune")
+        .arg(&cfg_path)
+        .args(["--factors", "0.5,2", "--set", "data.train_limit=128", "--set", "probe.epochs=1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let cands: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(out.join("tune.json")).unwrap()).unwrap();
+    // linear ×2 factors, bias × {ranli, roli} × 2 factors.
+    assert_eq!(cands.len(), 6);
+    let frag = std::fs::read_to_string(out.join("tuned.toml")).unwrap();
+    let v: toml::Table = toml::from_str(&frag).unwrap();
+    // Every table is a complete stage config (the same type the config file uses).
+    let _: roli::config::StageConfig = v["probe"].clone().try_into().unwrap();
+    let _: roli::config::StageConfig = v["finetune"]["per_method"]["bias_roli"].clone().try_into().unwrap();
+    for (key, m, i) in [("bias_ranli", "bias", "ranli"), ("bias_roli", "bias", "roli")] {
+        let chosen = v["finetune"]["per_method"][key]["base_lr"].as_float().unwrap();
+        let mine: Vec<&serde_json::Value> = cands.iter().filter(|c| c["method"] == m && c["init"] == i).collect();
+        let best = mine.iter().map(|c| c["val_robust"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+        let pick = mine.iter().find(|c| (c["base_lr"].as_f64().unwrap() - chosen).abs() < 1e-15).expect("chosen LR is a candidate");
+        assert_eq!(pick["val_robust"].as_f64().unwrap(), best);
+    }
+    // Nothing was evaluated on test during tuning candidates.
+    assert!(!out.join("bias_roli_x2").join("test_examples.json").exists());
+}

@@ -6,7 +6,7 @@ use roli::config::{Init, Method, RunConfig};
 use roli::pipeline::{self, PreparedData};
 use roli::train::adversarial::{self, StagePlan};
 use roli::zoo::BackboneSource;
-use roli_data::{Dataset, TensorDataset};
+use roli_data::TensorDataset;
 use roli_models::SourceLayout;
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
