@@ -256,6 +256,17 @@ pub struct EvalConfig {
     /// Extra robust-accuracy-vs-eps curve (PGD) on the test subset; empty: none.
     #[serde(default)]
     pub eps_curve: Vec<f64>,
+    /// Run AutoAttack only for these methods (e.g. `["linear", "full"]`, the quick demo's budget:
+    /// AA costs ~45 s per robust model on 2 cores whatever the subset size); empty: every method.
+    #[serde(default)]
+    pub aa_methods: Vec<Method>,
+}
+
+impl EvalConfig {
+    /// Whether `method`'s test includes AutoAttack.
+    pub fn runs_aa(&self, method: Method) -> bool {
+        self.autoattack != "none" && (self.aa_methods.is_empty() || self.aa_methods.contains(&method))
+    }
 }
 
 /// Switches back to the reference code's behaviour where it is unsound (spec §9). All off by default.

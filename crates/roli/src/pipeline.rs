@@ -251,7 +251,13 @@ fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: M
     };
     let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), &plan, dir, &cb)?;
     pb.finish_and_clear();
-    let test = evaluate_test(cfg, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?;
+    let test = if cfg.eval.runs_aa(method) {
+        evaluate_test(cfg, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?
+    } else {
+        let mut c = cfg.clone();
+        c.eval.autoattack = "none".into();
+        evaluate_test(&c, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?
+    };
     let vars = built.vs.variables();
     let result = MethodResult {
         method,

@@ -24,10 +24,23 @@ pub const FULL_BUDGET: &[&str] = &[
     "data.val_limit=2000",
     "data.test_limit=5000",
     "eval.aa_limit=500",
-    "probe.epochs=10",
-    "finetune.ranli.epochs=10",
-    "finetune.roli.epochs=10",
+    "eval.aa_methods=[]",
 ];
+/// Epochs of every stage (probe and each method's) under `--budget full`.
+pub const FULL_EPOCHS: u32 = 10;
+
+/// The config of a budget: the quick one is the file as written.
+pub fn budget_config(toml: &str, origin: &str, budget: Budget, set: &[String]) -> anyhow::Result<RunConfig> {
+    let mut overrides: Vec<String> = if budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
+    overrides.extend(set.iter().cloned());
+    let mut cfg = RunConfig::from_toml_str(toml, &overrides, origin)?;
+    if budget == Budget::Full {
+        for s in std::iter::once(&mut cfg.probe).chain([&mut cfg.finetune.ranli, &mut cfg.finetune.roli]).chain(cfg.finetune.per_method.values_mut()) {
+            s.epochs = s.epochs.max(FULL_EPOCHS);
+        }
+    }
+    Ok(cfg)
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -50,11 +63,12 @@ pub struct DemoArgs {
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
-    let mut overrides: Vec<String> = if a.budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
-    overrides.extend(a.set.iter().cloned());
     let cfg = match &a.config {
-        Some(p) => RunConfig::load(p, &overrides)?,
-        None => RunConfig::from_toml_str(DEMO_TOML, &overrides, "configs/demo.toml (embedded)")?,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
+            budget_config(&text, &p.display().to_string(), a.budget, &a.set)?
+        }
+        None => budget_config(DEMO_TOML, "configs/demo.toml (embedded)", a.budget, &a.set)?,
     };
     let robust_dir = a.out.join("robust");
     let standard_dir = a.out.join("standard");
@@ -142,8 +156,13 @@ mod tests {
         assert!(own.contains(quick.model.standard_backbone.as_ref().unwrap()));
         assert_eq!(quick.finetune.methods.len(), 5, "the demo runs every finetuning method");
         assert!(quick.eval.aa_limit.is_some() && quick.data.test_limit.is_some());
-        let full: Vec<String> = FULL_BUDGET.iter().map(|s| s.to_string()).collect();
-        let full = RunConfig::from_toml_str(DEMO_TOML, &full, "demo").unwrap();
+        let full = budget_config(DEMO_TOML, "demo", Budget::Full, &[]).unwrap();
         assert!(full.data.train_limit > quick.data.train_limit && full.probe.epochs > quick.probe.epochs);
+        // Every stage gets the full epochs, including per-method overrides, and AA runs on every model.
+        assert!(!quick.finetune.per_method.is_empty());
+        assert!(full.finetune.per_method.values().all(|s| s.epochs == FULL_EPOCHS));
+        assert!(full.eval.aa_methods.is_empty() && !quick.eval.aa_methods.is_empty());
+        assert!(Method::ALL.iter().all(|&m| full.eval.runs_aa(m)));
+        assert!(quick.eval.runs_aa(Method::Full) && !quick.eval.runs_aa(Method::Lora));
     }
 }
