@@ -42,7 +42,9 @@ pub const FETCHED: &[ZooEntry] = &[
 
 /// The folder of the project's own committed zoo (`<repo>/zoo`), overridable by `ROLI_ZOO`.
 pub fn zoo_dir() -> PathBuf {
-    std::env::var_os("ROLI_ZOO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoo"))
+    let dir = std::env::var_os("ROLI_ZOO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoo"));
+    // `<repo>/zoo` rather than `<repo>/crates/roli/../../zoo` in reports and logs.
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// Where a backbone's weights are.
