@@ -187,6 +187,21 @@ pub enum Init {
     Roli,
 }
 
+impl Init {
+    pub const ALL: [Init; 2] = [Init::Ranli, Init::Roli];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Init::Ranli => "ranli",
+            Init::Roli => "roli",
+        }
+    }
+}
+
+/// `<method>_<init>`: a stage-2 run's folder name and its `finetune.per_method` key.
+pub fn run_key(method: Method, init: Init) -> String {
+    format!("{}_{}", method.as_str(), init.as_str())
+}
+
 /// Stage 2 settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -455,7 +470,7 @@ impl RunConfig {
             }
         }
         for k in self.finetune.per_method.keys() {
-            let ok = Method::ALL.iter().any(|m| [format!("{}_ranli", m.as_str()), format!("{}_roli", m.as_str())].contains(k));
+            let ok = Method::ALL.iter().any(|&m| Init::ALL.iter().any(|&i| run_key(m, i) == *k));
             if !ok {
                 bail!("finetune.per_method.{k}: unknown key; use <method>_<init> with method in {:?} and init in [ranli, roli]", Method::ALL.map(|m| m.as_str()));
             }
@@ -471,8 +486,7 @@ impl RunConfig {
 
     /// The optimisation of stage 2 for (method, init): the per-method override or the init's default.
     pub fn stage_for(&self, method: Method, init: Init) -> &StageConfig {
-        let key = format!("{}_{}", method.as_str(), if init == Init::Ranli { "ranli" } else { "roli" });
-        self.finetune.per_method.get(&key).unwrap_or(match init {
+        self.finetune.per_method.get(&run_key(method, init)).unwrap_or(match init {
             Init::Ranli => &self.finetune.ranli,
             Init::Roli => &self.finetune.roli,
         })

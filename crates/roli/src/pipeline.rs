@@ -184,10 +184,9 @@ pub fn evaluate_test(cfg: &RunConfig, model: &roli_models::Classifier, test: &dy
     let pgd_spec = AttackSpec::Single(Stage::Pgd(pgd_config(cfg, cfg.threat.eval_steps)));
     let pgd = roli_attacks::evaluate(&m, &x, &y, &pgd_spec, &opts)?;
     let mut aa: Option<EvalReport> = None;
-    let aa_n = cfg.eval.aa_limit.unwrap_or(test.len()).min(test.len());
+    let n = cfg.eval.aa_limit.unwrap_or(test.len()).min(test.len());
     // `aa_limit = 0` skips AutoAttack like `autoattack = "none"`.
-    if cfg.eval.autoattack != "none" && aa_n > 0 {
-        let n = aa_n;
+    if cfg.eval.autoattack != "none" && n > 0 {
         let version = match cfg.eval.autoattack.as_str() {
             "plus" => AaVersion::Plus,
             "rand" => AaVersion::Rand,
@@ -233,31 +232,31 @@ pub struct MethodResult {
     pub seconds: f64,
 }
 
-fn progress_bar(plan: &StagePlan, n_train: usize) -> indicatif::ProgressBar {
-    let per = n_train.div_ceil(plan.batch_size.max(1)) as u64;
-    crate::progress::bar(per * plan.epochs as u64, &plan.label)
-}
-
-/// Trains one stage with a progress bar, then evaluates on test.
-fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: Method, init: Init, plan: StagePlan, notes: Vec<String>, dir: &Path) -> anyhow::Result<(StageOutcome, MethodResult)> {
-    let t0 = std::time::Instant::now();
-    let pb = progress_bar(&plan, data.train.len());
-    let done_before = adversarial::read_state(dir, &plan)?.map(|s| s.epochs_done).unwrap_or(0);
+/// Trains one stage (resuming in `dir`) behind a progress bar over its batches.
+fn train_with_bar(built: &Built, data: &PreparedData, plan: &StagePlan, dir: &Path) -> anyhow::Result<StageOutcome> {
     let per = data.train.len().div_ceil(plan.batch_size.max(1)) as u64;
+    let pb = crate::progress::bar(per * plan.epochs as u64, &plan.label);
+    // A resumed stage starts the bar at its completed epochs.
+    let done_before = adversarial::read_state(dir, plan)?.map(|s| s.epochs_done).unwrap_or(0);
     pb.set_position(done_before as u64 * per);
     let cb = |e: u32, b: usize, _n: usize, loss: f64| {
         pb.set_position(e as u64 * per + b as u64 + 1);
         pb.set_message(format!("epoch {e} loss {loss:.3}"));
     };
-    let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), &plan, dir, &cb)?;
+    let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), plan, dir, &cb)?;
     pb.finish_and_clear();
-    let test = if cfg.eval.runs_aa(method) {
-        evaluate_test(cfg, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?
-    } else {
-        let mut c = cfg.clone();
-        c.eval.autoattack = "none".into();
-        evaluate_test(&c, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?
-    };
+    Ok(outcome)
+}
+
+/// Trains one stage with a progress bar, then evaluates on test.
+fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: Method, init: Init, plan: StagePlan, notes: Vec<String>, dir: &Path) -> anyhow::Result<(StageOutcome, MethodResult)> {
+    let t0 = std::time::Instant::now();
+    let outcome = train_with_bar(built, data, &plan, dir)?;
+    let mut test_cfg = cfg.clone();
+    if !cfg.eval.runs_aa(method) {
+        test_cfg.eval.autoattack = "none".into();
+    }
+    let test = evaluate_test(&test_cfg, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?;
     let vars = built.vs.variables();
     let result = MethodResult {
         method,
@@ -331,7 +330,7 @@ fn stage2_model(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, meth
 fn stage_label(method: Method, init: Init) -> String {
     match method {
         Method::Linear => "probe".into(),
-        _ => format!("{}/{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" }),
+        _ => format!("{}/{}", method.as_str(), init.as_str()),
     }
 }
 
@@ -351,15 +350,7 @@ pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, meth
 pub fn train_only(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>, dir: &Path) -> anyhow::Result<StageOutcome> {
     let (built, init) = if method == Method::Linear { (build_model(cfg, src, data, method)?, Init::Ranli) } else { stage2_model(cfg, data, src, method, init_head)? };
     let (plan, _) = stage_plan(cfg, &built, method, init, &stage_label(method, init));
-    let pb = progress_bar(&plan, data.train.len());
-    let per = data.train.len().div_ceil(plan.batch_size.max(1)) as u64;
-    let cb = |e: u32, b: usize, _n: usize, loss: f64| {
-        pb.set_position(e as u64 * per + b as u64 + 1);
-        pb.set_message(format!("epoch {e} loss {loss:.3}"));
-    };
-    let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), &plan, dir, &cb)?;
-    pb.finish_and_clear();
-    Ok(outcome)
+    train_with_bar(&built, data, &plan, dir)
 }
 
 /// Rebuilds a finished (method, init) model with its best weights.
@@ -430,7 +421,7 @@ pub fn run_with(cfg: &RunConfig, out: &Path, on_model: &dyn Fn(&MethodResult, bo
     results.push(probe_result);
     for &method in &cfg.finetune.methods {
         for &init in &cfg.finetune.inits {
-            let dir = out.join(format!("{}_{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" }));
+            let dir = out.join(crate::config::run_key(method, init));
             let (r, reused) = match reuse(&dir) {
                 Some(r) => (r, true),
                 None => (finetune(cfg, &data, &src, method, (init == Init::Roli).then_some(head_path.as_path()), &dir)?, false),

@@ -73,7 +73,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let robust_dir = a.out.join("robust");
     let standard_dir = a.out.join("standard");
     let n_models = pipeline::model_count(&cfg);
-    let runs = if a.no_standard || cfg.model.standard_backbone.is_none() { 1 } else { 2 };
+    // The standard twin (finding 1), unless skipped or the config names none.
+    let standard_backbone = cfg.model.standard_backbone.clone().filter(|_| !a.no_standard);
+    let runs = if standard_backbone.is_some() { 2 } else { 1 };
     eprintln!("roli demo: {} models × {runs} backbones, then the report in {}", n_models, a.out.display());
 
     // Overall progress: models done across both backbones, with an ETA from the average time of
@@ -101,14 +103,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     eprintln!("[1/{}] robust backbone {}", runs + 1, cfg.model.backbone);
     let robust = pipeline::run_with(&cfg, &robust_dir, &on_model)?;
-    let standard = if a.no_standard || cfg.model.standard_backbone.is_none() {
-        None
-    } else {
+    let standard = if let Some(backbone) = standard_backbone {
         let mut sc = cfg.clone();
-        sc.model.backbone = cfg.model.standard_backbone.clone().unwrap_or_default();
+        sc.model.backbone = backbone;
         sc.name = format!("{} (standard backbone)", cfg.name);
         eprintln!("[2/{}] standard backbone {}", runs + 1, sc.model.backbone);
         Some(pipeline::run_with(&sc, &standard_dir, &on_model)?)
+    } else {
+        None
     };
 
     eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);

@@ -1,5 +1,5 @@
 //! `roli probe`, `roli finetune`, `roli run`: the RoLI pipeline from a TOML config.
-use crate::config::{Init, Method, RunConfig};
+use crate::config::{Method, RunConfig};
 use crate::pipeline;
 use anyhow::bail;
 use clap::Args;
@@ -112,7 +112,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 }
 
 fn print_row(r: &pipeline::MethodResult) {
-    let init = if r.method == Method::Linear { "-" } else if r.init == Init::Roli { "roli" } else { "ranli" };
+    let init = if r.method == Method::Linear { "-" } else { r.init.as_str() };
     let aa = r.test.aa_accuracy.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     println!("{:<8} {:<6} {:>7.2}% {:>7.2}% {:>8}", r.method.as_str(), init, 100.0 * r.test.clean_accuracy, 100.0 * r.test.pgd_accuracy, aa);
 }

@@ -4,7 +4,7 @@
 //! config's own LR, then the smaller LR). The probe is tuned first, because RoLI's head comes
 //! from it. Writes `OUT/tune.json` (every candidate) and `OUT/tuned.toml` (the chosen stages as
 //! `[probe]` and `[finetune.per_method.<method>_<init>]` tables to paste into a config).
-use crate::config::{Init, Method, RunConfig, StageConfig};
+use crate::config::{run_key, Init, Method, RunConfig, StageConfig};
 use crate::pipeline;
 use crate::train::adversarial::StageOutcome;
 use clap::Args;
@@ -50,10 +50,10 @@ impl Candidate {
 }
 
 fn init_name(method: Method, init: Init) -> &'static str {
-    match (method, init) {
-        (Method::Linear, _) => "-",
-        (_, Init::Ranli) => "ranli",
-        (_, Init::Roli) => "roli",
+    if method == Method::Linear {
+        "-"
+    } else {
+        init.as_str()
     }
 }
 
@@ -83,11 +83,10 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
         for &f in &a.factors {
             let mut cfg = base.clone();
             let s = StageConfig { base_lr: stage.base_lr * f, ..stage.clone() };
-            let key = format!("{}_{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" });
             if method == Method::Linear {
                 cfg.probe = s.clone();
             } else {
-                cfg.finetune.per_method.insert(key, s.clone());
+                cfg.finetune.per_method.insert(run_key(method, init), s.clone());
             }
             let dir = out.join(format!("{}_{}_x{f}", method.as_str(), init_name(method, init)));
             let o = pipeline::train_only(&cfg, &data, &src, method, head, &dir)?;
@@ -118,7 +117,7 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
             let stage = base.stage_for(m, i).clone();
             let head = if i == Init::Roli { head_path.as_deref() } else { None };
             let s = tune(m, i, &stage, head, &mut all)?;
-            chosen.finetune.per_method.insert(format!("{}_{}", m.as_str(), if i == Init::Roli { "roli" } else { "ranli" }), s);
+            chosen.finetune.per_method.insert(run_key(m, i), s);
         }
     }
 

@@ -15,7 +15,7 @@ fn record(index: usize, clean: bool, robust: bool) -> ExampleRecord {
 /// Writes `<root>/<dir>/test_examples.json` with clean/PGD flags from index sets, AutoAttack on
 /// the first AA_N examples (robust = PGD-robust minus every 10th), and returns its result.
 fn result(root: &Path, method: Method, init: Init, clean: impl Fn(usize) -> bool, pgd: impl Fn(usize) -> bool) -> MethodResult {
-    let dir = root.join(format!("{}_{}", method.as_str(), if init == Init::Roli { "roli" } else { "ranli" }));
+    let dir = root.join(crate::config::run_key(method, init));
     std::fs::create_dir_all(&dir).unwrap();
     let pgd_ex: Vec<ExampleRecord> = (0..N).map(|i| record(i, clean(i), pgd(i))).collect();
     let aa_ex: Vec<ExampleRecord> = (0..AA_N).map(|i| record(i, clean(i), pgd(i) && i % 10 != 9)).collect();
