@@ -117,6 +117,10 @@ pub struct ThreatConfig {
     /// PGD step (reference 2/255, hard-coded there).
     #[serde(default = "defaults::step_size")]
     pub step_size: f64,
+    /// PGD step for validation and test (default: `step_size`, as the reference). A smaller
+    /// evaluation step catches models that resist only the training attack's large steps.
+    #[serde(default)]
+    pub eval_step_size: Option<f64>,
     /// PGD steps while training (reference 7).
     #[serde(default = "defaults::train_steps")]
     pub train_steps: u32,
@@ -375,6 +379,13 @@ mod defaults {
     }
 }
 
+impl ThreatConfig {
+    /// The PGD step of validation and test.
+    pub fn eval_step(&self) -> f64 {
+        self.eval_step_size.unwrap_or(self.step_size)
+    }
+}
+
 impl Default for ThreatConfig {
     fn default() -> Self {
         toml::from_str("").expect("every ThreatConfig field has a default")
@@ -449,8 +460,8 @@ impl RunConfig {
         if !(self.threat.eps >= 0.0 && self.threat.eps <= 1.0) {
             bail!("threat.eps = {} must lie in [0, 1] (pixel units; 8/255 = 0.0314)", self.threat.eps);
         }
-        if self.threat.step_size <= 0.0 {
-            bail!("threat.step_size must be > 0");
+        if self.threat.step_size <= 0.0 || self.threat.eval_step_size.is_some_and(|s| s <= 0.0) {
+            bail!("threat.step_size and threat.eval_step_size must be > 0");
         }
         if self.data.batch_size == 0 {
             bail!("data.batch_size must be ≥ 1");
@@ -564,12 +575,22 @@ mod tests {
 
     #[test]
     fn impossible_values_are_named() {
-        for (o, needle) in [("threat.norm=\"l7\"", "threat.norm"), ("eval.autoattack=\"max\"", "eval.autoattack"), ("threat.eps=2.0", "threat.eps"), ("finetune.methods=[\"linear\"]", "stage 1"), ("data.batch_size=0", "batch_size")] {
+        for (o, needle) in [("threat.norm=\"l7\"", "threat.norm"), ("eval.autoattack=\"max\"", "eval.autoattack"), ("threat.eps=2.0", "threat.eps"), ("finetune.methods=[\"linear\"]", "stage 1"), ("data.batch_size=0", "batch_size"), ("threat.eval_step_size=0.0", "eval_step_size")] {
             let e = format!("{:#}", RunConfig::from_toml_str(MIN, &[o.into()], "t").unwrap_err());
             assert!(e.contains(needle), "{o}: {e}");
         }
         let e = format!("{:#}", RunConfig::from_toml_str(&format!("{MIN}[finetune.per_method.lora_rolli]\nepochs=1\nbase_lr=1\nweight_decay=0\noptimizer=\"sgd\"\n"), &[], "t").unwrap_err());
         assert!(e.contains("lora_rolli"), "{e}");
+    }
+
+    #[test]
+    fn eval_step_defaults_to_the_training_step() {
+        let c = RunConfig::from_toml_str(MIN, &["threat.step_size=0.15".into()], "t").unwrap();
+        assert_eq!(c.threat.eval_step(), 0.15);
+        let c = RunConfig::from_toml_str(MIN, &["threat.step_size=0.15".into(), "threat.eval_step_size=0.075".into()], "t").unwrap();
+        assert_eq!((c.threat.step_size, c.threat.eval_step()), (0.15, 0.075));
+        let again = RunConfig::from_toml_str(&c.to_resolved_toml(), &[], "resolved").unwrap();
+        assert_eq!(again.threat.eval_step(), 0.075);
     }
 
     #[test]

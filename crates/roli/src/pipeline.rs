@@ -62,10 +62,11 @@ pub fn threat(cfg: &RunConfig) -> ThreatModel {
 
 /// PGD as the reference runs it: fixed step, random start, CE, best iterate per example
 /// (or per batch with `faithful.batch_best_iterate`).
-pub fn pgd_config(cfg: &RunConfig, steps: u32) -> PgdConfig {
+/// PGD of the run's threat with `steps` steps of `step_size`.
+pub fn pgd_config(cfg: &RunConfig, steps: u32, step_size: f64) -> PgdConfig {
     PgdConfig {
         steps: steps as usize,
-        step_size: StepSize::Absolute(cfg.threat.step_size),
+        step_size: StepSize::Absolute(step_size),
         restarts: 1,
         random_start: cfg.threat.random_start,
         loss: LossKind::Ce,
@@ -116,7 +117,12 @@ pub fn dry_source(cfg: &RunConfig) -> anyhow::Result<BackboneSource> {
 /// Builds the model of (method, init) with a fresh head.
 pub fn build_model(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, method: Method) -> anyhow::Result<Built> {
     let peft = peft_for(cfg, method)?;
-    let opts = BuildOptions {
+    zoo::build(src, &build_options(cfg, data, method), &peft)
+}
+
+/// The build options of (config, data, method): a fresh head of the data's classes.
+pub fn build_options(cfg: &RunConfig, data: &PreparedData, method: Method) -> BuildOptions {
+    BuildOptions {
         num_classes: data.num_classes,
         head_init: match cfg.model.head_init {
             HeadInitChoice::Reference => HeadInit::Ranli,
@@ -128,8 +134,7 @@ pub fn build_model(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, m
         drop_path: if method == Method::Full { cfg.model.drop_path } else { 0.0 },
         trainable_script: method == Method::Full,
         init_seed: adversarial::derive_seed(&[cfg.seed, 7]),
-    };
-    zoo::build(src, &opts, &peft)
+    }
 }
 
 /// The stage plan of (method, init).
@@ -147,8 +152,8 @@ pub fn stage_plan(cfg: &RunConfig, built: &Built, method: Method, init: Init, la
         schedule: Schedule::WarmupCosine { warmup_epochs: s.warmup_epochs },
         batch_size: cfg.data.batch_size,
         threat: threat(cfg),
-        train_pgd: pgd_config(cfg, cfg.threat.train_steps),
-        eval_pgd: pgd_config(cfg, cfg.threat.eval_steps),
+        train_pgd: pgd_config(cfg, cfg.threat.train_steps, cfg.threat.step_size),
+        eval_pgd: pgd_config(cfg, cfg.threat.eval_steps, cfg.threat.eval_step()),
         backbone_train: method == Method::Full,
         peft_train: method == Method::Prompt,
         seed: adversarial::derive_seed(&[cfg.seed, method as u64, init as u64]),
@@ -181,7 +186,7 @@ pub fn evaluate_test(cfg: &RunConfig, model: &roli_models::Classifier, test: &dy
     let mut opts = EvalOptions::new(threat(cfg));
     opts.seed = seed;
     opts.batch_size = cfg.data.batch_size.max(128);
-    let pgd_spec = AttackSpec::Single(Stage::Pgd(pgd_config(cfg, cfg.threat.eval_steps)));
+    let pgd_spec = AttackSpec::Single(Stage::Pgd(pgd_config(cfg, cfg.threat.eval_steps, cfg.threat.eval_step())));
     let pgd = roli_attacks::evaluate(&m, &x, &y, &pgd_spec, &opts)?;
     let mut aa: Option<EvalReport> = None;
     let n = cfg.eval.aa_limit.unwrap_or(test.len()).min(test.len());
@@ -249,7 +254,7 @@ fn train_with_bar(built: &Built, data: &PreparedData, plan: &StagePlan, dir: &Pa
 }
 
 /// Trains one stage with a progress bar, then evaluates on test.
-fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: Method, init: Init, plan: StagePlan, notes: Vec<String>, dir: &Path) -> anyhow::Result<(StageOutcome, MethodResult)> {
+fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: Method, init: Init, (plan, notes): (StagePlan, Vec<String>), dir: &Path) -> anyhow::Result<(StageOutcome, MethodResult)> {
     let t0 = std::time::Instant::now();
     let outcome = train_with_bar(built, data, &plan, dir)?;
     let mut test_cfg = cfg.clone();
@@ -282,8 +287,8 @@ fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: M
 pub fn probe(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, dir: &Path) -> anyhow::Result<(MethodResult, PathBuf)> {
     let built = build_model(cfg, src, data, Method::Linear)?;
     tracing::info!("stage 1 (linear probe): {}; {}", src.describe(), built.load_summary);
-    let (plan, notes) = stage_plan(cfg, &built, Method::Linear, Init::Ranli, "probe");
-    let (outcome, result) = train_and_test(cfg, &built, data, Method::Linear, Init::Ranli, plan, notes, dir)?;
+    let planned = stage_plan(cfg, &built, Method::Linear, Init::Ranli, "probe");
+    let (outcome, result) = train_and_test(cfg, &built, data, Method::Linear, Init::Ranli, planned, dir)?;
     let vars = built.vs.variables();
     let names = built.model.head_var_names().to_vec();
     let tensors: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
@@ -340,8 +345,8 @@ pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, meth
         bail!("'linear' is stage 1: use `roli probe`");
     }
     let (built, init) = stage2_model(cfg, data, src, method, init_head)?;
-    let (plan, notes) = stage_plan(cfg, &built, method, init, &stage_label(method, init));
-    let (_, result) = train_and_test(cfg, &built, data, method, init, plan, notes, dir)?;
+    let planned = stage_plan(cfg, &built, method, init, &stage_label(method, init));
+    let (_, result) = train_and_test(cfg, &built, data, method, init, planned, dir)?;
     Ok(result)
 }
 
@@ -371,7 +376,7 @@ pub fn eps_curve(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, r: 
     let mut opts = EvalOptions::new(threat(cfg));
     opts.seed = adversarial::derive_seed(&[cfg.seed, 98]);
     opts.batch_size = 250;
-    let spec = AttackSpec::Single(Stage::Pgd(PgdConfig { step_size: StepSize::RelativeToEps(0.25), ..pgd_config(cfg, cfg.threat.eval_steps) }));
+    let spec = AttackSpec::Single(Stage::Pgd(PgdConfig { step_size: StepSize::RelativeToEps(0.25), ..pgd_config(cfg, cfg.threat.eval_steps, cfg.threat.eval_step()) }));
     let sw = roli_attacks::sweep(&m, &x, &y, &spec, eps, &opts)?;
     Ok(sw.reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect())
 }

@@ -371,7 +371,7 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
     }
     st.finished = true;
     write_state(dir, &st)?;
-    for (_, t) in &vars {
+    for t in vars.values() {
         let _ = t.shallow_clone().set_requires_grad(false);
     }
     Ok(StageOutcome { plan: plan.clone(), state: st, best_weights: best_path })
