@@ -13,6 +13,7 @@ const EXPECTED: &[(&str, bool)] = &[
     ("swin-nano-mnist-at", true),
     ("swin-nano-mnist-std", false),
     ("vit-nano-mnist-at", true),
+    ("vit-nano-mnist-at03", true),
     ("vit-nano-mnist-std", false),
 ];
 
