@@ -201,6 +201,15 @@ impl Init {
     }
 }
 
+/// The init column of a result row: `-` for the probe (stage 1 has no init), else `ranli`/`roli`.
+pub fn init_label(method: Method, init: Init) -> &'static str {
+    if method == Method::Linear {
+        "-"
+    } else {
+        init.as_str()
+    }
+}
+
 /// `<method>_<init>`: a stage-2 run's folder name and its `finetune.per_method` key.
 pub fn run_key(method: Method, init: Init) -> String {
     format!("{}_{}", method.as_str(), init.as_str())
@@ -581,6 +590,13 @@ mod tests {
         }
         let e = format!("{:#}", RunConfig::from_toml_str(&format!("{MIN}[finetune.per_method.lora_rolli]\nepochs=1\nbase_lr=1\nweight_decay=0\noptimizer=\"sgd\"\n"), &[], "t").unwrap_err());
         assert!(e.contains("lora_rolli"), "{e}");
+    }
+
+    #[test]
+    fn run_key_and_init_label() {
+        assert_eq!(run_key(Method::Lora, Init::Roli), "lora_roli");
+        assert_eq!(init_label(Method::Linear, Init::Roli), "-");
+        assert_eq!(init_label(Method::Bias, Init::Ranli), "ranli");
     }
 
     #[test]

@@ -60,9 +60,8 @@ pub fn threat(cfg: &RunConfig) -> ThreatModel {
     ThreatModel::new(if cfg.threat.norm == "l2" { Norm::L2 } else { Norm::Linf }, cfg.threat.eps)
 }
 
-/// PGD as the reference runs it: fixed step, random start, CE, best iterate per example
-/// (or per batch with `faithful.batch_best_iterate`).
-/// PGD of the run's threat with `steps` steps of `step_size`.
+/// PGD as the reference runs it, with `steps` steps of `step_size`: fixed step, random start, CE,
+/// best iterate per example (or per batch with `faithful.batch_best_iterate`).
 pub fn pgd_config(cfg: &RunConfig, steps: u32, step_size: f64) -> PgdConfig {
     PgdConfig {
         steps: steps as usize,

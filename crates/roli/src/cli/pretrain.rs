@@ -123,14 +123,13 @@ aa_limit = {aa_limit}
     let train_dir = a.out.join("train");
     crate::config::write_resolved(&cfg, &train_dir)?;
     let data = pipeline::prepare_data(&cfg)?;
-    // The warm start's identity survives moving its folder: the fingerprint of all its tensors.
-    let init_fingerprint = match &a.init {
-        Some(dir) => Some(roli_models::own::read_sidecar(dir)?.fingerprint),
-        None => None,
-    };
-    let (src, keep_head) = match &a.init {
-        None => (pipeline::source(&cfg)?, false),
-        Some(dir) => (init_source(dir, &a.preset)?, true),
+    // A warm start keeps its head; its fingerprint (of all tensors) names it even after its folder moves.
+    let (src, keep_head, init_fingerprint) = match &a.init {
+        None => (pipeline::source(&cfg)?, false, None),
+        Some(dir) => {
+            let (src, fingerprint) = init_source(dir, &a.preset)?;
+            (src, true, Some(fingerprint))
+        }
     };
     let opts = BuildOptions { keep_head, ..pipeline::build_options(&cfg, &data, Method::Full) };
     let built = zoo::build(&src, &opts, &crate::peft::Peft::None)?;
@@ -179,8 +178,8 @@ aa_limit = {aa_limit}
     Ok(())
 }
 
-/// The checkpoint to warm-start from: a roli checkpoint folder of the same preset.
-fn init_source(dir: &std::path::Path, preset: &str) -> anyhow::Result<BackboneSource> {
+/// The checkpoint to warm-start from (a roli checkpoint folder of the same preset) and its fingerprint.
+fn init_source(dir: &std::path::Path, preset: &str) -> anyhow::Result<(BackboneSource, String)> {
     let src = zoo::resolve(&dir.to_string_lossy(), None, roli_models::SourceLayout::Native)?;
     let BackboneSource::Own { dir } = &src else {
         bail!("--init {}: not a roli checkpoint folder (model.safetensors + model.json)", dir.display());
@@ -189,7 +188,7 @@ fn init_source(dir: &std::path::Path, preset: &str) -> anyhow::Result<BackboneSo
     if sc.descriptor.name != preset {
         bail!("--init {}: holds a {} model, not {preset}; pass a checkpoint of the same preset", dir.display(), sc.descriptor.name);
     }
-    Ok(src)
+    Ok((src, sc.fingerprint))
 }
 
 #[cfg(test)]

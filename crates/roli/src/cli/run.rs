@@ -112,7 +112,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 }
 
 fn print_row(r: &pipeline::MethodResult) {
-    let init = if r.method == Method::Linear { "-" } else { r.init.as_str() };
+    let init = crate::config::init_label(r.method, r.init);
     let aa = r.test.aa_accuracy.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     println!("{:<8} {:<6} {:>7.2}% {:>7.2}% {:>8}", r.method.as_str(), init, 100.0 * r.test.clean_accuracy, 100.0 * r.test.pgd_accuracy, aa);
 }

@@ -4,7 +4,7 @@
 //! config's own LR, then the smaller LR). The probe is tuned first, because RoLI's head comes
 //! from it. Writes `OUT/tune.json` (every candidate) and `OUT/tuned.toml` (the chosen stages as
 //! `[probe]` and `[finetune.per_method.<method>_<init>]` tables to paste into a config).
-use crate::config::{run_key, Init, Method, RunConfig, StageConfig};
+use crate::config::{init_label, run_key, Init, Method, RunConfig, StageConfig};
 use crate::pipeline;
 use crate::train::adversarial::StageOutcome;
 use clap::Args;
@@ -39,21 +39,13 @@ impl Candidate {
         let at_best = o.state.best_epoch.and_then(|e| o.state.history.iter().find(|h| h.epoch == e));
         Candidate {
             method: method.as_str().into(),
-            init: init_name(method, init).into(),
+            init: init_label(method, init).into(),
             factor,
             base_lr,
             best_epoch: o.state.best_epoch,
             val_robust: o.state.best_val_robust,
             val_clean: at_best.map(|h| h.val_clean).unwrap_or(0.0),
         }
-    }
-}
-
-fn init_name(method: Method, init: Init) -> &'static str {
-    if method == Method::Linear {
-        "-"
-    } else {
-        init.as_str()
     }
 }
 
@@ -88,7 +80,7 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
             } else {
                 cfg.finetune.per_method.insert(run_key(method, init), s.clone());
             }
-            let dir = out.join(format!("{}_{}_x{f}", method.as_str(), init_name(method, init)));
+            let dir = out.join(format!("{}_{}_x{f}", method.as_str(), init_label(method, init)));
             let o = pipeline::train_only(&cfg, &data, &src, method, head, &dir)?;
             let c = Candidate::of(method, init, f, s.base_lr, &o);
             eprintln!("tune {:>8} {:>5} lr×{f:<5} base_lr {:.2e}: val PGD {:.2}%  clean {:.2}%  (best epoch {:?})", c.method, c.init, c.base_lr, 100.0 * c.val_robust, 100.0 * c.val_clean, c.best_epoch);
