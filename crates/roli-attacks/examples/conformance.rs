@@ -35,7 +35,20 @@ struct Args {
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args { n: 1000, eps: 0.3, seed: 0, bs: 250, threads: 1, model: "advtrained".into(), reference: None, out: None, skip_aa: false, single: None, norm: "linf".into(), single_eps: None };
+    let mut a = Args {
+        n: 1000,
+        eps: 0.3,
+        seed: 0,
+        bs: 250,
+        threads: 1,
+        model: "advtrained".into(),
+        reference: None,
+        out: None,
+        skip_aa: false,
+        single: None,
+        norm: "linf".into(),
+        single_eps: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().with_context(|| format!("{k} needs a value"));
@@ -90,12 +103,17 @@ fn main() -> Result<()> {
     let net = common::LeNet5::load(&a.model).context("advertorch LeNet not in the cache; run `roli data fetch all`")?;
     let model = |t: &tch::Tensor| net.forward(t);
     let reference: Option<serde_json::Value> = match &a.reference {
-        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?),
+        Some(p) => Some(serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?),
         None => None,
     };
     let progress = |e: &ProgressEvent| {
         if let ProgressEvent::StageEnd(s) = e {
-            eprintln!("  {}: robust {:.4} ({:.1} s, {} fwd / {} bwd examples)", s.id, s.robust_accuracy, s.seconds, s.passes.forward_examples, s.passes.backward_examples);
+            eprintln!(
+                "  {}: robust {:.4} ({:.1} s, {} fwd / {} bwd examples)",
+                s.id, s.robust_accuracy, s.seconds, s.passes.forward_examples, s.passes.backward_examples
+            );
         }
     };
     let mut opts = EvalOptions::new(ThreatModel::Linf { eps: a.eps });
@@ -111,7 +129,11 @@ fn main() -> Result<()> {
         println!("clean agreement {}/{}", ours.iter().zip(&clean).filter(|(a, b)| a == b).count(), ours.len());
     }
     compare("pgd-40", &pgd, reference.as_ref().and_then(|r| flags_of(&r["pgd"]["robust"])));
-    println!("pgd-40 seconds {:.1}, flags {:?}", pgd.seconds, pgd.flags.iter().map(|f| f.message()).collect::<Vec<_>>());
+    println!(
+        "pgd-40 seconds {:.1}, flags {:?}",
+        pgd.seconds,
+        pgd.flags.iter().map(|f| f.message()).collect::<Vec<_>>()
+    );
     let mut out = serde_json::json!({ "pgd": pgd });
     if let Some(name) = &a.single {
         let norm: roli_attacks::Norm = a.norm.parse()?;
@@ -120,28 +142,50 @@ fn main() -> Result<()> {
         o.batch_size = a.bs;
         let r = evaluate(&model, &x, &y, &name.parse()?, &o)?;
         compare(&format!("{name}-{norm}"), &r, reference.as_ref().and_then(|rf| flags_of(&rf["single"]["robust"])));
-        println!("{name} {norm}: max perturbation {:.4}, flags {:?}", r.sanity.max_perturbation, r.flags.iter().map(|f| f.message()).collect::<Vec<_>>());
+        println!(
+            "{name} {norm}: max perturbation {:.4}, flags {:?}",
+            r.sanity.max_perturbation,
+            r.flags.iter().map(|f| f.message()).collect::<Vec<_>>()
+        );
         out["single"] = serde_json::to_value(&r)?;
     }
     if !a.skip_aa {
         let aa = evaluate(&model, &x, &y, &"aa-standard".parse()?, &opts)?;
         compare("aa-standard", &aa, reference.as_ref().and_then(|r| flags_of(&r["aa"]["robust"])));
         if let Some(r) = &reference {
-            println!("reference per-stage robust accuracy {}; reference seconds {}", r["aa"]["stage_robust_accuracy"], r["aa"]["seconds"]);
-            let theirs: Vec<Option<String>> = r["aa"]["broken_by"].as_array().map(|v| v.iter().map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+            println!(
+                "reference per-stage robust accuracy {}; reference seconds {}",
+                r["aa"]["stage_robust_accuracy"], r["aa"]["seconds"]
+            );
+            let theirs: Vec<Option<String>> = r["aa"]["broken_by"]
+                .as_array()
+                .map(|v| v.iter().map(|s| s.as_str().map(String::from)).collect())
+                .unwrap_or_default();
             if theirs.len() == aa.examples.len() {
-                let same = aa.examples.iter().zip(&theirs).filter(|(e, t)| e.broken_by.map(|b| b.to_string()) == **t).count();
+                let same =
+                    aa.examples.iter().zip(&theirs).filter(|(e, t)| e.broken_by.map(|b| b.to_string()) == **t).count();
                 println!("broken_by agreement {same}/{}", theirs.len());
             }
         }
         for s in &aa.stages {
-            println!("  roli {}: robust {:.4} after attacking {} ({:.1} s)", s.id, s.robust_accuracy, s.n_attacked, s.seconds);
+            println!(
+                "  roli {}: robust {:.4} after attacking {} ({:.1} s)",
+                s.id, s.robust_accuracy, s.n_attacked, s.seconds
+            );
         }
-        println!("aa-standard seconds {:.1}, passes {:?}, flags {:?}", aa.seconds, aa.passes, aa.flags.iter().map(|f| f.message()).collect::<Vec<_>>());
+        println!(
+            "aa-standard seconds {:.1}, passes {:?}, flags {:?}",
+            aa.seconds,
+            aa.passes,
+            aa.flags.iter().map(|f| f.message()).collect::<Vec<_>>()
+        );
         if let Some(t) = reference.as_ref().and_then(|r| flags_of(&r["aa"]["robust"])) {
             let ref_acc = t.iter().filter(|&&b| b).count() as f64 / t.len() as f64;
             if aa.robust_accuracy > ref_acc + 0.003 {
-                eprintln!("FAIL: roli AA {:.4} is weaker than the reference {:.4} by more than 0.3 points", aa.robust_accuracy, ref_acc);
+                eprintln!(
+                    "FAIL: roli AA {:.4} is weaker than the reference {:.4} by more than 0.3 points",
+                    aa.robust_accuracy, ref_acc
+                );
                 std::process::exit(1);
             }
         }

@@ -53,7 +53,15 @@ pub struct ApgdConfig {
 
 impl ApgdConfig {
     /// AutoAttack's APGD-CE.
-    pub const OFFICIAL_CE: ApgdConfig = ApgdConfig { n_iter: 100, restarts: 1, rho: 0.75, momentum: 0.75, eot_iter: 1, loss: ApgdLoss::Ce, large_reps: false };
+    pub const OFFICIAL_CE: ApgdConfig = ApgdConfig {
+        n_iter: 100,
+        restarts: 1,
+        rho: 0.75,
+        momentum: 0.75,
+        eot_iter: 1,
+        loss: ApgdLoss::Ce,
+        large_reps: false,
+    };
     /// AutoAttack's APGD-DLR.
     pub const OFFICIAL_DLR: ApgdConfig = ApgdConfig { loss: ApgdLoss::Dlr, ..Self::OFFICIAL_CE };
     /// AutoAttack's APGD-T (9 targets).
@@ -129,7 +137,8 @@ pub fn l1_projection(x: &Tensor, y: &Tensor, eps: f64) -> Tensor {
             ub = ub.where_self(&c8, &counter4);
         }
         let lb2 = lb.to_kind(Kind::Int64).unsqueeze(1);
-        let alpha = (-s_.gather(1, &lb2, false).squeeze_dim(1) - &c_) / size1.index_select(0, &c2).gather(1, &(&lb2 + 1), false).squeeze_dim(1)
+        let alpha = (-s_.gather(1, &lb2, false).squeeze_dim(1) - &c_)
+            / size1.index_select(0, &c2).gather(1, &(&lb2 + 1), false).squeeze_dim(1)
             + bs2.index_select(0, &c2).gather(1, &lb2, false).squeeze_dim(1);
         let v = -(-u.index_select(0, &c2)).maximum(&alpha.unsqueeze(-1)).minimum(&(-l.index_select(0, &c2)));
         put(&mut d, &c2, &v);
@@ -206,7 +215,12 @@ impl Apgd {
         let (logits, loss_indiv, mut grad) = loss_and_grad(model, &x_adv, self.config.eot_iter, &crit)?;
         let mut grad_best = grad.copy();
         let zero_grad_points = if matches!(self.config.loss, ApgdLoss::Dlr | ApgdLoss::TargetedDlr { .. }) {
-            grad.abs().reshape([n, -1]).sum_dim_intlist(&[1i64][..], false, Kind::Float).eq(0.0).sum(Kind::Int64).int64_value(&[])
+            grad.abs()
+                .reshape([n, -1])
+                .sum_dim_intlist(&[1i64][..], false, Kind::Float)
+                .eq(0.0)
+                .sum(Kind::Int64)
+                .int64_value(&[])
         } else {
             0
         };
@@ -214,14 +228,20 @@ impl Apgd {
         let mut loss_best = loss_indiv.copy();
 
         let alpha = if norm == Norm::L1 { 1.0 } else { 2.0 };
-        let mut step_size = Tensor::ones(bshape.iter().map(|&d| if d == -1 { n } else { d }).collect::<Vec<_>>(), (Kind::Float, x.device())) * (alpha * eps);
+        let mut step_size = Tensor::ones(
+            bshape.iter().map(|&d| if d == -1 { n } else { d }).collect::<Vec<_>>(),
+            (Kind::Float, x.device()),
+        ) * (alpha * eps);
         let mut x_adv_old = x_adv.copy();
         let schedule = if norm == Norm::L1 { l1_checkpoints(n_iter) } else { checkpoints(n_iter) };
         // L1: the fraction of coordinates moved per step adapts to the sparsity of the best point.
         let n_fts = x.numel() as i64 / n.max(1);
         let l0 = |d: &Tensor| d.ne(0.0).reshape([n, -1]).sum_dim_intlist(&[1i64][..], false, Kind::Float);
         let (mut topk, mut sp_old) = match x_init {
-            None => (Tensor::ones([n], (Kind::Float, x.device())) * 0.2, Tensor::ones([n], (Kind::Float, x.device())) * n_fts as f64),
+            None => (
+                Tensor::ones([n], (Kind::Float, x.device())) * 0.2,
+                Tensor::ones([n], (Kind::Float, x.device())) * n_fts as f64,
+            ),
             Some(_) => {
                 let sp = l0(&(&x_adv - x));
                 (&sp / n_fts as f64 / 1.5, sp)
@@ -240,7 +260,10 @@ impl Apgd {
                 Norm::Linf => {
                     let x1 = &x_adv + &step_size * grad.sign();
                     let x1 = x1.maximum(&(x - eps)).minimum(&(x + eps)).clamp(0.0, 1.0);
-                    (&x_adv + (&x1 - &x_adv) * a + &grad2 * (1.0 - a)).maximum(&(x - eps)).minimum(&(x + eps)).clamp(0.0, 1.0)
+                    (&x_adv + (&x1 - &x_adv) * a + &grad2 * (1.0 - a))
+                        .maximum(&(x - eps))
+                        .minimum(&(x + eps))
+                        .clamp(0.0, 1.0)
                 }
                 Norm::L2 => {
                     let l2proj = |z: &Tensor| {
@@ -308,7 +331,8 @@ impl Apgd {
                     t += cur.gt_tensor(prev).to_kind(Kind::Float);
                 }
                 let fl_osc = t.le_tensor(&(zeros_n.ones_like() * (k as f64 * self.config.rho))).to_kind(Kind::Float);
-                let fl_noimpr = (1.0 - &reduced_last_check) * loss_best_last_check.ge_tensor(&loss_best).to_kind(Kind::Float);
+                let fl_noimpr =
+                    (1.0 - &reduced_last_check) * loss_best_last_check.ge_tensor(&loss_best).to_kind(Kind::Float);
                 let fl = fl_osc.maximum(&fl_noimpr);
                 reduced_last_check = fl.copy();
                 loss_best_last_check = loss_best.copy();
@@ -325,7 +349,13 @@ impl Apgd {
     }
 
     /// AutoAttack's `decr_eps_pgd`: 3·eps, 2·eps, eps with 30/30/40% of the iterations, chained.
-    fn large_reps_run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, target: Option<&Tensor>) -> Result<RunOut, AttackError> {
+    fn large_reps_run(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        target: Option<&Tensor>,
+    ) -> Result<RunOut, AttackError> {
         let eps = self.threat.eps();
         let n = self.config.n_iter;
         let a = (0.3 * n as f64).ceil() as usize;
@@ -348,7 +378,13 @@ impl Apgd {
 
     /// Runs the attack and also returns how many (point, run) pairs started with an all-zero
     /// gradient under a DLR loss (AutoAttack's `check_zero_gradients`).
-    pub fn perturb_with_stats(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64) -> Result<(Tensor, i64), AttackError> {
+    pub fn perturb_with_stats(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        seed: u64,
+    ) -> Result<(Tensor, i64), AttackError> {
         check_inputs(x, y)?;
         if self.config.large_reps && self.threat.norm() != Norm::L1 {
             return Err(AttackError::BadConfig("APGD's large-eps schedule (large_reps) is defined for L1 only".into()));

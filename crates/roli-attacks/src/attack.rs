@@ -23,7 +23,10 @@ pub trait Attack {
 pub(crate) fn check_inputs(x: &Tensor, y: &Tensor) -> Result<(), AttackError> {
     let xs = x.size();
     if xs.len() < 2 {
-        return Err(AttackError::BadInput { what: "x", detail: format!("expected a batch [N, ...], got shape {xs:?}") });
+        return Err(AttackError::BadInput {
+            what: "x",
+            detail: format!("expected a batch [N, ...], got shape {xs:?}"),
+        });
     }
     if y.size() != [xs[0]] {
         return Err(AttackError::BadInput {

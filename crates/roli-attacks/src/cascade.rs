@@ -106,7 +106,8 @@ pub struct CascadeOptions<'a> {
 }
 
 fn to_vec_i64(t: &Tensor) -> Vec<i64> {
-    Vec::<i64>::try_from(&t.to_kind(Kind::Int64).to_device(tch::Device::Cpu).view([-1])).expect("a CPU int64 tensor converts to Vec<i64>")
+    Vec::<i64>::try_from(&t.to_kind(Kind::Int64).to_device(tch::Device::Cpu).view([-1]))
+        .expect("a CPU int64 tensor converts to Vec<i64>")
 }
 
 /// Clean predictions in batches.
@@ -185,7 +186,8 @@ pub fn run(
             let norms = threat.norm().per_example(&(&adv - &xs));
             let pred_v = to_vec_i64(&pred);
             let fooled_v: Vec<bool> = to_vec_i64(&fooled).into_iter().map(|v| v != 0).collect();
-            let norms_v = Vec::<f64>::try_from(&norms.to_kind(Kind::Double).to_device(tch::Device::Cpu)).expect("a CPU f64 tensor converts to Vec<f64>");
+            let norms_v = Vec::<f64>::try_from(&norms.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+                .expect("a CPU f64 tensor converts to Vec<f64>");
             for (j, &i) in chunk.iter().enumerate() {
                 let i = i as usize;
                 state.attacks[i].insert(id, !fooled_v[j]);

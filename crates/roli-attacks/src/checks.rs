@@ -136,7 +136,9 @@ impl Flag {
     /// A one-line message for logs, pointing to the documentation.
     pub fn message(&self) -> String {
         let body = match self {
-            Flag::EpsZeroMismatch { clean, attacked } => format!("attack at eps=0 gives {attacked:.4} but clean accuracy is {clean:.4}"),
+            Flag::EpsZeroMismatch { clean, attacked } => {
+                format!("attack at eps=0 gives {attacked:.4} but clean accuracy is {clean:.4}")
+            }
             Flag::NonMonotoneInEps { eps_lo, acc_lo, eps_hi, acc_hi } => {
                 format!("robust accuracy rises from {acc_lo:.4} at eps {eps_lo} to {acc_hi:.4} at eps {eps_hi}")
             }
@@ -147,11 +149,19 @@ impl Flag {
             Flag::PerturbationOutOfBounds { over_eps, max_norm, out_of_box, nan } => {
                 format!("{over_eps} perturbations exceed eps (max {max_norm:.6}), {out_of_box} values outside [0,1], {nan} NaN")
             }
-            Flag::ZeroGradient { zero, nan, total } => format!("{zero} of {total} points have zero input gradient and {nan} NaN"),
-            Flag::Randomized { max_logit_diff } => format!("logits vary across passes (max diff {max_logit_diff:.2e}): randomised model"),
+            Flag::ZeroGradient { zero, nan, total } => {
+                format!("{zero} of {total} points have zero input gradient and {nan} NaN")
+            }
+            Flag::Randomized { max_logit_diff } => {
+                format!("logits vary across passes (max diff {max_logit_diff:.2e}): randomised model")
+            }
             Flag::SoftmaxOutput => "model output looks like probabilities, not logits".to_string(),
-            Flag::SquareBeatsWhiteBox { delta } => format!("Square lowered robust accuracy by {:.2}% after the white-box attacks", delta * 100.0),
-            Flag::TooManyTargets { stage, requested, possible } => format!("{stage}: {requested} target classes requested, {possible} possible"),
+            Flag::SquareBeatsWhiteBox { delta } => {
+                format!("Square lowered robust accuracy by {:.2}% after the white-box attacks", delta * 100.0)
+            }
+            Flag::TooManyTargets { stage, requested, possible } => {
+                format!("{stage}: {requested} target classes requested, {possible} possible")
+            }
         };
         format!("{body} (see roli-attacks FLAGS.md#{})", self.doc_anchor())
     }
@@ -214,7 +224,8 @@ pub fn zero_gradient_flag(grad: &Tensor) -> Option<Flag> {
     let n = grad.size()[0];
     let flat = grad.reshape([n, -1]);
     let nan = flat.isnan().any_dim(1, false).sum(Kind::Int64).int64_value(&[]) as usize;
-    let zero = flat.abs().sum_dim_intlist(&[1i64][..], false, Kind::Float).eq(0.0).sum(Kind::Int64).int64_value(&[]) as usize;
+    let zero =
+        flat.abs().sum_dim_intlist(&[1i64][..], false, Kind::Float).eq(0.0).sum(Kind::Int64).int64_value(&[]) as usize;
     (zero + nan > 0).then_some(Flag::ZeroGradient { zero, nan, total: n as usize })
 }
 
@@ -316,7 +327,10 @@ mod tests {
 
     #[test]
     fn gradient_randomness_and_softmax_flags() {
-        let g = Tensor::cat(&[Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Tensor::ones([2, 4], (Kind::Float, Device::Cpu))], 0);
+        let g = Tensor::cat(
+            &[Tensor::zeros([1, 4], (Kind::Float, Device::Cpu)), Tensor::ones([2, 4], (Kind::Float, Device::Cpu))],
+            0,
+        );
         assert_eq!(zero_gradient_flag(&g), Some(Flag::ZeroGradient { zero: 1, nan: 0, total: 3 }));
         assert_eq!(zero_gradient_flag(&Tensor::ones([2, 4], (Kind::Float, Device::Cpu))), None);
 

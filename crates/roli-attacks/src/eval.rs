@@ -33,7 +33,8 @@ pub enum AttackSpec {
 }
 
 /// Names accepted by [`AttackSpec::from_str`], in help order.
-pub const ATTACK_NAMES: &[&str] = &["none", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square", "aa-standard", "aa-plus", "aa-rand"];
+pub const ATTACK_NAMES: &[&str] =
+    &["none", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square", "aa-standard", "aa-plus", "aa-rand"];
 
 impl FromStr for AttackSpec {
     type Err = AttackError;
@@ -202,15 +203,20 @@ pub struct EvalState {
 impl EvalState {
     /// Reads a state file.
     pub fn load(path: &Path) -> Result<Self, AttackError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AttackError::State { path: path.into(), detail: format!("cannot read: {e}") })?;
-        serde_json::from_str(&text).map_err(|e| AttackError::State { path: path.into(), detail: format!("not a roli eval state ({e}); delete it to start over") })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AttackError::State { path: path.into(), detail: format!("cannot read: {e}") })?;
+        serde_json::from_str(&text).map_err(|e| AttackError::State {
+            path: path.into(),
+            detail: format!("not a roli eval state ({e}); delete it to start over"),
+        })
     }
 
     /// Writes atomically (temp file + rename), so a crash never leaves a half-written state.
     pub fn save(&self, path: &Path) -> Result<(), AttackError> {
         let err = |e: std::io::Error| AttackError::State { path: path.into(), detail: format!("cannot write: {e}") };
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string(self).map_err(|e| AttackError::State { path: path.into(), detail: e.to_string() })?;
+        let text =
+            serde_json::to_string(self).map_err(|e| AttackError::State { path: path.into(), detail: e.to_string() })?;
         std::fs::write(&tmp, text).map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
     }
@@ -221,7 +227,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-fn fingerprint(spec: &AttackSpec, stages: &[Stage], opts: &EvalOptions<'_>, indices: &[usize], labels: &[i64], x: &Tensor) -> String {
+fn fingerprint(
+    spec: &AttackSpec,
+    stages: &[Stage],
+    opts: &EvalOptions<'_>,
+    indices: &[usize],
+    labels: &[i64],
+    x: &Tensor,
+) -> String {
     let xsum = x.sum(Kind::Double).double_value(&[]);
     let key = serde_json::json!({
         "attack": spec.to_string(), "stages": stages, "threat": opts.threat, "seed": opts.seed,
@@ -236,7 +249,13 @@ fn n_classes(model: &dyn Model, x: &Tensor) -> i64 {
 }
 
 /// Evaluates `model` on `(x, y)` under `spec`. `x`: `[N, C, H, W]` f32 in [0, 1]; `y`: `[N]` int64.
-pub fn evaluate(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, opts: &EvalOptions<'_>) -> Result<EvalReport, AttackError> {
+pub fn evaluate(
+    model: &dyn Model,
+    x: &Tensor,
+    y: &Tensor,
+    spec: &AttackSpec,
+    opts: &EvalOptions<'_>,
+) -> Result<EvalReport, AttackError> {
     crate::attack::check_inputs(x, y)?;
     let t0 = Instant::now();
     let n = x.size()[0] as usize;
@@ -245,13 +264,17 @@ pub fn evaluate(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, op
     }
     let indices: Vec<usize> = match opts.indices {
         Some(ix) if ix.len() != n => {
-            return Err(AttackError::BadInput { what: "indices", detail: format!("{} indices for {n} examples", ix.len()) });
+            return Err(AttackError::BadInput {
+                what: "indices",
+                detail: format!("{} indices for {n} examples", ix.len()),
+            });
         }
         Some(ix) => ix.to_vec(),
         None => (0..n).collect(),
     };
     let x = x.detach();
-    let labels: Vec<i64> = Vec::try_from(&y.to_device(tch::Device::Cpu).view([-1])).map_err(|source| AttackError::Torch { context: "reading labels", source })?;
+    let labels: Vec<i64> = Vec::try_from(&y.to_device(tch::Device::Cpu).view([-1]))
+        .map_err(|source| AttackError::Torch { context: "reading labels", source })?;
     let stages = spec.stages(opts.threat.norm())?;
     for s in &stages {
         s.build(opts.threat)?; // refuse unsupported norms before any work
@@ -277,7 +300,8 @@ pub fn evaluate(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, op
         Some(st) => (st.cascade, st.flags),
         None => {
             let state = cascade::clean_pass(&counting, &x, y, opts.batch_size);
-            let flags = if opts.run_checks { pre_checks(&counting, &x, y, spec, &stages, &state, opts)? } else { Vec::new() };
+            let flags =
+                if opts.run_checks { pre_checks(&counting, &x, y, spec, &stages, &state, opts)? } else { Vec::new() };
             (state, flags)
         }
     };
@@ -287,14 +311,20 @@ pub fn evaluate(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, op
     }
     let save = |st: &CascadeState, flags: &[Flag]| -> Result<(), AttackError> {
         if let Some(p) = &opts.state_path {
-            EvalState { fingerprint: fp.clone(), stages: stages.clone(), flags: flags.to_vec(), cascade: st.clone() }.save(p)?;
+            EvalState { fingerprint: fp.clone(), stages: stages.clone(), flags: flags.to_vec(), cascade: st.clone() }
+                .save(p)?;
         }
         Ok(())
     };
     save(&state, &flags)?;
     let flags_now = flags.clone();
     let checkpoint = |st: &CascadeState| save(st, &flags_now);
-    let copts = CascadeOptions { batch_size: opts.batch_size, seed: opts.seed, progress: opts.progress, on_checkpoint: Some(&checkpoint) };
+    let copts = CascadeOptions {
+        batch_size: opts.batch_size,
+        seed: opts.seed,
+        progress: opts.progress,
+        on_checkpoint: Some(&checkpoint),
+    };
     let x_adv = cascade::run(&counting, &x, y, opts.threat, &stages, &mut state, &copts)?;
 
     // Post checks: bounds of this run's x_adv, and Square vs the white-box stages.
@@ -308,7 +338,9 @@ pub fn evaluate(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, op
     };
     if opts.run_checks {
         flags.extend(checks::perturbation_bounds(&x, &x_adv, &opts.threat));
-        if max_pert > opts.threat.eps() * (1.0 + checks::NORM_SLACK) + 1e-7 && !flags.iter().any(|f| matches!(f, Flag::PerturbationOutOfBounds { .. })) {
+        if max_pert > opts.threat.eps() * (1.0 + checks::NORM_SLACK) + 1e-7
+            && !flags.iter().any(|f| matches!(f, Flag::PerturbationOutOfBounds { .. }))
+        {
             flags.push(Flag::PerturbationOutOfBounds { over_eps: 1, max_norm: max_pert, out_of_box: 0, nan: 0 });
         }
         let accs: Vec<(StageId, f64)> = state.stages.iter().map(|s| (s.id, s.robust_accuracy)).collect();
@@ -369,7 +401,8 @@ fn pre_checks(
     }
     flags.extend(checks::softmax_output(&tch::no_grad(|| model.logits(&xb))));
     // Zero gradients at clean, correctly classified points (those the attacks will work on).
-    let correct: Vec<i64> = (0..n as usize).filter(|&i| state.clean_correct[i]).take(opts.batch_size).map(|i| i as i64).collect();
+    let correct: Vec<i64> =
+        (0..n as usize).filter(|&i| state.clean_correct[i]).take(opts.batch_size).map(|i| i as i64).collect();
     if !stages.is_empty() && !correct.is_empty() && stages.iter().any(|s| s.id().is_white_box()) {
         let idx = Tensor::from_slice(&correct).to_device(x.device());
         flags.extend(checks::zero_gradients(model, &x.index_select(0, &idx), &y.index_select(0, &idx))?);
@@ -377,7 +410,9 @@ fn pre_checks(
     let k = n_classes(model, x) as usize;
     for s in stages {
         match *s {
-            Stage::ApgdT { targets, .. } | Stage::FabT { targets, .. } => flags.extend(checks::too_many_targets(s.id(), targets, k)),
+            Stage::ApgdT { targets, .. } | Stage::FabT { targets, .. } => {
+                flags.extend(checks::too_many_targets(s.id(), targets, k))
+            }
             _ => {}
         }
     }
@@ -395,7 +430,14 @@ pub struct Sweep {
 }
 
 /// Runs [`evaluate`] for each eps in `eps_list` (same norm, seed and batch size as `opts`).
-pub fn sweep(model: &dyn Model, x: &Tensor, y: &Tensor, spec: &AttackSpec, eps_list: &[f64], opts: &EvalOptions<'_>) -> Result<Sweep, AttackError> {
+pub fn sweep(
+    model: &dyn Model,
+    x: &Tensor,
+    y: &Tensor,
+    spec: &AttackSpec,
+    eps_list: &[f64],
+    opts: &EvalOptions<'_>,
+) -> Result<Sweep, AttackError> {
     let mut reports = Vec::with_capacity(eps_list.len());
     for &eps in eps_list {
         let o = EvalOptions {

@@ -36,7 +36,8 @@ pub struct FabConfig {
 
 impl FabConfig {
     /// AutoAttack's FAB-T (standard version).
-    pub const OFFICIAL_T: FabConfig = FabConfig { n_iter: 100, restarts: 1, alpha_max: 0.1, eta: 1.05, beta: 0.9, targets: Some(9) };
+    pub const OFFICIAL_T: FabConfig =
+        FabConfig { n_iter: 100, restarts: 1, alpha_max: 0.1, eta: 1.05, beta: 0.9, targets: Some(9) };
     /// AutoAttack's untargeted FAB as used in the plus version (5 restarts).
     pub const OFFICIAL_UNTARGETED: FabConfig = FabConfig { restarts: 5, targets: None, ..Self::OFFICIAL_T };
 }
@@ -92,7 +93,8 @@ pub(crate) fn projection_linf(t: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
         let counter4 = ((&lb + &ub) / 2.0).floor();
         let counter2 = counter4.to_kind(Kind::Int64).unsqueeze(1);
         let indcurr = indp_.gather(1, &(-&counter2 + (dim - 1)), false);
-        let b2 = (sb_.gather(1, &counter2, false) - s_.gather(1, &counter2, false) * p_.gather(1, &indcurr, false)).squeeze_dim(1);
+        let b2 = (sb_.gather(1, &counter2, false) - s_.gather(1, &counter2, false) * p_.gather(1, &indcurr, false))
+            .squeeze_dim(1);
         let c = (&b_ - b2).gt(0.0);
         lb = counter4.where_self(&c, &lb);
         ub = ub.where_self(&c, &counter4);
@@ -108,7 +110,9 @@ pub(crate) fn projection_linf(t: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
         put(&mut d, &cl_idx, &v);
     }
     let lbc = lb.unsqueeze(1);
-    let lmbd = ((&b_ - sb_.gather(1, &lbc, false).squeeze_dim(1)) / (-s_.gather(1, &lbc, false).squeeze_dim(1))).clamp_min(0.0).unsqueeze(-1);
+    let lmbd = ((&b_ - sb_.gather(1, &lbc, false).squeeze_dim(1)) / (-s_.gather(1, &lbc, false).squeeze_dim(1)))
+        .clamp_min(0.0)
+        .unsqueeze(-1);
     let d2 = d.index_select(0, &c2_idx);
     let a2 = a.index_select(0, &c2_idx);
     let v = lmbd.minimum(&d2) * &a2 + (-&lmbd).maximum(&d2) * (1.0 - &a2);
@@ -165,7 +169,8 @@ pub(crate) fn projection_l2(t: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     if n2 > 0 {
         let lbc = lb.unsqueeze(1);
         let ws_lb = ws.index_select(0, &c2_idx).gather(1, &lbc, false).squeeze_dim(1);
-        let alpha = (s_.gather(1, &lbc, false).squeeze_dim(1) + &c_) / &ws_lb + rs.index_select(0, &c2_idx).gather(1, &lbc, false).squeeze_dim(1);
+        let alpha = (s_.gather(1, &lbc, false).squeeze_dim(1) + &c_) / &ws_lb
+            + rs.index_select(0, &c2_idx).gather(1, &lbc, false).squeeze_dim(1);
         let alpha = alpha.masked_fill(&ws_lb.eq(0.0), 0.0);
         let r2 = r.index_select(0, &c2_idx);
         let c5 = alpha.unsqueeze(-1).gt_tensor(&r2).to_kind(Kind::Float);
@@ -205,7 +210,13 @@ impl Fab {
         Ok((df, dg))
     }
 
-    fn diff_logits_grads_targeted(&self, model: &dyn Model, x: &Tensor, la: &Tensor, la_t: &Tensor) -> Result<(Tensor, Tensor), AttackError> {
+    fn diff_logits_grads_targeted(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        la: &Tensor,
+        la_t: &Tensor,
+    ) -> Result<(Tensor, Tensor), AttackError> {
         let n = x.size()[0];
         let im = x.detach().set_requires_grad(true);
         let y = model.logits(&im);
@@ -218,7 +229,14 @@ impl Fab {
     }
 
     /// One run; returns the adversarial points (clean x where it failed). Mirrors `attack_single_run`.
-    fn single_run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rand_start: bool, target_rank: Option<usize>) -> Result<Tensor, AttackError> {
+    fn single_run(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        rand_start: bool,
+        target_rank: Option<usize>,
+    ) -> Result<Tensor, AttackError> {
         let norm = self.threat.norm();
         let eps = self.threat.eps();
         let dev = x.device();
@@ -272,11 +290,15 @@ impl Fab {
             let dgf = dg.reshape([bs, kk, -1]);
             let dist1 = match norm {
                 Norm::Linf => df.abs() / (dgf.abs().sum_dim_intlist(&[-1i64][..], false, Kind::Float) + 1e-12),
-                _ => df.abs() / (dgf.pow_tensor_scalar(2).sum_dim_intlist(&[-1i64][..], false, Kind::Float).sqrt() + 1e-12),
+                _ => {
+                    df.abs()
+                        / (dgf.pow_tensor_scalar(2).sum_dim_intlist(&[-1i64][..], false, Kind::Float).sqrt() + 1e-12)
+                }
             };
             let ind = dist1.argmin(1, false);
             let dg2 = dg.index(&[Some(&u1), Some(&ind)]);
-            let b = -df.index(&[Some(&u1), Some(&ind)]) + (&dg2 * &x1).reshape([bs, -1]).sum_dim_intlist(&[-1i64][..], false, Kind::Float);
+            let b = -df.index(&[Some(&u1), Some(&ind)])
+                + (&dg2 * &x1).reshape([bs, -1]).sum_dim_intlist(&[-1i64][..], false, Kind::Float);
             let w = dg2.reshape([bs, -1]);
             let pts = Tensor::cat(&[x1.reshape([bs, -1]), x0.shallow_clone()], 0);
             let ww = Tensor::cat(&[&w, &w], 0);
@@ -295,7 +317,8 @@ impl Fab {
             let a0 = a0.maximum(&(a0.ones_like() * 1e-8));
             let a1 = a0.narrow(0, 0, bs);
             let a2 = a0.narrow(0, bs, bs);
-            let alpha = (&a1 / (&a1 + &a2)).maximum(&a1.zeros_like()).minimum(&(a1.ones_like() * self.config.alpha_max));
+            let alpha =
+                (&a1 / (&a1 + &a2)).maximum(&a1.zeros_like()).minimum(&(a1.ones_like() * self.config.alpha_max));
             let from_cur: Tensor = (&x1 + &d1 * self.config.eta) * (1.0 - &alpha);
             let from_clean: Tensor = (&im2 + &d2 * self.config.eta) * &alpha;
             x1 = (from_cur + from_clean).clamp(0.0, 1.0);
@@ -311,7 +334,8 @@ impl Fab {
                 let better = t.lt_tensor(&r_old).to_kind(Kind::Float);
                 let worse = t.ge_tensor(&r_old).to_kind(Kind::Float);
                 let bsa = bcast_shape(&x1a);
-                let new_adv = &x1a * better.view(bsa.as_slice()) + adv.index_select(0, &ind_adv) * worse.view(bsa.as_slice());
+                let new_adv =
+                    &x1a * better.view(bsa.as_slice()) + adv.index_select(0, &ind_adv) * worse.view(bsa.as_slice());
                 put(&mut adv, &ind_adv, &new_adv);
                 put(&mut res2, &ind_adv, &(&t * &better + &r_old * &worse));
                 put(&mut x1, &ind_adv, &(&im2a + (&x1a - &im2a) * self.config.beta));
@@ -350,7 +374,10 @@ impl Attack for Fab {
         let ranks: Vec<Option<usize>> = match self.config.targets {
             Some(t) => {
                 if t + 1 > k as usize {
-                    return Err(AttackError::BadConfig(format!("FAB-T with {t} targets needs at least {} classes; the model has {k}", t + 1)));
+                    return Err(AttackError::BadConfig(format!(
+                        "FAB-T with {t} targets needs at least {} classes; the model has {k}",
+                        t + 1
+                    )));
                 }
                 (2..t + 2).map(Some).collect()
             }
@@ -400,7 +427,9 @@ mod tests {
         // Hyperplanes through a point inside the box near t, so a feasible projection exists.
         let target = (&t + Tensor::randn([5, 20], (Kind::Float, Device::Cpu)) * 0.05).clamp(0.0, 1.0);
         let b = (&w * &target).sum_dim_intlist(&[1i64][..], false, Kind::Float);
-        for (name, proj) in [("linf", projection_linf as fn(&Tensor, &Tensor, &Tensor) -> Tensor), ("l2", projection_l2)] {
+        for (name, proj) in
+            [("linf", projection_linf as fn(&Tensor, &Tensor, &Tensor) -> Tensor), ("l2", projection_l2)]
+        {
             let d = proj(&t, &w, &b);
             let z = &t + &d;
             let resid = ((&w * &z).sum_dim_intlist(&[1i64][..], false, Kind::Float) - &b).abs().max().double_value(&[]);

@@ -105,7 +105,13 @@ impl Pgd {
 
     /// Targeted PGD: pushes each example towards `y_target` by minimising CE to it
     /// (the configured loss is ignored). Returns the chosen iterates.
-    pub fn perturb_targeted(&self, model: &dyn Model, x: &Tensor, y_target: &Tensor, seed: u64) -> Result<Tensor, AttackError> {
+    pub fn perturb_targeted(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y_target: &Tensor,
+        seed: u64,
+    ) -> Result<Tensor, AttackError> {
         check_inputs(x, y_target)?;
         self.validate()?;
         seed_all(seed);
@@ -125,7 +131,13 @@ impl Pgd {
     /// (with [`BestIterate::FaithfulBatch`] each restart picks its iterate batch-wise, as the reference).
     /// `seed: None` keeps libtorch's global generator as it is, so the training loop owns the random
     /// stream; `Some(s)` reseeds it first.
-    pub fn perturb_all(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: Option<u64>) -> Result<Tensor, AttackError> {
+    pub fn perturb_all(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        seed: Option<u64>,
+    ) -> Result<Tensor, AttackError> {
         check_inputs(x, y)?;
         self.validate()?;
         if let Some(s) = seed {
@@ -165,25 +177,26 @@ impl Pgd {
         let mut best_x = x_adv.copy();
         let mut best_loss = Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, x.device()));
         let mut best_mean = f64::NEG_INFINITY;
-        let mut update = |x_cur: &Tensor, loss: &Tensor, best_x: &mut Tensor, best_loss: &mut Tensor| match self.config.best {
-            BestIterate::Last => {
-                *best_x = x_cur.copy();
-                *best_loss = loss.copy();
-            }
-            BestIterate::PerExample => {
-                let better = loss.gt_tensor(best_loss);
-                *best_x = x_cur.where_self(&better.view(bshape.as_slice()), best_x);
-                *best_loss = loss.where_self(&better, best_loss);
-            }
-            BestIterate::FaithfulBatch => {
-                let m = loss.mean(Kind::Float).double_value(&[]);
-                if m > best_mean {
-                    best_mean = m;
+        let mut update =
+            |x_cur: &Tensor, loss: &Tensor, best_x: &mut Tensor, best_loss: &mut Tensor| match self.config.best {
+                BestIterate::Last => {
                     *best_x = x_cur.copy();
                     *best_loss = loss.copy();
                 }
-            }
-        };
+                BestIterate::PerExample => {
+                    let better = loss.gt_tensor(best_loss);
+                    *best_x = x_cur.where_self(&better.view(bshape.as_slice()), best_x);
+                    *best_loss = loss.where_self(&better, best_loss);
+                }
+                BestIterate::FaithfulBatch => {
+                    let m = loss.mean(Kind::Float).double_value(&[]);
+                    if m > best_mean {
+                        best_mean = m;
+                        *best_x = x_cur.copy();
+                        *best_loss = loss.copy();
+                    }
+                }
+            };
         for _ in 0..self.config.steps {
             let (_, loss, grad) = loss_and_grad(model, &x_adv, 1, &|z| self.goal_loss(goal, z))?;
             update(&x_adv, &loss, &mut best_x, &mut best_loss);
@@ -272,7 +285,13 @@ mod tests {
         // 0.9, 0.8, 0.7, 0.6, 0.55 (best 0.55, the last). The batch-mean loss peaks at step 3.
         let x = Tensor::from_slice(&[0.3f32, 0.9]).view([2, 1, 1, 1]);
         let y = Tensor::from_slice(&[0i64, 0]);
-        let cfg = PgdConfig { steps: 4, step_size: StepSize::Absolute(0.1), random_start: false, best, ..PgdConfig::default() };
+        let cfg = PgdConfig {
+            steps: 4,
+            step_size: StepSize::Absolute(0.1),
+            random_start: false,
+            best,
+            ..PgdConfig::default()
+        };
         let pgd = Pgd::new(ThreatModel::Linf { eps: 0.35 }, cfg);
         let (bx, bl) = pgd.single_run(&peaked, &x, &Goal::Untargeted(&y)).unwrap();
         (Vec::try_from(&bx.view([-1])).unwrap(), Vec::try_from(&bl).unwrap())
@@ -287,7 +306,8 @@ mod tests {
             let z = (x.view([-1, 1]) - 0.5) * 10.0;
             Tensor::cat(&[z.zeros_like(), z], 1)
         };
-        let cfg = PgdConfig { steps: 2, step_size: StepSize::Absolute(0.05), random_start: false, ..PgdConfig::default() };
+        let cfg =
+            PgdConfig { steps: 2, step_size: StepSize::Absolute(0.05), random_start: false, ..PgdConfig::default() };
         let pgd = Pgd::new(ThreatModel::Linf { eps: 0.1 }, cfg);
         let a: Vec<f32> = Vec::try_from(&pgd.perturb(&model, &x, &y, 0).unwrap().view([-1])).unwrap();
         let b: Vec<f32> = Vec::try_from(&pgd.perturb_all(&model, &x, &y, None).unwrap().view([-1])).unwrap();

@@ -140,12 +140,24 @@ impl Stage {
         let base = ApgdConfig { large_reps: l1, ..ApgdConfig::OFFICIAL_CE };
         Ok(match *self {
             Stage::Pgd(cfg) => Box::new(Pgd::new(threat, cfg)),
-            Stage::ApgdCe { restarts, eot_iter } => Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, ..base })),
-            Stage::ApgdDlr { restarts, eot_iter } => Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, loss: ApgdLoss::Dlr, ..base })),
-            Stage::ApgdT { restarts, targets } => Box::new(Apgd::new(threat, ApgdConfig { restarts, loss: ApgdLoss::TargetedDlr { targets }, ..base })),
-            Stage::Fab { restarts } => Box::new(Fab::new(threat, FabConfig { restarts, targets: None, ..FabConfig::OFFICIAL_T })),
-            Stage::FabT { restarts, targets } => Box::new(Fab::new(threat, FabConfig { restarts, targets: Some(targets), ..FabConfig::OFFICIAL_T })),
-            Stage::Square { queries, p_init } => Box::new(Square::new(threat, SquareConfig { n_queries: queries, p_init, ..SquareConfig::OFFICIAL })),
+            Stage::ApgdCe { restarts, eot_iter } => {
+                Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, ..base }))
+            }
+            Stage::ApgdDlr { restarts, eot_iter } => {
+                Box::new(Apgd::new(threat, ApgdConfig { restarts, eot_iter, loss: ApgdLoss::Dlr, ..base }))
+            }
+            Stage::ApgdT { restarts, targets } => {
+                Box::new(Apgd::new(threat, ApgdConfig { restarts, loss: ApgdLoss::TargetedDlr { targets }, ..base }))
+            }
+            Stage::Fab { restarts } => {
+                Box::new(Fab::new(threat, FabConfig { restarts, targets: None, ..FabConfig::OFFICIAL_T }))
+            }
+            Stage::FabT { restarts, targets } => {
+                Box::new(Fab::new(threat, FabConfig { restarts, targets: Some(targets), ..FabConfig::OFFICIAL_T }))
+            }
+            Stage::Square { queries, p_init } => {
+                Box::new(Square::new(threat, SquareConfig { n_queries: queries, p_init, ..SquareConfig::OFFICIAL }))
+            }
         })
     }
 }
@@ -181,7 +193,8 @@ pub const AA_PLUS: &[Stage] = &[
 ];
 
 /// `rand` for L∞ and L2 (`_set_version('rand')`).
-pub const AA_RAND: &[Stage] = &[Stage::ApgdCe { restarts: 1, eot_iter: 20 }, Stage::ApgdDlr { restarts: 1, eot_iter: 20 }];
+pub const AA_RAND: &[Stage] =
+    &[Stage::ApgdCe { restarts: 1, eot_iter: 20 }, Stage::ApgdDlr { restarts: 1, eot_iter: 20 }];
 
 /// The stage table of an AutoAttack version for a norm.
 pub fn aa(version: AaVersion, norm: Norm) -> Result<&'static [Stage], AttackError> {
@@ -220,7 +233,10 @@ mod tests {
         assert_eq!(AA_PLUS[2], Stage::Fab { restarts: 5 });
         assert_eq!(AA_PLUS[4], Stage::ApgdT { restarts: 1, targets: 9 });
         assert_eq!(AA_PLUS[5], Stage::FabT { restarts: 1, targets: 9 });
-        assert_eq!(AA_RAND, &[Stage::ApgdCe { restarts: 1, eot_iter: 20 }, Stage::ApgdDlr { restarts: 1, eot_iter: 20 }]);
+        assert_eq!(
+            AA_RAND,
+            &[Stage::ApgdCe { restarts: 1, eot_iter: 20 }, Stage::ApgdDlr { restarts: 1, eot_iter: 20 }]
+        );
         // The attack-level defaults every stage inherits.
         let a = ApgdConfig::OFFICIAL_CE;
         assert_eq!((a.n_iter, a.rho, a.momentum), (100, 0.75, 0.75));
@@ -232,7 +248,14 @@ mod tests {
 
     #[test]
     fn stage_ids_serialize_as_autoattack() {
-        for (id, s) in [(StageId::ApgdCe, "apgd-ce"), (StageId::ApgdT, "apgd-t"), (StageId::FabT, "fab-t"), (StageId::Square, "square"), (StageId::ApgdDlr, "apgd-dlr"), (StageId::Fab, "fab")] {
+        for (id, s) in [
+            (StageId::ApgdCe, "apgd-ce"),
+            (StageId::ApgdT, "apgd-t"),
+            (StageId::FabT, "fab-t"),
+            (StageId::Square, "square"),
+            (StageId::ApgdDlr, "apgd-dlr"),
+            (StageId::Fab, "fab"),
+        ] {
             assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{s}\""));
             assert_eq!(id.to_string(), s);
         }

@@ -30,7 +30,8 @@ pub struct SquareConfig {
 
 impl SquareConfig {
     /// AutoAttack's Square.
-    pub const OFFICIAL: SquareConfig = SquareConfig { n_queries: 5000, p_init: 0.8, restarts: 1, rescale_schedule: false };
+    pub const OFFICIAL: SquareConfig =
+        SquareConfig { n_queries: 5000, p_init: 0.8, restarts: 1, rescale_schedule: false };
 }
 
 impl Default for SquareConfig {
@@ -43,8 +44,17 @@ impl Default for SquareConfig {
 /// 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 iterations of a 10000 budget).
 pub fn p_selection(p_init: f64, it: usize, n_queries: usize, rescale: bool) -> f64 {
     let it = if rescale { (it as f64 / n_queries as f64 * 10000.0) as usize } else { it };
-    const STEPS: [(usize, f64); 9] =
-        [(10, 1.0), (50, 2.0), (200, 4.0), (500, 8.0), (1000, 16.0), (2000, 32.0), (4000, 64.0), (6000, 128.0), (8000, 256.0)];
+    const STEPS: [(usize, f64); 9] = [
+        (10, 1.0),
+        (50, 2.0),
+        (200, 4.0),
+        (500, 8.0),
+        (1000, 16.0),
+        (2000, 32.0),
+        (4000, 64.0),
+        (6000, 128.0),
+        (8000, 256.0),
+    ];
     let mut div = 512.0;
     for &(upto, d) in STEPS.iter() {
         if it <= upto {
@@ -75,7 +85,9 @@ fn rand_choice(shape: &[i64], dev: Device) -> Tensor {
 
 /// Uniform integer in [low, high) drawn like the reference (`low + (high-low)·U`, truncated).
 fn rand_int(low: i64, high: i64) -> i64 {
-    (Tensor::rand([1], (Kind::Float, Device::Cpu)) * (high - low) as f64 + low as f64).to_kind(Kind::Int64).int64_value(&[0])
+    (Tensor::rand([1], (Kind::Float, Device::Cpu)) * (high - low) as f64 + low as f64)
+        .to_kind(Kind::Int64)
+        .int64_value(&[0])
 }
 
 fn margin_and_loss(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
@@ -160,7 +172,8 @@ impl Square {
             let new_deltas = Tensor::zeros([c, h, w], (Kind::Float, dev));
             let signs = rand_choice(&[c, 1, 1], dev) * (2.0 * eps);
             new_deltas.narrow(1, vh, s).narrow(2, vw, s).copy_(&signs.expand([c, s, s], false));
-            let x_new = (&x_best_curr + &new_deltas).maximum(&(&x_curr - eps)).minimum(&(&x_curr + eps)).clamp(0.0, 1.0);
+            let x_new =
+                (&x_best_curr + &new_deltas).maximum(&(&x_curr - eps)).minimum(&(&x_curr + eps)).clamp(0.0, 1.0);
             let margin = margin_and_loss(model, &x_new, &y_curr);
             self.accept(&idx, &x_new, &margin, &mut margin_min, &mut x_best);
             if margin_min.le(0.0).all().int64_value(&[]) == 1 {
@@ -228,7 +241,10 @@ impl Square {
             let _ = mask2.narrow(2, vh2, s).narrow(3, vw2, s).fill_(1.0);
             let norms_image = l2(&(&x_best_curr - &x_curr));
             let mask_image = mask1.maximum(&mask2);
-            let norms_windows = (&delta_curr * &mask_image).pow_tensor_scalar(2).sum_dim_intlist(&[-2i64, -1][..], true, Kind::Float).sqrt();
+            let norms_windows = (&delta_curr * &mask_image)
+                .pow_tensor_scalar(2)
+                .sum_dim_intlist(&[-2i64, -1][..], true, Kind::Float)
+                .sqrt();
             let mut new_deltas = Tensor::ones([m, c, s, s], (Kind::Float, dev));
             new_deltas *= eta(s, dev).view([1, 1, s, s]) * rand_choice(&[m, c, 1, 1], dev);
             let old_deltas = &win1 / (&norms_window_1 + 1e-12);
@@ -237,7 +253,9 @@ impl Square {
                 .maximum(&new_deltas.zeros_like())
                 / c as f64
                 + norms_windows.pow_tensor_scalar(2);
-            let new_deltas = &new_deltas / (new_deltas.pow_tensor_scalar(2).sum_dim_intlist(&[-2i64, -1][..], true, Kind::Float).sqrt() + 1e-12) * budget.sqrt();
+            let new_deltas = &new_deltas
+                / (new_deltas.pow_tensor_scalar(2).sum_dim_intlist(&[-2i64, -1][..], true, Kind::Float).sqrt() + 1e-12)
+                * budget.sqrt();
             let _ = delta_curr.narrow(2, vh2, s).narrow(3, vw2, s).fill_(0.0);
             delta_curr.narrow(2, vh, s).narrow(3, vw, s).copy_(&new_deltas);
             let x_new = (&x_curr + Norm::L2.normalize(&delta_curr) * eps).clamp(0.0, 1.0);
@@ -263,7 +281,10 @@ impl Attack for Square {
             return Err(AttackError::UnsupportedNorm { attack: self.id(), norm });
         }
         if x.dim() != 4 {
-            return Err(AttackError::BadInput { what: "x", detail: format!("Square needs NCHW images, got shape {:?}", x.size()) });
+            return Err(AttackError::BadInput {
+                what: "x",
+                detail: format!("Square needs NCHW images, got shape {:?}", x.size()),
+            });
         }
         if self.config.restarts == 0 {
             return Err(AttackError::BadConfig("Square needs restarts >= 1".into()));

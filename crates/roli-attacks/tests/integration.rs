@@ -6,7 +6,9 @@
 mod common;
 
 use roli_attacks::cascade::{self, CascadeOptions};
-use roli_attacks::{checks, evaluate, sweep, AttackError, AttackSpec, Counting, EvalOptions, Flag, Norm, Stage, ThreatModel};
+use roli_attacks::{
+    checks, evaluate, sweep, AttackError, AttackSpec, Counting, EvalOptions, Flag, Norm, Stage, ThreatModel,
+};
 use tch::{Device, Kind, Tensor};
 
 /// A fixed random 10-class model on 1×s×s images: one conv, ReLU, linear. Smooth, so gradients work.
@@ -66,7 +68,11 @@ fn gradient_masked_model_is_flagged() {
     let threat = ThreatModel::Linf { eps: 0.05 };
     // The zero-gradient check fires before any attack runs...
     let r = evaluate(&masked, &x, &y, &"pgd".parse().unwrap(), &opts(threat)).unwrap();
-    assert!(r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { zero, total, .. } if zero == total)), "flags {:?}", r.flags);
+    assert!(
+        r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { zero, total, .. } if zero == total)),
+        "flags {:?}",
+        r.flags
+    );
     let r = evaluate(&smooth, &x, &y, &"pgd".parse().unwrap(), &opts(threat)).unwrap();
     assert!(!r.flags.iter().any(|f| matches!(f, Flag::ZeroGradient { .. })), "smooth model flagged: {:?}", r.flags);
     // ...and in the cascade Square breaks what the white-box attacks could not.
@@ -78,7 +84,10 @@ fn gradient_masked_model_is_flagged() {
         st.stages.iter().map(|s| (s.id, s.robust_accuracy)).collect::<Vec<_>>()
     };
     let masked_accs = run(&masked);
-    assert!(matches!(checks::square_vs_white_box(&masked_accs), Some(Flag::SquareBeatsWhiteBox { .. })), "{masked_accs:?}");
+    assert!(
+        matches!(checks::square_vs_white_box(&masked_accs), Some(Flag::SquareBeatsWhiteBox { .. })),
+        "{masked_accs:?}"
+    );
     let smooth_accs = run(&smooth);
     assert_eq!(checks::square_vs_white_box(&smooth_accs), None, "{smooth_accs:?}");
 }
@@ -159,7 +168,9 @@ fn results_json_has_the_cli_contract() {
     o.indices = Some(&idx);
     let r = evaluate(&model, &x, &y, &"pgd".parse().unwrap(), &o).unwrap();
     let v = serde_json::to_value(&r).unwrap();
-    for k in ["n", "clean_accuracy", "robust_accuracy", "eps", "norm", "attack", "examples", "passes", "flags", "stages"] {
+    for k in
+        ["n", "clean_accuracy", "robust_accuracy", "eps", "norm", "attack", "examples", "passes", "flags", "stages"]
+    {
         assert!(v.get(k).is_some(), "missing {k}");
     }
     assert_eq!(v["norm"], "l2");
@@ -180,7 +191,10 @@ fn results_json_has_the_cli_contract() {
 #[test]
 fn real_standard_lenet_falls_to_pgd() {
     let (Some((x, y)), Some(net)) = (common::mnist_test(100), common::LeNet5::load("clntrained")) else {
-        eprintln!("skipping: MNIST / advertorch LeNet not in {} (run `roli data fetch all`)", common::cache_dir().display());
+        eprintln!(
+            "skipping: MNIST / advertorch LeNet not in {} (run `roli data fetch all`)",
+            common::cache_dir().display()
+        );
         return;
     };
     let model = |t: &Tensor| net.forward(t);
@@ -195,7 +209,10 @@ fn real_standard_lenet_falls_to_pgd() {
 #[test]
 fn real_robust_lenet_curve_is_sane() {
     let (Some((x, y)), Some(net)) = (common::mnist_test(100), common::LeNet5::load("advtrained")) else {
-        eprintln!("skipping: MNIST / advertorch LeNet not in {} (run `roli data fetch all`)", common::cache_dir().display());
+        eprintln!(
+            "skipping: MNIST / advertorch LeNet not in {} (run `roli data fetch all`)",
+            common::cache_dir().display()
+        );
         return;
     };
     let model = |t: &Tensor| net.forward(t);

@@ -42,25 +42,123 @@ impl CifarKind {
     }
 }
 
-pub const CIFAR10_CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 pub const CIFAR100_CLASSES: [&str; 100] = [
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy", "bridge", "bus",
-    "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab",
-    "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
-    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
-    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine",
-    "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
-    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor", "train",
-    "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
 ];
 
-const FIX: &str = "the file is damaged or not in the official CIFAR format; re-download the official archive and unpack it unchanged";
+const FIX: &str =
+    "the file is damaged or not in the official CIFAR format; re-download the official archive and unpack it unchanged";
 
 /// Parses one binary batch file into (pixels, labels). For CIFAR-100 the fine label is used.
 pub fn parse_binary(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<(Vec<u8>, Vec<i64>)> {
     let row = kind.label_bytes() + PIXELS;
     if bytes.is_empty() || bytes.len() % row != 0 {
-        return Err(DataError::corrupt(path, format!("length {} is not a multiple of the {row}-byte {kind:?} record", bytes.len()), FIX));
+        return Err(DataError::corrupt(
+            path,
+            format!("length {} is not a multiple of the {row}-byte {kind:?} record", bytes.len()),
+            FIX,
+        ));
     }
     let n = bytes.len() / row;
     let mut px = Vec::with_capacity(n * PIXELS);
@@ -68,7 +166,11 @@ pub fn parse_binary(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<(Vec<u
     for r in bytes.chunks_exact(row) {
         let label = r[kind.label_bytes() - 1] as i64;
         if label as usize >= kind.num_classes() {
-            return Err(DataError::corrupt(path, format!("label {label} ≥ {} classes (is this {kind:?}?)", kind.num_classes()), FIX));
+            return Err(DataError::corrupt(
+                path,
+                format!("label {label} ≥ {} classes (is this {kind:?}?)", kind.num_classes()),
+                FIX,
+            ));
         }
         labels.push(label);
         px.extend_from_slice(&r[kind.label_bytes()..]);
@@ -83,10 +185,24 @@ pub fn parse_python(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<(Vec<u
         CifarKind::Cifar10 => "labels",
         CifarKind::Cifar100 => "fine_labels",
     };
-    let labels = v.get(key).and_then(|l| l.as_int_list()).ok_or_else(|| DataError::corrupt(path, format!("no '{key}' list in the pickled dict"), FIX))?;
-    let (shape, raw) = v.get("data").and_then(|d| d.as_numpy_bytes()).ok_or_else(|| DataError::corrupt(path, "no numpy 'data' array in the pickled dict", FIX))?;
-    if shape.len() != 2 || shape[1] as usize != PIXELS || shape[0] as usize != labels.len() || raw.len() != labels.len() * PIXELS {
-        return Err(DataError::corrupt(path, format!("data shape {shape:?} / {} bytes do not match {} labels × {PIXELS}", raw.len(), labels.len()), FIX));
+    let labels = v
+        .get(key)
+        .and_then(|l| l.as_int_list())
+        .ok_or_else(|| DataError::corrupt(path, format!("no '{key}' list in the pickled dict"), FIX))?;
+    let (shape, raw) = v
+        .get("data")
+        .and_then(|d| d.as_numpy_bytes())
+        .ok_or_else(|| DataError::corrupt(path, "no numpy 'data' array in the pickled dict", FIX))?;
+    if shape.len() != 2
+        || shape[1] as usize != PIXELS
+        || shape[0] as usize != labels.len()
+        || raw.len() != labels.len() * PIXELS
+    {
+        return Err(DataError::corrupt(
+            path,
+            format!("data shape {shape:?} / {} bytes do not match {} labels × {PIXELS}", raw.len(), labels.len()),
+            FIX,
+        ));
     }
     if let Some(l) = labels.iter().find(|&&l| l < 0 || l as usize >= kind.num_classes()) {
         return Err(DataError::corrupt(path, format!("label {l} outside 0..{}", kind.num_classes()), FIX));
@@ -121,7 +237,11 @@ pub fn detect(dir: &Path) -> Option<CifarKind> {
 /// Loads an official split (`train` = the 50 000 official training images, `test` = 10 000).
 pub fn load_official(dir: &Path, kind: CifarKind, train: bool) -> Result<(Tensor, Tensor)> {
     let (files, binary) = split_files(dir, kind, train).ok_or_else(|| {
-        DataError::corrupt(dir, format!("no {kind:?} {} files", if train { "train" } else { "test" }), "unpack the official cifar-10-binary / cifar-10-python (or CIFAR-100) archive into this folder")
+        DataError::corrupt(
+            dir,
+            format!("no {kind:?} {} files", if train { "train" } else { "test" }),
+            "unpack the official cifar-10-binary / cifar-10-python (or CIFAR-100) archive into this folder",
+        )
     })?;
     let mut px = Vec::new();
     let mut labels = Vec::new();
@@ -174,9 +294,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         for i in 1..=5u8 {
             let px: Vec<u8> = (0..2 * PIXELS).map(|j| (j % 251) as u8).collect();
-            std::fs::write(d.path().join(format!("data_batch_{i}.bin")), encode_binary(CifarKind::Cifar10, &px, &[i, 9])).unwrap();
+            std::fs::write(
+                d.path().join(format!("data_batch_{i}.bin")),
+                encode_binary(CifarKind::Cifar10, &px, &[i, 9]),
+            )
+            .unwrap();
         }
-        std::fs::write(d.path().join("test_batch.bin"), encode_binary(CifarKind::Cifar10, &vec![255; PIXELS], &[3])).unwrap();
+        std::fs::write(d.path().join("test_batch.bin"), encode_binary(CifarKind::Cifar10, &vec![255; PIXELS], &[3]))
+            .unwrap();
         assert_eq!(detect(d.path()), Some(CifarKind::Cifar10));
         let tr = load_split(d.path(), CifarKind::Cifar10, Split::Train, 90).unwrap();
         let va = load_split(d.path(), CifarKind::Cifar10, Split::Val, 90).unwrap();

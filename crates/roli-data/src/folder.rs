@@ -31,10 +31,8 @@ fn is_image(p: &Path) -> bool {
 }
 
 fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| DataError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     Ok(v)
 }
@@ -46,7 +44,12 @@ pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
 
 impl ImageListDataset {
     /// Builds the dataset and probes the first image for channels and output size.
-    pub fn new(name: impl Into<String>, items: Vec<(PathBuf, i64)>, class_names: Vec<String>, transform: ImageTransform) -> Result<Self> {
+    pub fn new(
+        name: impl Into<String>,
+        items: Vec<(PathBuf, i64)>,
+        class_names: Vec<String>,
+        transform: ImageTransform,
+    ) -> Result<Self> {
         let name = name.into();
         let first = items.first().ok_or_else(|| DataError::Invalid(format!("dataset '{name}' has no images")))?;
         let img = open_image(&first.0)?;
@@ -56,7 +59,14 @@ impl ImageListDataset {
         if let Some((p, l)) = items.iter().find(|(_, l)| *l < 0 || *l >= k) {
             return Err(DataError::Invalid(format!("{}: label {l} outside 0..{k}", p.display())));
         }
-        Ok(ImageListDataset { name, items, class_names, transform, channels, hw: [out.height() as i64, out.width() as i64] })
+        Ok(ImageListDataset {
+            name,
+            items,
+            class_names,
+            transform,
+            channels,
+            hw: [out.height() as i64, out.width() as i64],
+        })
     }
 
     /// ImageFolder: `<root>/<split>/<class>/<image>`; classes are the sorted sub-folder names of
@@ -68,13 +78,21 @@ impl ImageListDataset {
             .filter_map(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
             .collect();
         if classes.is_empty() {
-            return Err(DataError::corrupt(class_root, "no class sub-folders", "lay images out as <root>/train/<class>/*.png and <root>/test/<class>/*.png"));
+            return Err(DataError::corrupt(
+                class_root,
+                "no class sub-folders",
+                "lay images out as <root>/train/<class>/*.png and <root>/test/<class>/*.png",
+            ));
         }
         let mut items = Vec::new();
         for cdir in sorted_dir(split_dir)?.into_iter().filter(|p| p.is_dir()) {
             let cname = cdir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let label = classes.iter().position(|c| *c == cname).ok_or_else(|| {
-                DataError::corrupt(&cdir, format!("class '{cname}' does not exist in {}", class_root.display()), "every split must use the train split's class folders")
+                DataError::corrupt(
+                    &cdir,
+                    format!("class '{cname}' does not exist in {}", class_root.display()),
+                    "every split must use the train split's class folders",
+                )
             })? as i64;
             for f in sorted_dir(&cdir)?.into_iter().filter(|p| is_image(p)) {
                 items.push((f, label));
@@ -88,12 +106,18 @@ impl ImageListDataset {
     /// strings), remapped to 0..K by sorted unique value — per split, as the reference does.
     pub fn json_split(json: &Path, image_dir: &Path, transform: ImageTransform) -> Result<Self> {
         let text = std::fs::read_to_string(json).map_err(|e| DataError::io(json, e))?;
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-            .map_err(|e| DataError::Split { path: json.to_path_buf(), detail: format!("not a JSON object of path → label: {e}") })?;
-        let (items, classes) = remap_json_labels(&map).map_err(|detail| DataError::Split { path: json.to_path_buf(), detail })?;
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+            DataError::Split { path: json.to_path_buf(), detail: format!("not a JSON object of path → label: {e}") }
+        })?;
+        let (items, classes) =
+            remap_json_labels(&map).map_err(|detail| DataError::Split { path: json.to_path_buf(), detail })?;
         let items = items.into_iter().map(|(p, l)| (image_dir.join(p), l)).collect::<Vec<_>>();
         if let Some((p, _)) = items.iter().find(|(p, _)| !p.exists()) {
-            return Err(DataError::corrupt(p, "listed in the split file but missing", format!("put the images under {}", image_dir.display())));
+            return Err(DataError::corrupt(
+                p,
+                "listed in the split file but missing",
+                format!("put the images under {}", image_dir.display()),
+            ));
         }
         Self::new(json.display().to_string(), items, classes, transform)
     }
@@ -101,7 +125,9 @@ impl ImageListDataset {
 
 /// Sorted-unique label remap of a JSON split (pure, tested). Ints sort numerically, strings
 /// lexicographically (as Python's `sorted` does); mixing them is an error.
-pub fn remap_json_labels(map: &serde_json::Map<String, serde_json::Value>) -> std::result::Result<(Vec<(String, i64)>, Vec<String>), String> {
+pub fn remap_json_labels(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<(Vec<(String, i64)>, Vec<String>), String> {
     #[derive(PartialEq, Eq, PartialOrd, Ord, Clone)]
     enum Key {
         I(i64),
@@ -122,10 +148,19 @@ pub fn remap_json_labels(map: &serde_json::Map<String, serde_json::Value>) -> st
     if uniq.iter().any(|k| matches!(k, Key::I(_))) && uniq.iter().any(|k| matches!(k, Key::S(_))) {
         return Err("labels mix integers and strings".into());
     }
-    let names = uniq.iter().map(|k| match k { Key::I(i) => i.to_string(), Key::S(s) => s.clone() }).collect();
+    let names = uniq
+        .iter()
+        .map(|k| match k {
+            Key::I(i) => i.to_string(),
+            Key::S(s) => s.clone(),
+        })
+        .collect();
     let mut items: Vec<(String, i64)> = keyed
         .into_iter()
-        .map(|(p, k)| { let id = uniq.binary_search(&k).unwrap_or(0) as i64; (p, id) })
+        .map(|(p, k)| {
+            let id = uniq.binary_search(&k).unwrap_or(0) as i64;
+            (p, id)
+        })
         .collect();
     items.sort();
     Ok((items, names))
@@ -153,13 +188,20 @@ impl Dataset for ImageListDataset {
         let mut labels = Vec::with_capacity(indices.len());
         let mut rng = augment;
         for &i in indices {
-            let (path, label) = self.items.get(i).ok_or_else(|| DataError::Invalid(format!("index {i} out of range for '{}'", self.name)))?;
+            let (path, label) = self
+                .items
+                .get(i)
+                .ok_or_else(|| DataError::Invalid(format!("index {i} out of range for '{}'", self.name)))?;
             let img = match rng.as_deref_mut() {
                 Some(r) => self.transform.apply(open_image(path)?, Some(r)),
                 None => self.transform.eval_version().apply(open_image(path)?, None),
             };
             if [img.height() as i64, img.width() as i64] != [h, w] {
-                return Err(DataError::corrupt(path, format!("is {}×{} after the transform but the dataset is {w}×{h}", img.width(), img.height()), "set a resize/crop transform so all images share one size"));
+                return Err(DataError::corrupt(
+                    path,
+                    format!("is {}×{} after the transform but the dataset is {w}×{h}", img.width(), img.height()),
+                    "set a resize/crop transform so all images share one size",
+                ));
             }
             pixels.extend(image_to_chw(&img, c));
             labels.push(*label);
@@ -174,7 +216,10 @@ impl Dataset for ImageListDataset {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for (p, l) in &self.items {
-            h.update(format!("{}\t{l}\n", p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()).as_bytes());
+            h.update(
+                format!("{}\t{l}\n", p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+                    .as_bytes(),
+            );
             if let Ok(m) = std::fs::metadata(p) {
                 h.update(m.len().to_le_bytes());
             }
@@ -190,11 +235,16 @@ mod tests {
     #[test]
     fn json_labels_remap_sorted_per_split() {
         let m: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"b/1.jpg": "132", "a/2.jpg": "001", "c/3.jpg": "132", "d/4.jpg": "010"}"#).unwrap();
+            serde_json::from_str(r#"{"b/1.jpg": "132", "a/2.jpg": "001", "c/3.jpg": "132", "d/4.jpg": "010"}"#)
+                .unwrap();
         let (items, names) = remap_json_labels(&m).unwrap();
         assert_eq!(names, vec!["001", "010", "132"]);
-        assert_eq!(items, vec![("a/2.jpg".into(), 0), ("b/1.jpg".into(), 2), ("c/3.jpg".into(), 2), ("d/4.jpg".into(), 1)]);
-        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"x": 111, "y": 1, "z": 20}"#).unwrap();
+        assert_eq!(
+            items,
+            vec![("a/2.jpg".into(), 0), ("b/1.jpg".into(), 2), ("c/3.jpg".into(), 2), ("d/4.jpg".into(), 1)]
+        );
+        let m: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"x": 111, "y": 1, "z": 20}"#).unwrap();
         let (items, _) = remap_json_labels(&m).unwrap();
         assert_eq!(items.iter().map(|i| i.1).collect::<Vec<_>>(), vec![2, 0, 1]);
         let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"x": 1, "y": "2"}"#).unwrap();

@@ -12,7 +12,8 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-const FIX: &str = "the file is damaged or not IDX; delete it and re-run `roli data fetch`, or replace it with the original";
+const FIX: &str =
+    "the file is damaged or not IDX; delete it and re-run `roli data fetch`, or replace it with the original";
 
 /// Reads an IDX file; `.gz` files (or files starting with the gzip magic) are decompressed.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
@@ -35,7 +36,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         return Err(format!("only {} bytes, shorter than the 4-byte IDX magic", bytes.len()));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(format!("bad IDX magic {:02x}{:02x}{:02x}{:02x} (must start with 0000)", bytes[0], bytes[1], bytes[2], bytes[3]));
+        return Err(format!(
+            "bad IDX magic {:02x}{:02x}{:02x}{:02x} (must start with 0000)",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        ));
     }
     if bytes[2] != 0x08 {
         return Err(format!("IDX element type 0x{:02x} is not unsigned byte (0x08)", bytes[2]));
@@ -48,9 +52,8 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     if bytes.len() < header {
         return Err(format!("truncated header: {} bytes, need {header}", bytes.len()));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let n: usize = dims.iter().product();
     let expected = header + n;
     if bytes.len() != expected {
@@ -96,7 +99,10 @@ mod tests {
         let p = d.path().join("t10k-images-idx3-ubyte");
         std::fs::write(&p, &enc[..enc.len() - 100]).unwrap();
         let msg = read_idx(&p).unwrap_err().to_string();
-        assert!(msg.contains("t10k-images-idx3-ubyte") && msg.contains("truncated") && msg.contains("roli data fetch"), "{msg}");
+        assert!(
+            msg.contains("t10k-images-idx3-ubyte") && msg.contains("truncated") && msg.contains("roli data fetch"),
+            "{msg}"
+        );
     }
 
     #[test]

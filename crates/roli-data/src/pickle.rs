@@ -27,16 +27,21 @@ impl Value {
     /// Dict lookup by string or bytes key.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Dict(items) => items.iter().find(|(k, _)| match k {
-                Value::Str(s) => s == key,
-                other => other.as_bytes().is_some_and(|b| b == key.as_bytes()),
-            }).map(|(_, v)| v),
+            Value::Dict(items) => items
+                .iter()
+                .find(|(k, _)| match k {
+                    Value::Str(s) => s == key,
+                    other => other.as_bytes().is_some_and(|b| b == key.as_bytes()),
+                })
+                .map(|(_, v)| v),
             _ => None,
         }
     }
     pub fn as_int_list(&self) -> Option<Vec<i64>> {
         match self {
-            Value::List(v) | Value::Tuple(v) => v.iter().map(|x| if let Value::Int(i) = x { Some(*i) } else { None }).collect(),
+            Value::List(v) | Value::Tuple(v) => {
+                v.iter().map(|x| if let Value::Int(i) = x { Some(*i) } else { None }).collect()
+            }
             _ => None,
         }
     }
@@ -45,13 +50,15 @@ impl Value {
     pub fn as_bytes(&self) -> Option<Vec<u8>> {
         match self {
             Value::Bytes(b) => Some(b.clone()),
-            Value::Reduce(f, args) if matches!(f.as_ref(), Value::Global(g) if g == "_codecs.encode") => match args.as_ref() {
-                Value::Tuple(a) => match a.first() {
-                    Some(Value::Str(s)) => Some(s.chars().map(|c| c as u32 as u8).collect()),
+            Value::Reduce(f, args) if matches!(f.as_ref(), Value::Global(g) if g == "_codecs.encode") => {
+                match args.as_ref() {
+                    Value::Tuple(a) => match a.first() {
+                        Some(Value::Str(s)) => Some(s.chars().map(|c| c as u32 as u8).collect()),
+                        _ => None,
+                    },
                     _ => None,
-                },
-                _ => None,
-            },
+                }
+            }
             _ => None,
         }
     }
@@ -127,8 +134,12 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
     loop {
         let op = r.u8()?;
         match op {
-            0x80 => { r.u8()?; } // PROTO
-            0x95 => { r.take(8)?; } // FRAME
+            0x80 => {
+                r.u8()?;
+            } // PROTO
+            0x95 => {
+                r.take(8)?;
+            } // FRAME
             b'.' => return pop(&mut stack),
             b'(' => marks.push(stack.len()),
             b'}' => stack.push(Value::Dict(vec![])),
@@ -137,58 +148,151 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
             b'N' => stack.push(Value::None),
             0x88 => stack.push(Value::Bool(true)),
             0x89 => stack.push(Value::Bool(false)),
-            b'J' => { let v = i32::from_le_bytes(r.take(4)?.try_into().unwrap()); stack.push(Value::Int(v as i64)); }
-            b'K' => { let v = r.u8()?; stack.push(Value::Int(v as i64)); }
-            b'M' => { let v = r.u16()?; stack.push(Value::Int(v as i64)); }
+            b'J' => {
+                let v = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
+                stack.push(Value::Int(v as i64));
+            }
+            b'K' => {
+                let v = r.u8()?;
+                stack.push(Value::Int(v as i64));
+            }
+            b'M' => {
+                let v = r.u16()?;
+                stack.push(Value::Int(v as i64));
+            }
             0x8a => {
                 let n = r.u8()? as usize;
                 let b = r.take(n)?;
-                if n > 8 { return Err("LONG1 wider than 64 bits".into()); }
+                if n > 8 {
+                    return Err("LONG1 wider than 64 bits".into());
+                }
                 let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
                 buf[..n].copy_from_slice(b);
                 stack.push(Value::Int(i64::from_le_bytes(buf)));
             }
-            b'G' => { let v = f64::from_be_bytes(r.take(8)?.try_into().unwrap()); stack.push(Value::Float(v)); }
-            b'U' => { let n = r.u8()? as usize; stack.push(Value::Bytes(r.take(n)?.to_vec())); }
-            b'T' => { let n = r.u32()?; stack.push(Value::Bytes(r.take(n)?.to_vec())); }
-            b'C' => { let n = r.u8()? as usize; stack.push(Value::Bytes(r.take(n)?.to_vec())); }
-            b'B' => { let n = r.u32()?; stack.push(Value::Bytes(r.take(n)?.to_vec())); }
-            b'X' => { let n = r.u32()?; stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned())); }
-            0x8c => { let n = r.u8()? as usize; stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned())); }
-            b'q' => { let i = r.u8()? as usize; memo.insert(i, stack.last().cloned().ok_or("BINPUT on empty stack")?); }
-            b'r' => { let i = r.u32()?; memo.insert(i, stack.last().cloned().ok_or("LONG_BINPUT on empty stack")?); }
-            0x94 => { let i = memo.len(); memo.insert(i, stack.last().cloned().ok_or("MEMOIZE on empty stack")?); }
-            b'h' => { let i = r.u8()? as usize; stack.push(memo.get(&i).cloned().ok_or("BINGET of unknown memo")?); }
-            b'j' => { let i = r.u32()?; stack.push(memo.get(&i).cloned().ok_or("LONG_BINGET of unknown memo")?); }
-            b'c' => { let m = r.line()?; let n = r.line()?; stack.push(Value::Global(format!("{m}.{n}"))); }
-            0x93 => {
-                let n = pop(&mut stack)?; let m = pop(&mut stack)?;
-                match (m, n) { (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(format!("{m}.{n}"))), _ => return Err("STACK_GLOBAL needs two strings".into()) }
+            b'G' => {
+                let v = f64::from_be_bytes(r.take(8)?.try_into().unwrap());
+                stack.push(Value::Float(v));
             }
-            b't' => { let items = pop_mark(&mut stack, &mut marks)?; stack.push(Value::Tuple(items)); }
-            0x85 => { let a = pop(&mut stack)?; stack.push(Value::Tuple(vec![a])); }
-            0x86 => { let b = pop(&mut stack)?; let a = pop(&mut stack)?; stack.push(Value::Tuple(vec![a, b])); }
-            0x87 => { let c = pop(&mut stack)?; let b = pop(&mut stack)?; let a = pop(&mut stack)?; stack.push(Value::Tuple(vec![a, b, c])); }
-            b'l' => { let items = pop_mark(&mut stack, &mut marks)?; stack.push(Value::List(items)); }
-            b'd' => { let items = pop_mark(&mut stack, &mut marks)?; let mut d = Value::Dict(vec![]); set_items(&mut d, items)?; stack.push(d); }
+            b'U' => {
+                let n = r.u8()? as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'T' => {
+                let n = r.u32()?;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'C' => {
+                let n = r.u8()? as usize;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'B' => {
+                let n = r.u32()?;
+                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+            }
+            b'X' => {
+                let n = r.u32()?;
+                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+            }
+            0x8c => {
+                let n = r.u8()? as usize;
+                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
+            }
+            b'q' => {
+                let i = r.u8()? as usize;
+                memo.insert(i, stack.last().cloned().ok_or("BINPUT on empty stack")?);
+            }
+            b'r' => {
+                let i = r.u32()?;
+                memo.insert(i, stack.last().cloned().ok_or("LONG_BINPUT on empty stack")?);
+            }
+            0x94 => {
+                let i = memo.len();
+                memo.insert(i, stack.last().cloned().ok_or("MEMOIZE on empty stack")?);
+            }
+            b'h' => {
+                let i = r.u8()? as usize;
+                stack.push(memo.get(&i).cloned().ok_or("BINGET of unknown memo")?);
+            }
+            b'j' => {
+                let i = r.u32()?;
+                stack.push(memo.get(&i).cloned().ok_or("LONG_BINGET of unknown memo")?);
+            }
+            b'c' => {
+                let m = r.line()?;
+                let n = r.line()?;
+                stack.push(Value::Global(format!("{m}.{n}")));
+            }
+            0x93 => {
+                let n = pop(&mut stack)?;
+                let m = pop(&mut stack)?;
+                match (m, n) {
+                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(format!("{m}.{n}"))),
+                    _ => return Err("STACK_GLOBAL needs two strings".into()),
+                }
+            }
+            b't' => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                stack.push(Value::Tuple(items));
+            }
+            0x85 => {
+                let a = pop(&mut stack)?;
+                stack.push(Value::Tuple(vec![a]));
+            }
+            0x86 => {
+                let b = pop(&mut stack)?;
+                let a = pop(&mut stack)?;
+                stack.push(Value::Tuple(vec![a, b]));
+            }
+            0x87 => {
+                let c = pop(&mut stack)?;
+                let b = pop(&mut stack)?;
+                let a = pop(&mut stack)?;
+                stack.push(Value::Tuple(vec![a, b, c]));
+            }
+            b'l' => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                stack.push(Value::List(items));
+            }
+            b'd' => {
+                let items = pop_mark(&mut stack, &mut marks)?;
+                let mut d = Value::Dict(vec![]);
+                set_items(&mut d, items)?;
+                stack.push(d);
+            }
             b'a' => {
                 let v = pop(&mut stack)?;
-                match stack.last_mut() { Some(Value::List(l)) => l.push(v), _ => return Err("APPEND on a non-list".into()) }
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.push(v),
+                    _ => return Err("APPEND on a non-list".into()),
+                }
             }
             b'e' => {
                 let items = pop_mark(&mut stack, &mut marks)?;
-                match stack.last_mut() { Some(Value::List(l)) => l.extend(items), _ => return Err("APPENDS on a non-list".into()) }
+                match stack.last_mut() {
+                    Some(Value::List(l)) => l.extend(items),
+                    _ => return Err("APPENDS on a non-list".into()),
+                }
             }
             b's' => {
-                let v = pop(&mut stack)?; let k = pop(&mut stack)?;
+                let v = pop(&mut stack)?;
+                let k = pop(&mut stack)?;
                 set_items(stack.last_mut().ok_or("SETITEM on empty stack")?, vec![k, v])?;
             }
             b'u' => {
                 let items = pop_mark(&mut stack, &mut marks)?;
                 set_items(stack.last_mut().ok_or("SETITEMS on empty stack")?, items)?;
             }
-            b'R' | 0x81 => { let args = pop(&mut stack)?; let f = pop(&mut stack)?; stack.push(Value::Reduce(Box::new(f), Box::new(args))); }
-            b'b' => { let st = pop(&mut stack)?; let obj = pop(&mut stack)?; stack.push(Value::Build(Box::new(obj), Box::new(st))); }
+            b'R' | 0x81 => {
+                let args = pop(&mut stack)?;
+                let f = pop(&mut stack)?;
+                stack.push(Value::Reduce(Box::new(f), Box::new(args)));
+            }
+            b'b' => {
+                let st = pop(&mut stack)?;
+                let obj = pop(&mut stack)?;
+                stack.push(Value::Build(Box::new(obj), Box::new(st)));
+            }
             other => return Err(format!("unsupported pickle opcode 0x{other:02x} at offset {}", r.pos - 1)),
         }
     }

@@ -24,7 +24,8 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 4] = [Builtin::Mnist, Builtin::FashionMnist, Builtin::Cifar10Samples, Builtin::Cifar100Samples];
+    pub const ALL: [Builtin; 4] =
+        [Builtin::Mnist, Builtin::FashionMnist, Builtin::Cifar10Samples, Builtin::Cifar100Samples];
     pub fn name(self) -> &'static str {
         match self {
             Builtin::Mnist => "mnist",
@@ -51,7 +52,8 @@ impl Builtin {
     }
 }
 
-pub const FASHION_CLASSES: [&str; 10] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// A resolved `--data` argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +66,10 @@ pub enum DataSpec {
     /// `<root>/train/<class>/*`, `<root>/test/<class>/*`, optional `<root>/val/<class>/*`.
     ImageFolder(PathBuf),
     /// Reference-repo JSON splits: `<root>/{train,val,test}.json` + an image folder.
-    JsonSplits { root: PathBuf, images: PathBuf },
+    JsonSplits {
+        root: PathBuf,
+        images: PathBuf,
+    },
 }
 
 impl DataSpec {
@@ -86,7 +91,9 @@ fn idx_file(dir: &Path, stem: &str) -> Option<PathBuf> {
 
 /// Resolves a built-in name or a folder path.
 pub fn resolve(spec: &str) -> Result<DataSpec> {
-    if let Some(b) = Builtin::ALL.into_iter().find(|b| b.name() == spec || (spec == "fmnist" && *b == Builtin::FashionMnist)) {
+    if let Some(b) =
+        Builtin::ALL.into_iter().find(|b| b.name() == spec || (spec == "fmnist" && *b == Builtin::FashionMnist))
+    {
         return Ok(DataSpec::Builtin(b));
     }
     let p = PathBuf::from(spec);
@@ -101,12 +108,21 @@ pub fn resolve(spec: &str) -> Result<DataSpec> {
         return Ok(DataSpec::Cifar(p, k));
     }
     if p.join("train.json").exists() {
-        let first = std::fs::read_to_string(p.join("train.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t).ok()).and_then(|m| m.keys().next().cloned());
+        let first = std::fs::read_to_string(p.join("train.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t).ok())
+            .and_then(|m| m.keys().next().cloned());
         let images = ["", "images", "Images", "256_ObjectCategories"]
             .iter()
             .map(|s| if s.is_empty() { p.clone() } else { p.join(s) })
             .find(|d| first.as_ref().is_some_and(|f| d.join(f).exists()))
-            .ok_or_else(|| DataError::corrupt(p.join("train.json"), "its first image is in none of ./, images/, Images/, 256_ObjectCategories/", "put the image folder next to train.json"))?;
+            .ok_or_else(|| {
+                DataError::corrupt(
+                    p.join("train.json"),
+                    "its first image is in none of ./, images/, Images/, 256_ObjectCategories/",
+                    "put the image folder next to train.json",
+                )
+            })?;
         return Ok(DataSpec::JsonSplits { root: p, images });
     }
     if p.join("train").is_dir() || p.join("test").is_dir() {
@@ -131,14 +147,27 @@ impl Default for LoadOptions {
 }
 
 /// Reads an IDX image/label pair into a dataset.
-pub fn load_idx_pair(images: &Path, labels: &Path, name: &str, class_names: Option<Vec<String>>) -> Result<TensorDataset> {
+pub fn load_idx_pair(
+    images: &Path,
+    labels: &Path,
+    name: &str,
+    class_names: Option<Vec<String>>,
+) -> Result<TensorDataset> {
     let im = read_idx(images)?;
     let lb = read_idx(labels)?;
     if im.dims.len() != 3 {
-        return Err(DataError::corrupt(images, format!("has {} dimensions; images need 3 (N, H, W)", im.dims.len()), "pass the *-images-idx3-ubyte file"));
+        return Err(DataError::corrupt(
+            images,
+            format!("has {} dimensions; images need 3 (N, H, W)", im.dims.len()),
+            "pass the *-images-idx3-ubyte file",
+        ));
     }
     if lb.dims.len() != 1 || lb.dims[0] != im.dims[0] {
-        return Err(DataError::corrupt(labels, format!("has shape {:?} but {} holds {} images", lb.dims, images.display(), im.dims[0]), "pair each images file with its own labels file"));
+        return Err(DataError::corrupt(
+            labels,
+            format!("has shape {:?} but {} holds {} images", lb.dims, images.display(), im.dims[0]),
+            "pair each images file with its own labels file",
+        ));
     }
     let (n, h, w) = (im.dims[0] as i64, im.dims[1] as i64, im.dims[2] as i64);
     let x = Tensor::from_slice(&im.data).view([n, 1, h, w]).to_kind(Kind::Float) / 255.0;
@@ -148,9 +177,17 @@ pub fn load_idx_pair(images: &Path, labels: &Path, name: &str, class_names: Opti
     TensorDataset::new(name, x, Tensor::from_slice(&labels_v), names)
 }
 
-fn idx_split(dir: &Path, name: &str, split: Split, opts: &LoadOptions, classes: Option<Vec<String>>) -> Result<TensorDataset> {
+fn idx_split(
+    dir: &Path,
+    name: &str,
+    split: Split,
+    opts: &LoadOptions,
+    classes: Option<Vec<String>>,
+) -> Result<TensorDataset> {
     let prefix = if split == Split::Test { "t10k" } else { "train" };
-    let missing = |what: &str| DataError::corrupt(dir, format!("has no {prefix}-{what}-ubyte[.gz]"), "an IDX folder needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz)");
+    let missing = |what: &str| {
+        DataError::corrupt(dir, format!("has no {prefix}-{what}-ubyte[.gz]"), "an IDX folder needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz)")
+    };
     let im = idx_file(dir, &format!("{prefix}-images-idx3-ubyte")).ok_or_else(|| missing("images-idx3"))?;
     let lb = idx_file(dir, &format!("{prefix}-labels-idx1-ubyte")).ok_or_else(|| missing("labels-idx1"))?;
     let full = load_idx_pair(&im, &lb, &format!("{name}/{split}"), classes)?;
@@ -193,7 +230,12 @@ fn foolbox_samples(set: &str, b: Builtin) -> Result<TensorDataset> {
         labels.push(*l);
     }
     let n = labels.len() as i64;
-    TensorDataset::new(format!("{}/test", b.name()), Tensor::from_slice(&px).view([n, 3, 32, 32]), Tensor::from_slice(&labels), b.class_names())
+    TensorDataset::new(
+        format!("{}/test", b.name()),
+        Tensor::from_slice(&px).view([n, 3, 32, 32]),
+        Tensor::from_slice(&labels),
+        b.class_names(),
+    )
 }
 
 /// Loads one split of a dataset.
@@ -205,10 +247,16 @@ pub fn load(spec: &DataSpec, split: Split, opts: &LoadOptions) -> Result<Box<dyn
                 return Err(DataError::NotCached { name: source.name.into(), dir: source_dir(source) });
             }
             match b {
-                Builtin::Mnist | Builtin::FashionMnist => Ok(Box::new(idx_split(&source_dir(source), b.name(), split, opts, Some(b.class_names()))?)),
+                Builtin::Mnist | Builtin::FashionMnist => {
+                    Ok(Box::new(idx_split(&source_dir(source), b.name(), split, opts, Some(b.class_names()))?))
+                }
                 Builtin::Cifar10Samples | Builtin::Cifar100Samples => {
                     if split != Split::Test {
-                        return Err(DataError::NoSplit { name: b.name().into(), split: split.to_string(), available: "test".into() });
+                        return Err(DataError::NoSplit {
+                            name: b.name().into(),
+                            split: split.to_string(),
+                            available: "test".into(),
+                        });
                     }
                     let set = if *b == Builtin::Cifar10Samples { "cifar10" } else { "cifar100" };
                     Ok(Box::new(foolbox_samples(set, *b)?))
@@ -227,7 +275,11 @@ pub fn load(spec: &DataSpec, split: Split, opts: &LoadOptions) -> Result<Box<dyn
                 return Ok(Box::new(ImageListDataset::image_folder(&dir, &class_root, opts.image_transform)?));
             }
             if split == Split::Test {
-                return Err(DataError::NoSplit { name: root.display().to_string(), split: "test".into(), available: "train (add <root>/test/<class>/…)".into() });
+                return Err(DataError::NoSplit {
+                    name: root.display().to_string(),
+                    split: "test".into(),
+                    available: "train (add <root>/test/<class>/…)".into(),
+                });
             }
             // No val/ folder: a fixed (seed 0) shuffle of train, cut train_percent / rest, so
             // both parts hold every class instead of a class-sorted positional cut.

@@ -23,11 +23,14 @@ pub struct ImageTransform {
 
 impl ImageTransform {
     /// No change: images must already share one size.
-    pub const IDENTITY: ImageTransform = ImageTransform { resize_shorter: None, crop: None, random_crop: false, hflip: false };
+    pub const IDENTITY: ImageTransform =
+        ImageTransform { resize_shorter: None, crop: None, random_crop: false, hflip: false };
     /// The reference's train transform for Caltech256/CUB/Dogs.
-    pub const REFERENCE_TRAIN: ImageTransform = ImageTransform { resize_shorter: Some(256), crop: Some(224), random_crop: true, hflip: true };
+    pub const REFERENCE_TRAIN: ImageTransform =
+        ImageTransform { resize_shorter: Some(256), crop: Some(224), random_crop: true, hflip: true };
     /// The reference's eval transform for Caltech256/CUB/Dogs.
-    pub const REFERENCE_EVAL: ImageTransform = ImageTransform { resize_shorter: Some(256), crop: Some(224), random_crop: false, hflip: false };
+    pub const REFERENCE_EVAL: ImageTransform =
+        ImageTransform { resize_shorter: Some(256), crop: Some(224), random_crop: false, hflip: false };
 
     /// The deterministic version of this transform (random crop → centre crop, no flip), used
     /// whenever no augmentation RNG is given.

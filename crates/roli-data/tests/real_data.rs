@@ -70,7 +70,8 @@ fn foolbox_cifar_samples_labels_follow_file_names_and_test_order() {
     let c100 = load(&resolve("cifar100-samples").unwrap(), Split::Test, &LoadOptions::default()).unwrap();
     assert_eq!(c100.num_classes(), 100);
     assert_eq!(c100.labels()[0], 49);
-    let e = load(&resolve("cifar100-samples").unwrap(), Split::Train, &LoadOptions::default()).err().unwrap().to_string();
+    let e =
+        load(&resolve("cifar100-samples").unwrap(), Split::Train, &LoadOptions::default()).err().unwrap().to_string();
     assert!(e.contains("no 'train' split"), "{e}");
 }
 
@@ -109,7 +110,11 @@ for name, n in [("data_batch_%d" % i, 3) for i in range(1, 6)] + [("test_batch",
         let labels: Vec<i64> = lines.next().unwrap().split(' ').map(|v| v.parse().unwrap()).collect();
         let first: Vec<f64> = lines.next().unwrap().split(' ').map(|v| v.parse::<f64>().unwrap() / 255.0).collect();
         assert_eq!(Vec::<i64>::try_from(&y).unwrap(), labels, "protocol {protocol}");
-        let got: Vec<f64> = Vec::<f32>::try_from(x.view([4, 3072]).narrow(1, 0, 5).reshape([-1])).unwrap().into_iter().map(|v| v as f64).collect();
+        let got: Vec<f64> = Vec::<f32>::try_from(x.view([4, 3072]).narrow(1, 0, 5).reshape([-1]))
+            .unwrap()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect();
         for (a, b) in got.iter().zip(&first) {
             assert!((a - b).abs() < 1e-6, "protocol {protocol}: pixel {a} vs {b}");
         }

@@ -167,10 +167,7 @@ pub fn fingerprint(named: &[(String, Tensor)]) -> String {
 }
 
 fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        file: file.to_path_buf(),
-        source,
-    }
+    move |source| CheckpointError::Io { file: file.to_path_buf(), source }
 }
 
 /// Reads a checkpoint file into a flat name→tensor list (CPU), unwrapping known wrappers.
@@ -186,19 +183,16 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointEr
         if header.saturating_add(8) > bytes.len() as u64 {
             return Err(CheckpointError::Corrupt {
                 file: file.to_path_buf(),
-                reason: format!("safetensors header declares {header} bytes but the file has only {} (truncated?)", bytes.len()),
+                reason: format!(
+                    "safetensors header declares {header} bytes but the file has only {} (truncated?)",
+                    bytes.len()
+                ),
             });
         }
         drop(bytes);
-        let tensors = Tensor::read_safetensors(file).map_err(|e| CheckpointError::Corrupt {
-            file: file.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        return Ok(StateDict {
-            tensors,
-            container: Container::Safetensors,
-            wrapper: None,
-        });
+        let tensors = Tensor::read_safetensors(file)
+            .map_err(|e| CheckpointError::Corrupt { file: file.to_path_buf(), reason: e.to_string() })?;
+        return Ok(StateDict { tensors, container: Container::Safetensors, wrapper: None });
     }
     if bytes.first() == Some(&0x80) {
         return Err(CheckpointError::Unsupported {
@@ -211,10 +205,7 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointEr
     } else {
         format!("neither safetensors nor a torch.save zip archive (first bytes {:02x?}); expected a .safetensors or .pt/.pth file", &bytes[..bytes.len().min(8)])
     };
-    Err(CheckpointError::NotACheckpoint {
-        file: file.to_path_buf(),
-        reason,
-    })
+    Err(CheckpointError::NotACheckpoint { file: file.to_path_buf(), reason })
 }
 
 fn tensor_dict(v: &Value) -> Option<Vec<(String, Tensor)>> {
@@ -233,33 +224,19 @@ fn tensor_dict(v: &Value) -> Option<Vec<(String, Tensor)>> {
 
 fn unwrap_state_dict(file: &Path, v: Value) -> Result<StateDict, CheckpointError> {
     if let Some(t) = tensor_dict(&v) {
-        return Ok(StateDict {
-            tensors: t,
-            container: Container::TorchZip,
-            wrapper: None,
-        });
+        return Ok(StateDict { tensors: t, container: Container::TorchZip, wrapper: None });
     }
     let Value::Dict(d) = &v else {
         return Err(CheckpointError::Unsupported {
             file: file.to_path_buf(),
-            reason: format!(
-                "top-level object is a {}, not a dict of tensors; {CONVERT_HINT}",
-                v.type_name()
-            ),
+            reason: format!("top-level object is a {}, not a dict of tensors; {CONVERT_HINT}", v.type_name()),
         });
     };
     let entries = d.borrow();
     for w in WRAPPER_KEYS {
-        if let Some((_, inner)) = entries
-            .iter()
-            .find(|(k, _)| matches!(k, Value::Str(s) if s == w))
-        {
+        if let Some((_, inner)) = entries.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == w)) {
             if let Some(t) = tensor_dict(inner) {
-                return Ok(StateDict {
-                    tensors: t,
-                    container: Container::TorchZip,
-                    wrapper: Some((*w).to_string()),
-                });
+                return Ok(StateDict { tensors: t, container: Container::TorchZip, wrapper: Some((*w).to_string()) });
             }
         }
     }
@@ -267,11 +244,7 @@ fn unwrap_state_dict(file: &Path, v: Value) -> Result<StateDict, CheckpointError
         .iter()
         .take(MAX_LISTED)
         .map(|(k, v)| {
-            let k = if let Value::Str(s) = k {
-                s.clone()
-            } else {
-                k.type_name()
-            };
+            let k = if let Value::Str(s) = k { s.clone() } else { k.type_name() };
             format!("{k}: {}", v.type_name())
         })
         .collect();
@@ -316,11 +289,7 @@ pub fn load_backbone(
         ..Default::default()
     };
     let mut tensors = sd.tensors;
-    if !tensors.is_empty()
-        && tensors
-            .iter()
-            .all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX))
-    {
+    if !tensors.is_empty() && tensors.iter().all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX)) {
         for (k, _) in tensors.iter_mut() {
             *k = k[DATA_PARALLEL_PREFIX.len()..].to_string();
         }
@@ -353,11 +322,7 @@ pub fn load_backbone(
             }
             KeyFate::Derived(name) => {
                 let same = derived.get(&name).is_some_and(|d| {
-                    d.size() == t.size()
-                        && d.to_kind(t.kind())
-                            .to_device(Device::Cpu)
-                            .f_equal(&t)
-                            .unwrap_or(false)
+                    d.size() == t.size() && d.to_kind(t.kind()).to_device(Device::Cpu).f_equal(&t).unwrap_or(false)
                 });
                 if !same {
                     return Err(CheckpointError::BufferMismatch {
@@ -367,16 +332,12 @@ pub fn load_backbone(
                         ckpt_shape: t.size(),
                     });
                 }
-                report
-                    .dropped
-                    .push((key, "derived buffer, equal to the computed value".into()));
+                report.dropped.push((key, "derived buffer, equal to the computed value".into()));
                 continue;
             }
             KeyFate::Head(name) => {
                 if opts.head == HeadPolicy::Drop {
-                    report
-                        .dropped
-                        .push((key, "classifier head (HeadPolicy::Drop)".into()));
+                    report.dropped.push((key, "classifier head (HeadPolicy::Drop)".into()));
                     continue;
                 }
                 if !model.is_head_var(&name) {
@@ -398,17 +359,11 @@ pub fn load_backbone(
             continue;
         };
         if !seen.insert(target.clone()) {
-            report
-                .unexpected
-                .push(format!("{key} (second tensor for {target})"));
+            report.unexpected.push(format!("{key} (second tensor for {target})"));
             continue;
         }
         if v.size() != t.size() {
-            report.mismatched.push(ShapeMismatch {
-                name: target,
-                checkpoint: t.size(),
-                model: v.size(),
-            });
+            report.mismatched.push(ShapeMismatch { name: target, checkpoint: t.size(), model: v.size() });
             continue;
         }
         if target != key {
@@ -420,11 +375,7 @@ pub fn load_backbone(
         assign.push((target, t));
     }
 
-    let allowed = |n: &str| {
-        opts.allow_missing_containing
-            .iter()
-            .any(|s| n.contains(s.as_str()))
-    };
+    let allowed = |n: &str| opts.allow_missing_containing.iter().any(|s| n.contains(s.as_str()));
     for name in vars.keys() {
         if seen.contains(name) {
             continue;
@@ -441,17 +392,10 @@ pub fn load_backbone(
     }
     report.unexpected.sort();
     if opts.strict && !report.is_clean() {
-        let mut details = listing("missing from the checkpoint", &report.missing, |s| {
-            s.clone()
-        });
-        details += &listing("unexpected in the checkpoint", &report.unexpected, |s| {
-            s.clone()
-        });
+        let mut details = listing("missing from the checkpoint", &report.missing, |s| s.clone());
+        details += &listing("unexpected in the checkpoint", &report.unexpected, |s| s.clone());
         details += &listing("shape mismatch", &report.mismatched, |m| {
-            format!(
-                "{}: checkpoint {:?} vs model {:?}",
-                m.name, m.checkpoint, m.model
-            )
+            format!("{}: checkpoint {:?} vs model {:?}", m.name, m.checkpoint, m.model)
         });
         details += "\n  hint: check the preset/configuration and the key layout (SourceLayout::SwinLegacy for official/timm<0.9 Swin files); pass HeadPolicy::Drop to ignore a classifier of another size";
         return Err(mismatch(details));
@@ -459,15 +403,11 @@ pub fn load_backbone(
     tch::no_grad(|| -> Result<(), CheckpointError> {
         for (name, t) in &assign {
             let mut v = vars[name].shallow_clone();
-            v.f_copy_(t).map_err(|source| CheckpointError::Torch {
-                file: file.to_path_buf(),
-                source,
-            })?;
+            v.f_copy_(t).map_err(|source| CheckpointError::Torch { file: file.to_path_buf(), source })?;
         }
         Ok(())
     })?;
-    report.head_loaded =
-        opts.head == HeadPolicy::Load && model.head_var_names().iter().all(|h| seen.contains(h));
+    report.head_loaded = opts.head == HeadPolicy::Load && model.head_var_names().iter().all(|h| seen.contains(h));
     report.loaded = assign.into_iter().map(|(n, _)| n).collect();
     report.loaded.sort();
     let backbone: Vec<(String, Tensor)> = vars
@@ -488,30 +428,15 @@ mod tests {
     fn fingerprint_depends_on_values_names_and_shapes_not_order() {
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]);
         let b = Tensor::from_slice(&[5i64]);
-        let f1 = fingerprint(&[
-            ("a".into(), a.shallow_clone()),
-            ("b".into(), b.shallow_clone()),
-        ]);
-        let f2 = fingerprint(&[
-            ("b".into(), b.shallow_clone()),
-            ("a".into(), a.shallow_clone()),
-        ]);
+        let f1 = fingerprint(&[("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())]);
+        let f2 = fingerprint(&[("b".into(), b.shallow_clone()), ("a".into(), a.shallow_clone())]);
         assert_eq!(f1, f2);
         assert_eq!(f1.len(), 64);
-        let f3 = fingerprint(&[
-            ("a".into(), a.view([2, 2])),
-            ("b".into(), b.shallow_clone()),
-        ]);
+        let f3 = fingerprint(&[("a".into(), a.view([2, 2])), ("b".into(), b.shallow_clone())]);
         assert_ne!(f1, f3);
-        let f4 = fingerprint(&[
-            ("a2".into(), a.shallow_clone()),
-            ("b".into(), b.shallow_clone()),
-        ]);
+        let f4 = fingerprint(&[("a2".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())]);
         assert_ne!(f1, f4);
-        let f5 = fingerprint(&[
-            ("a".into(), a.to_kind(Kind::Double)),
-            ("b".into(), b.shallow_clone()),
-        ]);
+        let f5 = fingerprint(&[("a".into(), a.to_kind(Kind::Double)), ("b".into(), b.shallow_clone())]);
         assert_ne!(f1, f5);
         let f6 = fingerprint(&[("a".into(), &a + 1e-3), ("b".into(), b)]);
         assert_ne!(f1, f6);
@@ -523,10 +448,7 @@ mod tests {
         let p = dir.path().join("notes.pth");
         std::fs::write(&p, "hello, this is text").unwrap();
         let e = read_state_dict(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("notes.pth") && e.contains("not a checkpoint"),
-            "{e}"
-        );
+        assert!(e.contains("notes.pth") && e.contains("not a checkpoint"), "{e}");
         let p = dir.path().join("empty.safetensors");
         std::fs::write(&p, "").unwrap();
         let e = read_state_dict(&p).unwrap_err().to_string();

@@ -46,11 +46,7 @@ pub struct ClassifierOptions {
 impl ClassifierOptions {
     /// K classes, RanLI head, no resize.
     pub fn new(num_classes: i64) -> Self {
-        ClassifierOptions {
-            num_classes,
-            head_init: HeadInit::Ranli,
-            resize: false,
-        }
+        ClassifierOptions { num_classes, head_init: HeadInit::Ranli, resize: false }
     }
 }
 
@@ -68,11 +64,7 @@ pub struct Classifier {
 
 impl Classifier {
     /// Builds backbone and head under `root` without PEFT extensions.
-    pub fn new(
-        root: &nn::Path,
-        desc: &BackboneDescriptor,
-        opts: &ClassifierOptions,
-    ) -> Result<Self, ModelError> {
+    pub fn new(root: &nn::Path, desc: &BackboneDescriptor, opts: &ClassifierOptions) -> Result<Self, ModelError> {
         Self::with_peft(root, desc, opts, &NoPeft)
     }
 
@@ -87,8 +79,7 @@ impl Classifier {
             return Err(desc.invalid(format!("num_classes must be ≥ 1, got {}", opts.num_classes)));
         }
         let backbone = registry::build_backbone(root, desc, peft)?;
-        let logits_out =
-            matches!(&desc.arch, ArchConfig::TorchScript(c) if c.output == ScriptOutput::Logits);
+        let logits_out = matches!(&desc.arch, ArchConfig::TorchScript(c) if c.output == ScriptOutput::Logits);
         let (head, head_names) = if logits_out {
             if opts.num_classes != backbone.num_features() {
                 return Err(desc.invalid(format!(
@@ -106,55 +97,24 @@ impl Classifier {
             let f = backbone.num_features();
             let (ws_init, bs_init) = match opts.head_init {
                 HeadInit::Ranli => (
-                    nn::Init::Randn {
-                        mean: 0.0,
-                        stdev: (2.0 / opts.num_classes as f64).sqrt(),
-                    },
+                    nn::Init::Randn { mean: 0.0, stdev: (2.0 / opts.num_classes as f64).sqrt() },
                     nn::Init::Const(RANLI_HEAD_BIAS),
                 ),
                 HeadInit::TorchDefault => {
                     let b = 1.0 / (f as f64).sqrt();
-                    (
-                        nn::Init::Uniform { lo: -b, up: b },
-                        nn::Init::Uniform { lo: -b, up: b },
-                    )
+                    (nn::Init::Uniform { lo: -b, up: b }, nn::Init::Uniform { lo: -b, up: b })
                 }
             };
-            let head = nn::linear(
-                &hp,
-                f,
-                opts.num_classes,
-                nn::LinearConfig {
-                    ws_init,
-                    bs_init: Some(bs_init),
-                    bias: true,
-                },
-            );
-            let names = vec![
-                format!("{}.weight", desc.classifier),
-                format!("{}.bias", desc.classifier),
-            ];
+            let head =
+                nn::linear(&hp, f, opts.num_classes, nn::LinearConfig { ws_init, bs_init: Some(bs_init), bias: true });
+            let names = vec![format!("{}.weight", desc.classifier), format!("{}.bias", desc.classifier)];
             (Some(head), names)
         };
         let c = desc.input_size()[0];
         let dev = root.device();
-        let mean = Tensor::from_slice(&desc.mean)
-            .to_kind(Kind::Float)
-            .view([1, c, 1, 1])
-            .to_device(dev);
-        let std = Tensor::from_slice(&desc.std)
-            .to_kind(Kind::Float)
-            .view([1, c, 1, 1])
-            .to_device(dev);
-        Ok(Classifier {
-            backbone,
-            head,
-            head_names,
-            mean,
-            std,
-            resize: opts.resize,
-            num_classes: opts.num_classes,
-        })
+        let mean = Tensor::from_slice(&desc.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(dev);
+        let std = Tensor::from_slice(&desc.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(dev);
+        Ok(Classifier { backbone, head, head_names, mean, std, resize: opts.resize, num_classes: opts.num_classes })
     }
 
     /// Logits; `train` applies to the backbone (dropout, drop-path, BN statistics).
@@ -190,16 +150,9 @@ impl Classifier {
     }
 
     /// Fallible [`Self::forward_peft`]: checks the input shape first.
-    pub fn f_forward_peft(
-        &self,
-        x01: &Tensor,
-        backbone_train: bool,
-        peft_train: bool,
-    ) -> Result<Tensor, ModelError> {
+    pub fn f_forward_peft(&self, x01: &Tensor, backbone_train: bool, peft_train: bool) -> Result<Tensor, ModelError> {
         let x = self.preprocess(x01)?;
-        let f = self
-            .backbone
-            .forward_features_peft(&x, backbone_train, peft_train);
+        let f = self.backbone.forward_features_peft(&x, backbone_train, peft_train);
         Ok(self.head_forward(&f))
     }
 
@@ -214,9 +167,7 @@ impl Classifier {
     /// Fallible [`Self::features`] (prompt dropout, if any, follows `backbone_train`).
     pub fn f_features(&self, x01: &Tensor, backbone_train: bool) -> Result<Tensor, ModelError> {
         let x = self.preprocess(x01)?;
-        Ok(self
-            .backbone
-            .forward_features_peft(&x, backbone_train, backbone_train))
+        Ok(self.backbone.forward_features_peft(&x, backbone_train, backbone_train))
     }
 
     /// Applies the head to features (identity for a logits-returning TorchScript module).
@@ -232,19 +183,13 @@ impl Classifier {
         let desc = self.backbone.descriptor();
         let [c, h, w] = desc.input_size();
         let size = x01.size();
-        let bad = |expected: String| ModelError::BadInput {
-            model: desc.name.clone(),
-            expected,
-            got: size.clone(),
-        };
+        let bad = |expected: String| ModelError::BadInput { model: desc.name.clone(), expected, got: size.clone() };
         if size.len() != 4 || size[1] != c {
             return Err(bad(format!("[B, {c}, H, W] images in [0,1]")));
         }
         let x = if size[2] != h || size[3] != w {
             if !self.resize {
-                return Err(bad(format!(
-                    "[B, {c}, {h}, {w}] (or enable ClassifierOptions::resize)"
-                )));
+                return Err(bad(format!("[B, {c}, {h}, {w}] (or enable ClassifierOptions::resize)")));
             }
             x01.upsample_bilinear2d([h, w], false, None, None)
         } else {
@@ -328,30 +273,18 @@ mod tests {
         assert_eq!(y.size(), vec![2, 10]);
         // gradient reaches the 28×28 input through the resize
         let xg = x.set_requires_grad(true);
-        let g = tch::Tensor::run_backward(
-            &[c2.forward_t(&xg, false).sum(Kind::Float)],
-            &[&xg],
-            false,
-            false,
-        );
+        let g = tch::Tensor::run_backward(&[c2.forward_t(&xg, false).sum(Kind::Float)], &[&xg], false, false);
         assert!(f64::try_from(g[0].abs().sum(Kind::Float)).unwrap() > 0.0);
     }
 
     #[test]
     fn variable_names_are_timm_keys_without_duplicates() {
-        for name in [
-            "swin_micro_patch2_window4_32",
-            "vit_micro_patch4_32",
-            "lenet5_advertorch",
-        ] {
+        for name in ["swin_micro_patch2_window4_32", "vit_micro_patch4_32", "lenet5_advertorch"] {
             let vs = nn::VarStore::new(Device::Cpu);
             let desc = registry::descriptor(name).unwrap();
             let c = Classifier::new(&vs.root(), &desc, &ClassifierOptions::new(3)).unwrap();
             let vars = vs.variables();
-            assert!(
-                vars.keys().all(|k| !k.contains("__")),
-                "{name}: duplicate-renamed variable"
-            );
+            assert!(vars.keys().all(|k| !k.contains("__")), "{name}: duplicate-renamed variable");
             for h in c.head_var_names() {
                 assert!(vars.contains_key(h), "{name}: head var {h} missing");
             }

@@ -110,12 +110,7 @@ impl BackboneDescriptor {
 
     /// Same backbone for `in_chans` input channels with the given normalisation (one value per
     /// channel), e.g. 1-channel MNIST for a 3-channel preset.
-    pub fn with_input_channels(
-        mut self,
-        in_chans: i64,
-        mean: Vec<f64>,
-        std: Vec<f64>,
-    ) -> Result<Self, ModelError> {
+    pub fn with_input_channels(mut self, in_chans: i64, mean: Vec<f64>, std: Vec<f64>) -> Result<Self, ModelError> {
         if in_chans < 1 || mean.len() as i64 != in_chans || std.len() as i64 != in_chans {
             return Err(self.invalid(format!(
                 "need in_chans ≥ 1 and one mean/std per channel (in_chans {in_chans}, {} means, {} stds)",
@@ -159,9 +154,6 @@ impl BackboneDescriptor {
     }
 
     pub(crate) fn invalid(&self, reason: String) -> ModelError {
-        ModelError::InvalidConfig {
-            model: self.name.clone(),
-            reason,
-        }
+        ModelError::InvalidConfig { model: self.name.clone(), reason }
     }
 }

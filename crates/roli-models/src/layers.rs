@@ -16,10 +16,7 @@ pub(crate) fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> nn::
         in_dim,
         out_dim,
         nn::LinearConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: TRANSFORMER_LINEAR_STD,
-            },
+            ws_init: nn::Init::Randn { mean: 0.0, stdev: TRANSFORMER_LINEAR_STD },
             bs_init: Some(nn::Init::Const(0.0)),
             bias,
         },
@@ -28,24 +25,14 @@ pub(crate) fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> nn::
 
 /// Layer norm over the last dimension with the given epsilon (`weight`, `bias`).
 pub(crate) fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![dim],
-        nn::LayerNormConfig {
-            eps,
-            ..Default::default()
-        },
-    )
+    nn::layer_norm(p, vec![dim], nn::LayerNormConfig { eps, ..Default::default() })
 }
 
 /// PyTorch's default `nn.Linear`/`nn.Conv2d` initialisation (kaiming-uniform with a=√5, i.e.
 /// bound 1/√fan_in, for weights and biases). tch's own default differs (see toolchain.md).
 pub(crate) fn torch_default_uniform(fan_in: i64) -> nn::Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    nn::Init::Uniform {
-        lo: -bound,
-        up: bound,
-    }
+    nn::Init::Uniform { lo: -bound, up: bound }
 }
 
 /// Dropout that is active only when `train` is true.
@@ -81,11 +68,7 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     pub(crate) fn new(p: &nn::Path, dim: i64, hidden: i64, drop: f64) -> Self {
-        Mlp {
-            fc1: linear(p / "fc1", dim, hidden, true),
-            fc2: linear(p / "fc2", hidden, dim, true),
-            drop,
-        }
+        Mlp { fc1: linear(p / "fc1", dim, hidden, true), fc2: linear(p / "fc2", hidden, dim, true), drop }
     }
 
     pub(crate) fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -125,10 +108,7 @@ mod tests {
         // every row is either all 0 or all 2, and roughly half survive
         let row_max = y.amax([1].as_slice(), false);
         let row_min = y.amin([1].as_slice(), false);
-        assert_eq!(
-            f64::try_from((&row_max - &row_min).abs().max()).unwrap(),
-            0.0
-        );
+        assert_eq!(f64::try_from((&row_max - &row_min).abs().max()).unwrap(), 0.0);
         let kept = f64::try_from(row_max.eq(2.0).to_kind(Kind::Float).mean(Kind::Float)).unwrap();
         assert!((0.4..0.6).contains(&kept), "kept fraction {kept}");
     }

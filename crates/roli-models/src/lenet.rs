@@ -32,13 +32,7 @@ pub struct LeNetConfig {
 impl LeNetConfig {
     /// advertorch's MNIST LeNet-5.
     pub fn advertorch() -> Self {
-        LeNetConfig {
-            img_size: 28,
-            in_chans: 1,
-            conv1: 32,
-            conv2: 64,
-            hidden: 200,
-        }
+        LeNetConfig { img_size: 28, in_chans: 1, conv1: 32, conv2: 64, hidden: 200 }
     }
 
     fn flat(&self) -> i64 {
@@ -48,10 +42,7 @@ impl LeNetConfig {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), String> {
         if self.img_size < 4 || self.img_size % 4 != 0 {
-            return Err(format!(
-                "img_size {} must be a positive multiple of 4",
-                self.img_size
-            ));
+            return Err(format!("img_size {} must be a positive multiple of 4", self.img_size));
         }
         Ok(())
     }

@@ -32,15 +32,11 @@ pub mod torch_pickle;
 pub mod vit;
 
 pub use backbone::{Backbone, KeyFate, SourceLayout};
-pub use checkpoint::{
-    fingerprint, load_backbone, read_state_dict, HeadPolicy, LoadOptions, LoadReport,
-};
+pub use checkpoint::{fingerprint, load_backbone, read_state_dict, HeadPolicy, LoadOptions, LoadReport};
 pub use classifier::{Classifier, ClassifierOptions, HeadInit, RANLI_HEAD_BIAS};
 pub use descriptor::{ArchConfig, BackboneDescriptor, ParamLayout};
 pub use error::{CheckpointError, ModelError};
-pub use own::{
-    load_classifier, load_classifier_with_peft, save_classifier, LoadedClassifier, Sidecar,
-};
+pub use own::{load_classifier, load_classifier_with_peft, save_classifier, LoadedClassifier, Sidecar};
 pub use peft::{AttnHook, BlockExtras, BlockSite, MlpHook, NoPeft, PeftSpec};
 pub use prompt::{Vpt, VptConfig};
 pub use registry::{build_backbone, descriptor, PRESETS};

@@ -60,10 +60,7 @@ pub struct LoadedClassifier {
 }
 
 fn paths(p: &Path) -> (PathBuf, PathBuf) {
-    let dir = if p
-        .extension()
-        .is_some_and(|e| e == "json" || e == "safetensors")
-    {
+    let dir = if p.extension().is_some_and(|e| e == "json" || e == "safetensors") {
         p.parent().map(Path::to_path_buf).unwrap_or_default()
     } else {
         p.to_path_buf()
@@ -73,9 +70,7 @@ fn paths(p: &Path) -> (PathBuf, PathBuf) {
 
 fn sorted_vars(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let m: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    m.into_iter()
-        .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
-        .collect()
+    m.into_iter().map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous())).collect()
 }
 
 /// Writes `model.safetensors` + `model.json` into directory `dir` (created if needed; a path
@@ -90,21 +85,17 @@ pub fn save_classifier(
     if let ArchConfig::TorchScript(c) = &model.descriptor().arch {
         return Err(CheckpointError::Unsupported {
             file: c.file.clone(),
-            reason: "TorchScript backbones keep buffers inside the module; save the module itself with torch.jit instead".into(),
+            reason:
+                "TorchScript backbones keep buffers inside the module; save the module itself with torch.jit instead"
+                    .into(),
         });
     }
     if let Some(parent) = weights.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| CheckpointError::Io {
-            file: parent.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(|source| CheckpointError::Io { file: parent.to_path_buf(), source })?;
     }
     let tensors = sorted_vars(vs);
-    let backbone: Vec<(String, Tensor)> = tensors
-        .iter()
-        .filter(|(n, _)| !model.is_head_var(n))
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
-        .collect();
+    let backbone: Vec<(String, Tensor)> =
+        tensors.iter().filter(|(n, _)| !model.is_head_var(n)).map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     let sidecar = Sidecar {
         format: SIDECAR_FORMAT.into(),
         version: SIDECAR_VERSION,
@@ -116,41 +107,25 @@ pub fn save_classifier(
         info,
     };
     let tmp_w = weights.with_extension(format!("safetensors.tmp{}", std::process::id()));
-    Tensor::write_safetensors(&tensors, &tmp_w).map_err(|source| CheckpointError::Torch {
-        file: tmp_w.clone(),
-        source,
-    })?;
-    let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| CheckpointError::Sidecar {
-        file: sidecar_path.clone(),
-        reason: e.to_string(),
-    })?;
+    Tensor::write_safetensors(&tensors, &tmp_w)
+        .map_err(|source| CheckpointError::Torch { file: tmp_w.clone(), source })?;
+    let json = serde_json::to_vec_pretty(&sidecar)
+        .map_err(|e| CheckpointError::Sidecar { file: sidecar_path.clone(), reason: e.to_string() })?;
     let tmp_j = sidecar_path.with_extension(format!("json.tmp{}", std::process::id()));
-    std::fs::write(&tmp_j, json).map_err(|source| CheckpointError::Io {
-        file: tmp_j.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp_w, &weights).map_err(|source| CheckpointError::Io {
-        file: weights.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp_j, &sidecar_path).map_err(|source| CheckpointError::Io {
-        file: sidecar_path.clone(),
-        source,
-    })?;
+    std::fs::write(&tmp_j, json).map_err(|source| CheckpointError::Io { file: tmp_j.clone(), source })?;
+    std::fs::rename(&tmp_w, &weights).map_err(|source| CheckpointError::Io { file: weights.clone(), source })?;
+    std::fs::rename(&tmp_j, &sidecar_path)
+        .map_err(|source| CheckpointError::Io { file: sidecar_path.clone(), source })?;
     Ok(sidecar)
 }
 
 /// Reads only the sidecar of a checkpoint directory.
 pub fn read_sidecar(dir: impl AsRef<Path>) -> Result<Sidecar, CheckpointError> {
     let (_, sidecar_path) = paths(dir.as_ref());
-    let text = std::fs::read_to_string(&sidecar_path).map_err(|source| CheckpointError::Io {
-        file: sidecar_path.clone(),
-        source,
-    })?;
-    let s: Sidecar = serde_json::from_str(&text).map_err(|e| CheckpointError::Sidecar {
-        file: sidecar_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(&sidecar_path)
+        .map_err(|source| CheckpointError::Io { file: sidecar_path.clone(), source })?;
+    let s: Sidecar = serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::Sidecar { file: sidecar_path.clone(), reason: e.to_string() })?;
     if s.format != SIDECAR_FORMAT || s.version > SIDECAR_VERSION {
         return Err(CheckpointError::Sidecar {
             file: sidecar_path,
@@ -165,10 +140,7 @@ pub fn read_sidecar(dir: impl AsRef<Path>) -> Result<Sidecar, CheckpointError> {
 
 /// Rebuilds a classifier from a checkpoint directory on `device`, loading every tensor strictly
 /// and verifying the sidecar's fingerprint.
-pub fn load_classifier(
-    dir: impl AsRef<Path>,
-    device: Device,
-) -> Result<LoadedClassifier, ModelError> {
+pub fn load_classifier(dir: impl AsRef<Path>, device: Device) -> Result<LoadedClassifier, ModelError> {
     load_classifier_with_peft(dir, device, &NoPeft)
 }
 
@@ -194,19 +166,13 @@ pub fn load_classifier_with_peft(
     let mut missing: Vec<String> = Vec::new();
     let mut mismatched = Vec::new();
     let file_map: BTreeMap<String, Tensor> = file_tensors.into_iter().collect();
-    let unexpected: Vec<String> = file_map
-        .keys()
-        .filter(|k| !vars.contains_key(*k))
-        .cloned()
-        .collect();
+    let unexpected: Vec<String> = file_map.keys().filter(|k| !vars.contains_key(*k)).cloned().collect();
     for (name, v) in &vars {
         match file_map.get(name) {
             None => missing.push(name.clone()),
-            Some(t) if t.size() != v.size() => mismatched.push(ShapeMismatch {
-                name: name.clone(),
-                checkpoint: t.size(),
-                model: v.size(),
-            }),
+            Some(t) if t.size() != v.size() => {
+                mismatched.push(ShapeMismatch { name: name.clone(), checkpoint: t.size(), model: v.size() })
+            }
             Some(_) => {}
         }
     }
@@ -215,29 +181,24 @@ pub fn load_classifier_with_peft(
             file: weights,
             model: sidecar.descriptor.name.clone(),
             layout: "own".into(),
-            details: format!("\n  missing: {missing:?}\n  unexpected: {unexpected:?}\n  shape mismatch: {mismatched:?}"),
+            details: format!(
+                "\n  missing: {missing:?}\n  unexpected: {unexpected:?}\n  shape mismatch: {mismatched:?}"
+            ),
         }
         .into());
     }
     tch::no_grad(|| -> Result<(), CheckpointError> {
         for (name, v) in &vars {
             let mut v = v.shallow_clone();
-            v.f_copy_(&file_map[name])
-                .map_err(|source| CheckpointError::Torch {
-                    file: weights.clone(),
-                    source,
-                })?;
+            v.f_copy_(&file_map[name]).map_err(|source| CheckpointError::Torch { file: weights.clone(), source })?;
         }
         Ok(())
     })?;
     let actual = fingerprint(&sorted_vars(&vs));
     if actual != sidecar.fingerprint {
-        return Err(CheckpointError::Fingerprint {
-            file: weights,
-            expected: sidecar.fingerprint.clone(),
-            actual,
-        }
-        .into());
+        return Err(
+            CheckpointError::Fingerprint { file: weights, expected: sidecar.fingerprint.clone(), actual }.into()
+        );
     }
     Ok(LoadedClassifier { vs, model, sidecar })
 }

@@ -58,25 +58,15 @@ pub struct VptConfig {
 
 impl VptConfig {
     /// RoLI's VPT configs (`vpt/*_ranli.yaml`, except CUB): 10 tokens, dropout 0.1, deep.
-    pub const REFERENCE: VptConfig = VptConfig {
-        tokens: 10,
-        dropout: 0.1,
-        deep: true,
-    };
+    pub const REFERENCE: VptConfig = VptConfig { tokens: 10, dropout: 0.1, deep: true };
 
     /// Checks the values; the message says what to change.
     pub fn validate(&self) -> Result<(), String> {
         if self.tokens < 1 {
-            return Err(format!(
-                "VPT needs at least 1 prompt token, got tokens = {}",
-                self.tokens
-            ));
+            return Err(format!("VPT needs at least 1 prompt token, got tokens = {}", self.tokens));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!(
-                "VPT prompt dropout must be in [0,1), got {}",
-                self.dropout
-            ));
+            return Err(format!("VPT prompt dropout must be in [0,1), got {}", self.dropout));
         }
         Ok(())
     }
@@ -119,10 +109,7 @@ pub struct PromptVar {
 }
 
 fn var(name: String, rows: i64, tokens: i64, dim: i64) -> PromptVar {
-    PromptVar {
-        name,
-        shape: vec![rows, tokens, dim],
-    }
+    PromptVar { name, shape: vec![rows, tokens, dim] }
 }
 
 /// ViT prompt tensors: `prompt_embeddings (1, T, D)` and, if deep, `deep_prompt_embeddings
@@ -130,12 +117,7 @@ fn var(name: String, rows: i64, tokens: i64, dim: i64) -> PromptVar {
 pub fn vit_prompt_vars(c: &VitConfig, v: &VptConfig) -> Vec<PromptVar> {
     let mut out = vec![var(INPUT_PROMPT_NAME.into(), 1, v.tokens, c.embed_dim)];
     if v.deep {
-        out.push(var(
-            DEEP_PROMPT_NAME.into(),
-            c.depth - 1,
-            v.tokens,
-            c.embed_dim,
-        ));
+        out.push(var(DEEP_PROMPT_NAME.into(), c.depth - 1, v.tokens, c.embed_dim));
     }
     out
 }
@@ -148,12 +130,7 @@ pub fn swin_prompt_vars(c: &SwinConfig, v: &VptConfig) -> Vec<PromptVar> {
     if v.deep {
         for (i, &depth) in c.depths.iter().enumerate() {
             let rows = if i == 0 { depth - 1 } else { depth };
-            out.push(var(
-                format!("{DEEP_PROMPT_NAME}_{i}"),
-                rows,
-                v.tokens,
-                c.embed_dim << i,
-            ));
+            out.push(var(format!("{DEEP_PROMPT_NAME}_{i}"), rows, v.tokens, c.embed_dim << i));
         }
     }
     out
@@ -197,21 +174,10 @@ pub(crate) struct Prompts {
 
 impl Prompts {
     fn new(p: &nn::Path, vars: &[PromptVar], bound: f64, v: &VptConfig, mask: DeepMask) -> Self {
-        let init = nn::Init::Uniform {
-            lo: -bound,
-            up: bound,
-        };
+        let init = nn::Init::Uniform { lo: -bound, up: bound };
         let mut tensors = vars.iter().map(|pv| p.var(&pv.name, &pv.shape, init));
-        let input = tensors
-            .next()
-            .expect("prompt var lists start with the input prompts");
-        Prompts {
-            input,
-            deep: tensors.collect(),
-            tokens: v.tokens,
-            dropout: v.dropout,
-            deep_mask: mask,
-        }
+        let input = tensors.next().expect("prompt var lists start with the input prompts");
+        Prompts { input, deep: tensors.collect(), tokens: v.tokens, dropout: v.dropout, deep_mask: mask }
     }
 
     /// ViT prompts under the backbone root `p`.
@@ -223,13 +189,7 @@ impl Prompts {
     /// Swin prompts under the backbone root `p`.
     pub(crate) fn swin(p: &nn::Path, c: &SwinConfig, v: &VptConfig) -> Self {
         let bound = init_bound(c.patch_size, c.embed_dim);
-        Self::new(
-            p,
-            &swin_prompt_vars(c, v),
-            bound,
-            v,
-            DeepMask::SharedByBatch,
-        )
+        Self::new(p, &swin_prompt_vars(c, v), bound, v, DeepMask::SharedByBatch)
     }
 
     /// Number of prompt tokens T.
@@ -272,18 +232,12 @@ mod tests {
         let arch = ArchConfig::Swin(SwinConfig::base_patch4_window7_224());
         let t10 = prompt_param_count(&arch, &VptConfig::REFERENCE).unwrap();
         assert_eq!(t10, 120_320);
-        let t20 = VptConfig {
-            tokens: 20,
-            ..VptConfig::REFERENCE
-        };
+        let t20 = VptConfig { tokens: 20, ..VptConfig::REFERENCE };
         assert_eq!(prompt_param_count(&arch, &t20), Some(2 * t10));
-        let shapes: Vec<_> = swin_prompt_vars(
-            &SwinConfig::base_patch4_window7_224(),
-            &VptConfig::REFERENCE,
-        )
-        .into_iter()
-        .map(|p| (p.name, p.shape))
-        .collect();
+        let shapes: Vec<_> = swin_prompt_vars(&SwinConfig::base_patch4_window7_224(), &VptConfig::REFERENCE)
+            .into_iter()
+            .map(|p| (p.name, p.shape))
+            .collect();
         assert_eq!(
             shapes,
             vec![
@@ -294,10 +248,7 @@ mod tests {
                 ("deep_prompt_embeddings_3".to_string(), vec![2, 10, 1024]),
             ]
         );
-        let shallow = VptConfig {
-            deep: false,
-            ..VptConfig::REFERENCE
-        };
+        let shallow = VptConfig { deep: false, ..VptConfig::REFERENCE };
         assert_eq!(prompt_param_count(&arch, &shallow), Some(1280));
     }
 
@@ -326,33 +277,20 @@ mod tests {
     fn prompts_are_uniform_within_the_bound_and_dropout_masks_follow_the_reference() {
         let vs = nn::VarStore::new(Device::Cpu);
         let c = SwinConfig::micro_patch2_window4_32();
-        let v = VptConfig {
-            tokens: 64,
-            dropout: 0.5,
-            deep: true,
-        };
+        let v = VptConfig { tokens: 64, dropout: 0.5, deep: true };
         let pr = Prompts::swin(&vs.root(), &c, &v);
         let bound = init_bound(c.patch_size, c.embed_dim);
         for (name, t) in vs.variables() {
             let m = f64::try_from(t.abs().max()).unwrap();
-            assert!(
-                m <= bound && m > 0.8 * bound,
-                "{name}: max |value| {m} vs bound {bound}"
-            );
+            assert!(m <= bound && m > 0.8 * bound, "{name}: max |value| {m} vs bound {bound}");
         }
         // eval: no dropout, identical rows across the batch
         let e = pr.deep(1, 1, 3, false).unwrap();
         assert_eq!(e.size(), vec![3, 64, 64]);
-        assert_eq!(
-            f64::try_from((e.get(0) - e.get(2)).abs().max()).unwrap(),
-            0.0
-        );
+        assert_eq!(f64::try_from((e.get(0) - e.get(2)).abs().max()).unwrap(), 0.0);
         // Swin deep prompts: one mask for the whole batch
         let d = pr.deep(1, 1, 3, true).unwrap();
-        assert_eq!(
-            f64::try_from((d.get(0) - d.get(2)).abs().max()).unwrap(),
-            0.0
-        );
+        assert_eq!(f64::try_from((d.get(0) - d.get(2)).abs().max()).unwrap(), 0.0);
         let zeros = f64::try_from(d.eq(0.0).to_kind(Kind::Float).mean(Kind::Float)).unwrap();
         assert!((0.35..0.65).contains(&zeros), "dropped fraction {zeros}");
         // input prompts: one mask per sample

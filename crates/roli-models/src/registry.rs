@@ -61,12 +61,30 @@ pub static PRESETS: &[Preset] = &[
     Preset {
         name: "vit_nano_patch7_28",
         summary: "nano 1-channel ViT for 28 px (the demo's backbone: MNIST-family at native size), 64-d cls features",
-        make: || d("vit_nano_patch7_28", ArchConfig::Vit(VitConfig::nano_patch7_28()), &MNIST_MEAN, &MNIST_STD, "head", ParamLayout::Timm),
+        make: || {
+            d(
+                "vit_nano_patch7_28",
+                ArchConfig::Vit(VitConfig::nano_patch7_28()),
+                &MNIST_MEAN,
+                &MNIST_STD,
+                "head",
+                ParamLayout::Timm,
+            )
+        },
     },
     Preset {
         name: "swin_nano_patch2_window7_28",
         summary: "nano 1-channel Swin for 28 px (MNIST-family at native size), 64-d features",
-        make: || d("swin_nano_patch2_window7_28", ArchConfig::Swin(SwinConfig::nano_patch2_window7_28()), &MNIST_MEAN, &MNIST_STD, "head.fc", ParamLayout::Timm),
+        make: || {
+            d(
+                "swin_nano_patch2_window7_28",
+                ArchConfig::Swin(SwinConfig::nano_patch2_window7_28()),
+                &MNIST_MEAN,
+                &MNIST_STD,
+                "head.fc",
+                ParamLayout::Timm,
+            )
+        },
     },
     Preset {
         name: "swin_base_patch4_window7_224",
@@ -154,8 +172,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "resnet50",
-        summary:
-            "ResNet-50 (timm/torchvision names; RobustBench/Madry robust ImageNet), 2048-d features",
+        summary: "ResNet-50 (timm/torchvision names; RobustBench/Madry robust ImageNet), 2048-d features",
         make: || {
             d(
                 "resnet50",
@@ -180,10 +197,7 @@ pub fn descriptor(name: &str) -> Result<BackboneDescriptor, ModelError> {
         .iter()
         .find(|p| p.name == name)
         .map(Preset::descriptor)
-        .ok_or_else(|| ModelError::UnknownPreset {
-            name: name.into(),
-            known: preset_names().join(", "),
-        })
+        .ok_or_else(|| ModelError::UnknownPreset { name: name.into(), known: preset_names().join(", ") })
 }
 
 /// Builds the backbone a descriptor describes, with its variables under `p` (timm names
@@ -196,8 +210,7 @@ pub fn build_backbone(
 ) -> Result<Box<dyn Backbone>, ModelError> {
     desc.validate()?;
     if let Some(v) = peft.vpt() {
-        v.validate()
-            .map_err(|reason| desc.invalid(format!("{reason} (VptConfig)")))?;
+        v.validate().map_err(|reason| desc.invalid(format!("{reason} (VptConfig)")))?;
         if !matches!(desc.arch, ArchConfig::Swin(_) | ArchConfig::Vit(_)) {
             return Err(desc.invalid(
                 "VPT prompts need a ViT or Swin backbone (transformer tokens to prepend to); \
@@ -211,9 +224,7 @@ pub fn build_backbone(
         ArchConfig::Vit(c) => Box::new(Vit::new(p, desc.clone(), c.clone(), peft)),
         ArchConfig::Resnet(c) => Box::new(ResNet::new(p, desc.clone(), c.clone())),
         ArchConfig::Lenet(c) => Box::new(LeNet::new(p, desc.clone(), c.clone())),
-        ArchConfig::TorchScript(c) => {
-            Box::new(crate::script::ScriptBackbone::load(p, desc.clone(), c)?)
-        }
+        ArchConfig::TorchScript(c) => Box::new(crate::script::ScriptBackbone::load(p, desc.clone(), c)?),
     })
 }
 
@@ -233,10 +244,7 @@ mod tests {
     #[test]
     fn unknown_preset_lists_known_names() {
         let e = descriptor("swin_gigantic").unwrap_err().to_string();
-        assert!(
-            e.contains("swin_gigantic") && e.contains("vit_base_patch16_224"),
-            "{e}"
-        );
+        assert!(e.contains("swin_gigantic") && e.contains("vit_base_patch16_224"), "{e}");
     }
 
     #[test]

@@ -67,11 +67,7 @@ impl ResNetConfig {
 
     /// ResNet-50.
     pub fn resnet50() -> Self {
-        ResNetConfig {
-            block: BlockKind::Bottleneck,
-            layers: vec![3, 4, 6, 3],
-            ..Self::resnet18()
-        }
+        ResNetConfig { block: BlockKind::Bottleneck, layers: vec![3, 4, 6, 3], ..Self::resnet18() }
     }
 
     /// Width of the pooled features.
@@ -119,10 +115,7 @@ fn bn(p: nn::Path, c: i64, zero: bool) -> nn::BatchNorm {
     nn::batch_norm2d(
         p,
         c,
-        nn::BatchNormConfig {
-            ws_init: nn::Init::Const(if zero { 0.0 } else { 1.0 }),
-            ..Default::default()
-        },
+        nn::BatchNormConfig { ws_init: nn::Init::Const(if zero { 0.0 } else { 1.0 }), ..Default::default() },
     )
 }
 
@@ -134,54 +127,25 @@ struct Block {
 }
 
 impl Block {
-    fn new(
-        p: &nn::Path,
-        kind: BlockKind,
-        inplanes: i64,
-        planes: i64,
-        stride: i64,
-        drop_path: f64,
-    ) -> Self {
+    fn new(p: &nn::Path, kind: BlockKind, inplanes: i64, planes: i64, stride: i64, drop_path: f64) -> Self {
         let out = planes * kind.expansion();
         // timm zero_init_last: the last BN of each block starts at 0 (identity residual)
         let convs = match kind {
             BlockKind::Basic => vec![
-                (
-                    conv(p / "conv1", inplanes, planes, 3, stride),
-                    bn(p / "bn1", planes, false),
-                ),
-                (
-                    conv(p / "conv2", planes, planes, 3, 1),
-                    bn(p / "bn2", planes, true),
-                ),
+                (conv(p / "conv1", inplanes, planes, 3, stride), bn(p / "bn1", planes, false)),
+                (conv(p / "conv2", planes, planes, 3, 1), bn(p / "bn2", planes, true)),
             ],
             BlockKind::Bottleneck => vec![
-                (
-                    conv(p / "conv1", inplanes, planes, 1, 1),
-                    bn(p / "bn1", planes, false),
-                ),
-                (
-                    conv(p / "conv2", planes, planes, 3, stride),
-                    bn(p / "bn2", planes, false),
-                ),
-                (
-                    conv(p / "conv3", planes, out, 1, 1),
-                    bn(p / "bn3", out, true),
-                ),
+                (conv(p / "conv1", inplanes, planes, 1, 1), bn(p / "bn1", planes, false)),
+                (conv(p / "conv2", planes, planes, 3, stride), bn(p / "bn2", planes, false)),
+                (conv(p / "conv3", planes, out, 1, 1), bn(p / "bn3", out, true)),
             ],
         };
         let downsample = (stride != 1 || inplanes != out).then(|| {
             let dp = p / "downsample";
-            (
-                conv(&dp / "0", inplanes, out, 1, stride),
-                bn(&dp / "1", out, false),
-            )
+            (conv(&dp / "0", inplanes, out, 1, stride), bn(&dp / "1", out, false))
         });
-        Block {
-            convs,
-            downsample,
-            drop_path,
-        }
+        Block { convs, downsample, drop_path }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
@@ -224,40 +188,21 @@ impl ResNet {
             let mut blocks = Vec::new();
             for j in 0..n {
                 let stride = if s > 0 && j == 0 { 2 } else { 1 };
-                let rate = if total > 1 {
-                    config.drop_path_rate * idx as f64 / (total - 1) as f64
-                } else {
-                    0.0
-                };
-                blocks.push(Block::new(
-                    &(&sp / j),
-                    config.block,
-                    inplanes,
-                    planes,
-                    stride,
-                    rate,
-                ));
+                let rate = if total > 1 { config.drop_path_rate * idx as f64 / (total - 1) as f64 } else { 0.0 };
+                blocks.push(Block::new(&(&sp / j), config.block, inplanes, planes, stride, rate));
                 inplanes = planes * config.block.expansion();
                 idx += 1;
             }
             stages.push(blocks);
         }
-        ResNet {
-            descriptor,
-            conv1,
-            bn1,
-            stages,
-        }
+        ResNet { descriptor, conv1, bn1, stages }
     }
 }
 
 impl Backbone for ResNet {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut x = self
-            .bn1
-            .forward_t(&self.conv1.forward(x), train)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut x =
+            self.bn1.forward_t(&self.conv1.forward(x), train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for stage in &self.stages {
             for b in stage {
                 x = b.forward(&x, train);

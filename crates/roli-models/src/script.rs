@@ -55,15 +55,9 @@ pub fn describe(
 ) -> Result<BackboneDescriptor, ModelError> {
     let mut m = load_module(file, tch::Device::Cpu)?;
     m.set_eval();
-    let x = Tensor::zeros(
-        [2, input_size[0], input_size[1], input_size[2]],
-        (Kind::Float, tch::Device::Cpu),
-    );
+    let x = Tensor::zeros([2, input_size[0], input_size[1], input_size[2]], (Kind::Float, tch::Device::Cpu));
     let y = tch::no_grad(|| run(&m, &x, file))?;
-    let name = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "torchscript".into());
+    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "torchscript".into());
     let desc = BackboneDescriptor {
         name,
         arch: ArchConfig::TorchScript(ScriptConfig {
@@ -94,10 +88,7 @@ fn run(m: &CModule, x: &Tensor, file: &Path) -> Result<Tensor, ModelError> {
         file: file.to_path_buf(),
         reason: format!("forward failed on input {:?}: {e}", x.size()),
     })?;
-    let ok_kind = matches!(
-        y.kind(),
-        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
-    );
+    let ok_kind = matches!(y.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
     if y.dim() != 2 || y.size()[0] != x.size()[0] || !ok_kind {
         return Err(ModelError::Script {
             file: file.to_path_buf(),
@@ -123,17 +114,12 @@ pub struct ScriptBackbone {
 
 impl ScriptBackbone {
     /// Loads the module and registers its parameters under `p` with their dotted names.
-    pub(crate) fn load(
-        p: &nn::Path,
-        descriptor: BackboneDescriptor,
-        c: &ScriptConfig,
-    ) -> Result<Self, ModelError> {
+    pub(crate) fn load(p: &nn::Path, descriptor: BackboneDescriptor, c: &ScriptConfig) -> Result<Self, ModelError> {
         let mut m = load_module(&c.file, p.device())?;
         m.set_eval();
-        let params = m.named_parameters().map_err(|e| ModelError::Script {
-            file: c.file.clone(),
-            reason: format!("cannot list parameters: {e}"),
-        })?;
+        let params = m
+            .named_parameters()
+            .map_err(|e| ModelError::Script { file: c.file.clone(), reason: format!("cannot list parameters: {e}") })?;
         for (name, t) in params {
             let mut parts: Vec<&str> = name.split('.').collect();
             let leaf = parts.pop().unwrap_or("");
@@ -141,30 +127,22 @@ impl ScriptBackbone {
             for part in parts {
                 sp = sp / part;
             }
-            let t = if c.trainable {
-                t
-            } else {
-                t.set_requires_grad(false)
-            };
+            let t = if c.trainable { t } else { t.set_requires_grad(false) };
             let _ = sp.add(leaf, t, c.trainable);
         }
-        let probe = Tensor::zeros(
-            [2, c.input_size[0], c.input_size[1], c.input_size[2]],
-            (Kind::Float, p.device()),
-        );
+        let probe = Tensor::zeros([2, c.input_size[0], c.input_size[1], c.input_size[2]], (Kind::Float, p.device()));
         let y = tch::no_grad(|| run(&m, &probe, &c.file))?;
         if y.size()[1] != c.num_features {
             return Err(ModelError::Script {
                 file: c.file.clone(),
-                reason: format!("returns width {} but the descriptor says {}; rebuild the descriptor with script::describe", y.size()[1], c.num_features),
+                reason: format!(
+                    "returns width {} but the descriptor says {}; rebuild the descriptor with script::describe",
+                    y.size()[1],
+                    c.num_features
+                ),
             });
         }
-        Ok(ScriptBackbone {
-            descriptor,
-            file: c.file.clone(),
-            width: c.num_features,
-            module: Mutex::new((m, false)),
-        })
+        Ok(ScriptBackbone { descriptor, file: c.file.clone(), width: c.num_features, module: Mutex::new((m, false)) })
     }
 }
 

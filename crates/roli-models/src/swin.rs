@@ -125,11 +125,7 @@ impl SwinConfig {
     /// window to the resolution and disable the shift when the resolution fits in one window.
     fn window_and_shift(&self, resolution: i64, shifted: bool) -> (i64, i64) {
         let window = resolution.min(self.window_size);
-        let shift = if !shifted || resolution <= window {
-            0
-        } else {
-            self.window_size / 2
-        };
+        let shift = if !shifted || resolution <= window { 0 } else { self.window_size / 2 };
         (window, shift)
     }
 
@@ -142,10 +138,7 @@ impl SwinConfig {
             ));
         }
         if self.patch_size < 1 || self.img_size % self.patch_size != 0 {
-            return Err(format!(
-                "img_size {} must be a multiple of patch_size {}",
-                self.img_size, self.patch_size
-            ));
+            return Err(format!("img_size {} must be a multiple of patch_size {}", self.img_size, self.patch_size));
         }
         for i in 0..self.depths.len() {
             let res = self.stage_resolution(i);
@@ -203,9 +196,7 @@ pub fn shifted_window_mask(r: i64, w: i64, s: i64) -> Vec<f32> {
     let mut out = Vec::with_capacity((nw * nw * w * w * w * w) as usize);
     for wh in 0..nw {
         for ww in 0..nw {
-            let ids: Vec<usize> = (0..w * w)
-                .map(|t| bounds(wh * w + t / w) * 3 + bounds(ww * w + t % w))
-                .collect();
+            let ids: Vec<usize> = (0..w * w).map(|t| bounds(wh * w + t / w) * 3 + bounds(ww * w + t % w)).collect();
             for a in &ids {
                 for b in &ids {
                     out.push(if a == b { 0.0 } else { SHIFT_MASK_VALUE as f32 });
@@ -245,10 +236,7 @@ impl WindowAttention {
         let table = p.var(
             "relative_position_bias_table",
             &[(2 * window - 1) * (2 * window - 1), num_heads],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: layers::TRANSFORMER_LINEAR_STD,
-            },
+            nn::Init::Randn { mean: 0.0, stdev: layers::TRANSFORMER_LINEAR_STD },
         );
         let index = Tensor::from_slice(&relative_position_index(window))
             .view([window * window, window * window])
@@ -273,9 +261,7 @@ impl WindowAttention {
         if let Some(h) = &self.hook {
             qkv = h.qkv(x, qkv, train);
         }
-        let qkv = qkv
-            .reshape([b, n, 3, self.num_heads, -1])
-            .permute([2, 0, 3, 1, 4]);
+        let qkv = qkv.reshape([b, n, 3, self.num_heads, -1]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
         let t = prompts;
         let pad = |x: Tensor| {
@@ -293,14 +279,10 @@ impl WindowAttention {
         let mut attn = q.matmul(&k.transpose(-2, -1)) + pad(bias).unsqueeze(0);
         if let Some(m) = mask {
             let nw = m.size()[0];
-            attn = (attn.view([-1, nw, self.num_heads, n, n])
-                + pad(m.shallow_clone()).unsqueeze(1).unsqueeze(0))
-            .view([-1, self.num_heads, n, n]);
+            attn = (attn.view([-1, nw, self.num_heads, n, n]) + pad(m.shallow_clone()).unsqueeze(1).unsqueeze(0))
+                .view([-1, self.num_heads, n, n]);
         }
-        let out = layers::softmax_last(&attn)
-            .matmul(&v)
-            .transpose(1, 2)
-            .reshape([b, n, c]);
+        let out = layers::softmax_last(&attn).matmul(&v).transpose(1, 2).reshape([b, n, c]);
         self.proj.forward(&out)
     }
 }
@@ -331,21 +313,12 @@ fn sequence(map: &Tensor, prompts: Option<&Tensor>) -> Tensor {
 
 impl SwinBlock {
     /// `x`: `[B, H, W, C]`; `prompts`: `[B, T, C]` VPT tokens (or none). Returns both, updated.
-    fn forward(
-        &self,
-        x: &Tensor,
-        prompts: Option<&Tensor>,
-        train: bool,
-    ) -> (Tensor, Option<Tensor>) {
+    fn forward(&self, x: &Tensor, prompts: Option<&Tensor>, train: bool) -> (Tensor, Option<Tensor>) {
         let (b, h, w, c) = x.size4().expect("NHWC tokens");
         let pn = prompts.map(|p| self.norm1.forward(p));
         let (y, py) = self.attn_windows(&self.norm1.forward(x), pn.as_ref(), train);
         let x = sequence(x, prompts) + drop_path(&sequence(&y, py.as_ref()), self.drop_path, train);
-        let mut m = drop_path(
-            &self.mlp.forward_t(&self.norm2.forward(&x), train),
-            self.drop_path,
-            train,
-        );
+        let mut m = drop_path(&self.mlp.forward_t(&self.norm2.forward(&x), train), self.drop_path, train);
         if let Some(hk) = &self.mlp_hook {
             m = hk.mlp_out(m, train);
         }
@@ -353,10 +326,7 @@ impl SwinBlock {
         match prompts {
             Some(p) => {
                 let t = p.size()[1];
-                (
-                    x.narrow(1, t, h * w).reshape([b, h, w, c]),
-                    Some(x.narrow(1, 0, t)),
-                )
+                (x.narrow(1, t, h * w).reshape([b, h, w, c]), Some(x.narrow(1, 0, t)))
             }
             None => (x.reshape([b, h, w, c]), None),
         }
@@ -374,54 +344,31 @@ impl SwinBlock {
     /// (b) a last stage with more than one window (not Swin-B at 224: 7×7, window 7), because
     /// every other block's prompt inputs are the same for all samples and its prompt outputs
     /// are replaced. gen.py's `vpt` golden data uses VPT's pairing; parity holds at 0 error.
-    fn attn_windows(
-        &self,
-        x: &Tensor,
-        prompts: Option<&Tensor>,
-        train: bool,
-    ) -> (Tensor, Option<Tensor>) {
+    fn attn_windows(&self, x: &Tensor, prompts: Option<&Tensor>, train: bool) -> (Tensor, Option<Tensor>) {
         let (b, h, w, c) = x.size4().expect("NHWC tokens");
         let ws = self.window;
         let s = self.shift;
-        let shifted = if s > 0 {
-            x.roll([-s, -s], [1, 2])
-        } else {
-            x.shallow_clone()
-        };
-        let windows = shifted
-            .view([b, h / ws, ws, w / ws, ws, c])
-            .permute([0, 1, 3, 2, 4, 5])
-            .reshape([-1, ws * ws, c]);
+        let shifted = if s > 0 { x.roll([-s, -s], [1, 2]) } else { x.shallow_clone() };
+        let windows =
+            shifted.view([b, h / ws, ws, w / ws, ws, c]).permute([0, 1, 3, 2, 4, 5]).reshape([-1, ws * ws, c]);
         let nw = (h / ws) * (w / ws);
         let t = prompts.map_or(0, |p| p.size()[1]);
         let windows = match prompts {
             Some(p) => {
-                let pw = p
-                    .unsqueeze(1)
-                    .expand([b, nw, t, c], false)
-                    .reshape([b * nw, t, c]);
+                let pw = p.unsqueeze(1).expand([b, nw, t, c], false).reshape([b * nw, t, c]);
                 Tensor::cat(&[pw, windows], 1)
             }
             None => windows,
         };
-        let out = self
-            .attn
-            .forward(&windows, self.attn_mask.as_ref(), t, train);
-        let prompts_out = prompts.map(|_| {
-            out.narrow(1, 0, t)
-                .view([b, nw, t, c])
-                .mean_dim([1i64].as_slice(), false, out.kind())
-        });
+        let out = self.attn.forward(&windows, self.attn_mask.as_ref(), t, train);
+        let prompts_out =
+            prompts.map(|_| out.narrow(1, 0, t).view([b, nw, t, c]).mean_dim([1i64].as_slice(), false, out.kind()));
         let merged = out
             .narrow(1, t, ws * ws)
             .reshape([b, h / ws, w / ws, ws, ws, c])
             .permute([0, 1, 3, 2, 4, 5])
             .reshape([b, h, w, c]);
-        let merged = if s > 0 {
-            merged.roll([s, s], [1, 2])
-        } else {
-            merged
-        };
+        let merged = if s > 0 { merged.roll([s, s], [1, 2]) } else { merged };
         (merged, prompts_out)
     }
 }
@@ -437,10 +384,7 @@ impl PatchMerging {
     /// order (h0w0, h1w0, h0w1, h1w1).
     fn forward(&self, x: &Tensor) -> Tensor {
         let (b, h, w, c) = x.size4().expect("NHWC tokens");
-        let x = x
-            .reshape([b, h / 2, 2, w / 2, 2, c])
-            .permute([0, 1, 3, 4, 2, 5])
-            .flatten(3, -1);
+        let x = x.reshape([b, h / 2, 2, w / 2, 2, c]).permute([0, 1, 3, 4, 2, 5]).flatten(3, -1);
         self.reduction.forward(&self.norm.forward(&x))
     }
 
@@ -471,12 +415,7 @@ pub struct Swin {
 impl Swin {
     /// Builds the model under `p` (timm names relative to `p`), calling `peft` once per block.
     /// The configuration must have been validated.
-    pub(crate) fn new(
-        p: &nn::Path,
-        descriptor: BackboneDescriptor,
-        config: SwinConfig,
-        peft: &dyn PeftSpec,
-    ) -> Self {
+    pub(crate) fn new(p: &nn::Path, descriptor: BackboneDescriptor, config: SwinConfig, peft: &dyn PeftSpec) -> Self {
         let dev = p.device();
         let pe = p / "patch_embed";
         let fan_in = config.in_chans * config.patch_size * config.patch_size;
@@ -492,10 +431,7 @@ impl Swin {
                 ..Default::default()
             },
         );
-        let patch_embed = PatchEmbed {
-            proj,
-            norm: layers::layer_norm(&pe / "norm", config.embed_dim, SWIN_LN_EPS),
-        };
+        let patch_embed = PatchEmbed { proj, norm: layers::layer_norm(&pe / "norm", config.embed_dim, SWIN_LN_EPS) };
         let total: i64 = config.depths.iter().sum();
         let dpr = layers::drop_path_schedule(config.drop_path_rate, total as usize);
         let mut block_idx = 0usize;
@@ -532,14 +468,7 @@ impl Swin {
                 let hidden = (dim as f64 * config.mlp_ratio) as i64;
                 blocks.push(SwinBlock {
                     norm1: layers::layer_norm(&bp / "norm1", dim, SWIN_LN_EPS),
-                    attn: WindowAttention::new(
-                        &(&bp / "attn"),
-                        dim,
-                        heads,
-                        window,
-                        config.qkv_bias,
-                        extras.attn,
-                    ),
+                    attn: WindowAttention::new(&(&bp / "attn"), dim, heads, window, config.qkv_bias, extras.attn),
                     norm2: layers::layer_norm(&bp / "norm2", dim, SWIN_LN_EPS),
                     mlp: Mlp::new(&(&bp / "mlp"), dim, hidden, 0.0),
                     window,
@@ -555,21 +484,12 @@ impl Swin {
         let norm = layers::layer_norm(p / "norm", config.num_features(), SWIN_LN_EPS);
         // created last, so a prompted model draws the same backbone init as a plain one
         let prompts = peft.vpt().map(|v| Prompts::swin(p, &config, &v));
-        Swin {
-            descriptor,
-            patch_embed,
-            layers: stages,
-            norm,
-            prompts,
-        }
+        Swin { descriptor, patch_embed, layers: stages, norm, prompts }
     }
 
     /// Per-block drop-path rates, in forward order.
     pub fn drop_path_rates(&self) -> Vec<f64> {
-        self.layers
-            .iter()
-            .flat_map(|s| s.blocks.iter().map(|b| b.drop_path))
-            .collect()
+        self.layers.iter().flat_map(|s| s.blocks.iter().map(|b| b.drop_path)).collect()
     }
 }
 
@@ -585,10 +505,7 @@ impl Backbone for Swin {
         let x = self.patch_embed.proj.forward(x).permute([0, 2, 3, 1]);
         let mut x = self.patch_embed.norm.forward(&x);
         let batch = x.size()[0];
-        let mut p = self
-            .prompts
-            .as_ref()
-            .map(|pr| pr.input(batch, prompt_train));
+        let mut p = self.prompts.as_ref().map(|pr| pr.input(batch, prompt_train));
         for (i, stage) in self.layers.iter().enumerate() {
             if let Some(d) = &stage.downsample {
                 x = d.forward(&x);
@@ -636,10 +553,7 @@ impl Backbone for Swin {
                     b.attn.relative_position_index.shallow_clone(),
                 ));
                 if let Some(m) = &b.attn_mask {
-                    out.push((
-                        format!("layers.{i}.blocks.{j}.attn_mask"),
-                        m.shallow_clone(),
-                    ));
+                    out.push((format!("layers.{i}.blocks.{j}.attn_mask"), m.shallow_clone()));
                 }
             }
         }
@@ -698,10 +612,7 @@ mod tests {
         assert_eq!(m.window_and_shift(4, true), (4, 0));
         let mut bad = m.clone();
         bad.img_size = 36;
-        assert!(bad
-            .validate()
-            .unwrap_err()
-            .contains("not a multiple of window"));
+        assert!(bad.validate().unwrap_err().contains("not a multiple of window"));
     }
 
     #[test]
@@ -710,10 +621,7 @@ mod tests {
             legacy_key("layers.0.downsample.reduction.weight", "head.fc"),
             KeyFate::Param("layers.1.downsample.reduction.weight".into())
         );
-        assert_eq!(
-            legacy_key("head.bias", "head.fc"),
-            KeyFate::Head("head.fc.bias".into())
-        );
+        assert_eq!(legacy_key("head.bias", "head.fc"), KeyFate::Head("head.fc.bias".into()));
         assert_eq!(
             legacy_key("layers.2.blocks.3.mlp.fc1.weight", "head.fc"),
             KeyFate::Param("layers.2.blocks.3.mlp.fc1.weight".into())

@@ -76,12 +76,10 @@ fn u16le(b: &[u8], o: usize) -> Option<u16> {
     b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
 }
 fn u32le(b: &[u8], o: usize) -> Option<u32> {
-    b.get(o..o + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn u64le(b: &[u8], o: usize) -> Option<u64> {
-    b.get(o..o + 8)
-        .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 impl<'a> Zip<'a> {
@@ -95,10 +93,8 @@ impl<'a> Zip<'a> {
         let mut n = u16le(data, eocd + 10).ok_or("short EOCD")? as u64;
         let mut cd = u32le(data, eocd + 16).ok_or("short EOCD")? as u64;
         if n == 0xFFFF || cd == 0xFFFF_FFFF {
-            let loc = eocd
-                .checked_sub(20)
-                .filter(|&l| u32le(data, l) == Some(0x0706_4b50))
-                .ok_or("zip64 locator missing")?;
+            let loc =
+                eocd.checked_sub(20).filter(|&l| u32le(data, l) == Some(0x0706_4b50)).ok_or("zip64 locator missing")?;
             let z = u64le(data, loc + 8).ok_or("short zip64 locator")? as usize;
             if u32le(data, z) != Some(0x0606_4b50) {
                 return Err("zip64 end record missing".into());
@@ -119,13 +115,9 @@ impl<'a> Zip<'a> {
             let elen = u16le(data, o + 30).ok_or("short entry")? as usize;
             let clen = u16le(data, o + 32).ok_or("short entry")? as usize;
             let mut local = u32le(data, o + 42).ok_or("short entry")? as u64;
-            let name =
-                String::from_utf8_lossy(data.get(o + 46..o + 46 + nlen).ok_or("short entry name")?)
-                    .into_owned();
+            let name = String::from_utf8_lossy(data.get(o + 46..o + 46 + nlen).ok_or("short entry name")?).into_owned();
             // zip64 extra field: present values replace the 0xFFFFFFFF placeholders in order
-            let extra = data
-                .get(o + 46 + nlen..o + 46 + nlen + elen)
-                .ok_or("short extra field")?;
+            let extra = data.get(o + 46 + nlen..o + 46 + nlen + elen).ok_or("short extra field")?;
             let mut e = 0;
             while e + 4 <= extra.len() {
                 let id = u16le(extra, e).unwrap_or(0);
@@ -151,9 +143,7 @@ impl<'a> Zip<'a> {
                 + u16le(data, l + 28).ok_or("short local header")? as usize;
             let end = start + csize as usize;
             if end > data.len() {
-                return Err(format!(
-                    "entry {name} extends past the end of the file (truncated?)"
-                ));
+                return Err(format!("entry {name} extends past the end of the file (truncated?)"));
             }
             entries.insert(name, (start, end, method));
             o += 46 + nlen + elen + clen;
@@ -167,9 +157,9 @@ impl<'a> Zip<'a> {
         match self.entries.get(name) {
             None => Ok(None),
             Some(&(s, e, 0)) => Ok(Some(&self.data[s..e])),
-            Some(&(_, _, m)) => Err(format!(
-                "entry {name} is compressed (method {m}); torch.save writes stored entries"
-            )),
+            Some(&(_, _, m)) => {
+                Err(format!("entry {name} is compressed (method {m}); torch.save writes stored entries"))
+            }
         }
     }
 }
@@ -193,18 +183,12 @@ fn storage_kind(name: &str) -> Option<Kind> {
 /// Whether the zip archive is a TorchScript module (has compiled code) rather than `torch.save`.
 fn is_torchscript(zip: &Zip, prefix: &str) -> bool {
     zip.entries.contains_key(&format!("{prefix}constants.pkl"))
-        || zip
-            .entries
-            .keys()
-            .any(|k| k.starts_with(&format!("{prefix}code/")))
+        || zip.entries.keys().any(|k| k.starts_with(&format!("{prefix}code/")))
 }
 
 /// Reads a `torch.save` zip file into a [`Value`].
 pub fn load(file: &Path, bytes: &[u8]) -> Result<Value, CheckpointError> {
-    let corrupt = |reason: String| CheckpointError::Corrupt {
-        file: file.to_path_buf(),
-        reason,
-    };
+    let corrupt = |reason: String| CheckpointError::Corrupt { file: file.to_path_buf(), reason };
     let zip = Zip::parse(bytes).map_err(corrupt)?;
     let pkl_name = zip
         .entries
@@ -214,8 +198,7 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<Value, CheckpointError> {
         .cloned()
         .ok_or_else(|| CheckpointError::NotACheckpoint {
             file: file.to_path_buf(),
-            reason: "zip archive without a `<name>/data.pkl` entry (not written by torch.save)"
-                .into(),
+            reason: "zip archive without a `<name>/data.pkl` entry (not written by torch.save)".into(),
         })?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     if is_torchscript(&zip, &prefix) {
@@ -261,10 +244,7 @@ struct Unpickler<'a> {
 
 impl Unpickler<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let s = self
-            .data
-            .get(self.pos..self.pos + n)
-            .ok_or("pickle stream ends early")?;
+        let s = self.data.get(self.pos..self.pos + n).ok_or("pickle stream ends early")?;
         self.pos += n;
         Ok(s)
     }
@@ -276,22 +256,14 @@ impl Unpickler<'_> {
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
     fn line(&mut self) -> Result<String, String> {
-        let rest = self
-            .data
-            .get(self.pos..)
-            .ok_or("pickle stream ends early")?;
-        let n = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or("unterminated GLOBAL line")?;
+        let rest = self.data.get(self.pos..).ok_or("pickle stream ends early")?;
+        let n = rest.iter().position(|&b| b == b'\n').ok_or("unterminated GLOBAL line")?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(s)
     }
     fn pop(&mut self) -> Result<Value, String> {
-        self.stack
-            .pop()
-            .ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
         let m = self.marks.pop().ok_or("pickle MARK missing")?;
@@ -301,9 +273,7 @@ impl Unpickler<'_> {
         Ok(self.stack.split_off(m))
     }
     fn top(&mut self) -> Result<&mut Value, String> {
-        self.stack
-            .last_mut()
-            .ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn str_of(&mut self, n: usize) -> Result<Value, String> {
         let s = self.take(n)?;
@@ -344,11 +314,8 @@ impl Unpickler<'_> {
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let pairs = items
-                        .chunks(2)
-                        .filter(|c| c.len() == 2)
-                        .map(|c| (c[0].clone(), c[1].clone()))
-                        .collect();
+                    let pairs =
+                        items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect();
                     self.stack.push(Value::Dict(Rc::new(RefCell::new(pairs))));
                 }
                 b's' => {
@@ -406,11 +373,7 @@ impl Unpickler<'_> {
                     self.stack.push(Value::Int(v));
                 }
                 0x8a | 0x8b => {
-                    let n = if op == 0x8a {
-                        self.u8()? as usize
-                    } else {
-                        self.u32()? as usize
-                    };
+                    let n = if op == 0x8a { self.u8()? as usize } else { self.u32()? as usize };
                     let s = self.take(n)?;
                     let mut v: i128 = 0;
                     for (i, b) in s.iter().enumerate().take(16) {
@@ -448,11 +411,7 @@ impl Unpickler<'_> {
                     self.stack.push(v);
                 }
                 b'C' | b'B' => {
-                    let n = if op == b'C' {
-                        self.u8()? as usize
-                    } else {
-                        self.u32()? as usize
-                    };
+                    let n = if op == b'C' { self.u8()? as usize } else { self.u32()? as usize };
                     let v = self.take(n)?.to_vec();
                     self.stack.push(Value::Bytes(v));
                 }
@@ -485,16 +444,8 @@ impl Unpickler<'_> {
                     self.memo.insert(i, v);
                 }
                 b'h' | b'j' => {
-                    let i = if op == b'h' {
-                        self.u8()? as u32
-                    } else {
-                        self.u32()?
-                    };
-                    let v = self
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or_else(|| format!("pickle memo {i} missing"))?;
+                    let i = if op == b'h' { self.u8()? as u32 } else { self.u32()? };
+                    let v = self.memo.get(&i).cloned().ok_or_else(|| format!("pickle memo {i} missing"))?;
                     self.stack.push(v);
                 }
                 b'0' => {
@@ -527,12 +478,7 @@ impl Unpickler<'_> {
                     // BUILD: object state (OrderedDict._metadata, Namespace fields): not needed
                     self.pop()?;
                 }
-                other => {
-                    return Err(format!(
-                        "unsupported pickle opcode 0x{other:02x} at byte {}",
-                        self.pos - 1
-                    ))
-                }
+                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1)),
             }
         }
     }
@@ -542,25 +488,17 @@ impl Unpickler<'_> {
             return Err("persistent id is not a tuple".into());
         };
         match t.as_slice() {
-            [Value::Str(tag), Value::Global(_, ty), Value::Str(key), _loc, Value::Int(numel)]
-                if tag == "storage" =>
-            {
-                let kind =
-                    storage_kind(ty).ok_or_else(|| format!("unsupported storage type {ty}"))?;
+            [Value::Str(tag), Value::Global(_, ty), Value::Str(key), _loc, Value::Int(numel)] if tag == "storage" => {
+                let kind = storage_kind(ty).ok_or_else(|| format!("unsupported storage type {ty}"))?;
                 if let Some(s) = self.storages.get(key) {
                     return Ok(Value::Storage(kind, s.clone()));
                 }
                 let name = format!("{}data/{key}", self.prefix);
-                let bytes = self
-                    .zip
-                    .get(&name)?
-                    .ok_or_else(|| format!("storage file {name} missing from the archive"))?;
+                let bytes =
+                    self.zip.get(&name)?.ok_or_else(|| format!("storage file {name} missing from the archive"))?;
                 let need = *numel as usize * kind.elt_size_in_bytes();
                 if bytes.len() < need {
-                    return Err(format!(
-                        "storage {name} has {} bytes, expected {need} (truncated?)",
-                        bytes.len()
-                    ));
+                    return Err(format!("storage {name} has {} bytes, expected {need} (truncated?)", bytes.len()));
                 }
                 let t = Tensor::f_from_data_size(&bytes[..need], &[*numel], kind)
                     .map_err(|e| format!("storage {name}: {e}"))?;
@@ -568,10 +506,7 @@ impl Unpickler<'_> {
                 self.storages.insert(key.clone(), t.clone());
                 Ok(Value::Storage(kind, t))
             }
-            _ => Err(format!(
-                "unsupported persistent id in {}",
-                self.file.display()
-            )),
+            _ => Err(format!("unsupported persistent id in {}", self.file.display())),
         }
     }
 
@@ -596,25 +531,15 @@ impl Unpickler<'_> {
                 };
                 let ints = |v: &Rc<Vec<Value>>| -> Result<Vec<i64>, String> {
                     v.iter()
-                        .map(|x| {
-                            if let Value::Int(i) = x {
-                                Ok(*i)
-                            } else {
-                                Err("non-int size/stride".to_string())
-                            }
-                        })
+                        .map(|x| if let Value::Int(i) = x { Ok(*i) } else { Err("non-int size/stride".to_string()) })
                         .collect()
                 };
                 let (size, stride) = (ints(size)?, ints(stride)?);
                 let numel = st.numel() as i64;
-                let span: i64 = size
-                    .iter()
-                    .zip(&stride)
-                    .map(|(s, d)| if *s == 0 { 0 } else { (s - 1) * d })
-                    .sum();
+                let span: i64 = size.iter().zip(&stride).map(|(s, d)| if *s == 0 { 0 } else { (s - 1) * d }).sum();
                 if size.contains(&0) {
-                    let t = Tensor::f_empty(size.as_slice(), (st.kind(), tch::Device::Cpu))
-                        .map_err(|e| e.to_string())?;
+                    let t =
+                        Tensor::f_empty(size.as_slice(), (st.kind(), tch::Device::Cpu)).map_err(|e| e.to_string())?;
                     return Ok(Value::Tensor(Rc::new(t)));
                 }
                 if *off < 0 || off + span >= numel {
@@ -626,11 +551,9 @@ impl Unpickler<'_> {
                     .map_err(|e| e.to_string())?;
                 Ok(Value::Tensor(Rc::new(t)))
             }
-            ("torch._utils", "_rebuild_parameter")
-            | ("torch._utils", "_rebuild_parameter_with_state") => args
-                .first()
-                .cloned()
-                .ok_or_else(|| "empty _rebuild_parameter".into()),
+            ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
+                args.first().cloned().ok_or_else(|| "empty _rebuild_parameter".into())
+            }
             ("collections", "OrderedDict") => Ok(Value::Dict(Rc::new(RefCell::new(vec![])))),
             ("builtins", "set") | ("builtins", "frozenset") | ("__builtin__", "set") => {
                 Ok(Value::List(Rc::new(RefCell::new(vec![]))))

@@ -104,16 +104,10 @@ impl VitConfig {
     /// Checks the sizes fit together.
     pub fn validate(&self) -> Result<(), String> {
         if self.patch_size < 1 || self.img_size % self.patch_size != 0 {
-            return Err(format!(
-                "img_size {} must be a multiple of patch_size {}",
-                self.img_size, self.patch_size
-            ));
+            return Err(format!("img_size {} must be a multiple of patch_size {}", self.img_size, self.patch_size));
         }
         if self.num_heads < 1 || self.embed_dim % self.num_heads != 0 {
-            return Err(format!(
-                "embed_dim {} is not divisible by {} heads",
-                self.embed_dim, self.num_heads
-            ));
+            return Err(format!("embed_dim {} is not divisible by {} heads", self.embed_dim, self.num_heads));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0,1), got {}", self.dropout));
@@ -138,13 +132,10 @@ impl Attention {
         if let Some(h) = &self.hook {
             qkv = h.qkv(x, qkv, train);
         }
-        let qkv = qkv
-            .reshape([b, n, 3, self.num_heads, -1])
-            .permute([2, 0, 3, 1, 4]);
+        let qkv = qkv.reshape([b, n, 3, self.num_heads, -1]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
         let attn = layers::softmax_last(&q.matmul(&k.transpose(-2, -1)));
-        self.proj
-            .forward(&attn.matmul(&v).transpose(1, 2).reshape([b, n, c]))
+        self.proj.forward(&attn.matmul(&v).transpose(1, 2).reshape([b, n, c]))
     }
 }
 
@@ -160,16 +151,8 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = x + drop_path(
-            &self.attn.forward(&self.norm1.forward(x), train),
-            self.drop_path,
-            train,
-        );
-        let mut m = drop_path(
-            &self.mlp.forward_t(&self.norm2.forward(&x), train),
-            self.drop_path,
-            train,
-        );
+        let x = x + drop_path(&self.attn.forward(&self.norm1.forward(x), train), self.drop_path, train);
+        let mut m = drop_path(&self.mlp.forward_t(&self.norm2.forward(&x), train), self.drop_path, train);
         if let Some(h) = &self.mlp_hook {
             m = h.mlp_out(m, train);
         }
@@ -192,12 +175,7 @@ pub struct Vit {
 
 impl Vit {
     /// Builds the model under `p`, calling `peft` once per block. The config must be valid.
-    pub(crate) fn new(
-        p: &nn::Path,
-        descriptor: BackboneDescriptor,
-        config: VitConfig,
-        peft: &dyn PeftSpec,
-    ) -> Self {
+    pub(crate) fn new(p: &nn::Path, descriptor: BackboneDescriptor, config: VitConfig, peft: &dyn PeftSpec) -> Self {
         let d = config.embed_dim;
         let fan_in = config.in_chans * config.patch_size * config.patch_size;
         let proj = nn::conv2d(
@@ -212,21 +190,11 @@ impl Vit {
                 ..Default::default()
             },
         );
-        let cls_token = p.var(
-            "cls_token",
-            &[1, 1, d],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: CLS_TOKEN_STD,
-            },
-        );
+        let cls_token = p.var("cls_token", &[1, 1, d], nn::Init::Randn { mean: 0.0, stdev: CLS_TOKEN_STD });
         let pos_embed = p.var(
             "pos_embed",
             &[1, config.num_patches() + 1, d],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: layers::TRANSFORMER_LINEAR_STD,
-            },
+            nn::Init::Randn { mean: 0.0, stdev: layers::TRANSFORMER_LINEAR_STD },
         );
         let dpr = layers::drop_path_schedule(config.drop_path_rate, config.depth as usize);
         let hidden = (d as f64 * config.mlp_ratio) as i64;
@@ -261,16 +229,7 @@ impl Vit {
         let norm = layers::layer_norm(p / "norm", d, VIT_LN_EPS);
         // created last, so a prompted model draws the same backbone init as a plain one
         let prompts = peft.vpt().map(|v| Prompts::vit(p, &config, &v));
-        Vit {
-            descriptor,
-            config,
-            proj,
-            cls_token,
-            pos_embed,
-            blocks,
-            norm,
-            prompts,
-        }
+        Vit { descriptor, config, proj, cls_token, pos_embed, blocks, norm, prompts }
     }
 }
 
@@ -278,14 +237,7 @@ impl Vit {
 /// tokens after it (the previous block's prompt outputs).
 fn with_prompts(x: &Tensor, prompts: &Tensor, drop: i64) -> Tensor {
     let n = x.size()[1];
-    Tensor::cat(
-        &[
-            x.narrow(1, 0, 1),
-            prompts.shallow_clone(),
-            x.narrow(1, 1 + drop, n - 1 - drop),
-        ],
-        1,
-    )
+    Tensor::cat(&[x.narrow(1, 0, 1), prompts.shallow_clone(), x.narrow(1, 1 + drop, n - 1 - drop)], 1)
 }
 
 impl Backbone for Vit {

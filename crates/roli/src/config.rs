@@ -168,7 +168,8 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 6] = [Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt];
+    pub const ALL: [Method; 6] =
+        [Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt];
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Linear => "linear",
@@ -352,15 +353,33 @@ mod defaults {
     }
     /// CIFAR-10 linear probe (spec §5.1).
     pub fn probe() -> StageConfig {
-        StageConfig { epochs: 20, base_lr: 0.05, weight_decay: 0.01, optimizer: OptimizerChoice::Sgd, warmup_epochs: 10 }
+        StageConfig {
+            epochs: 20,
+            base_lr: 0.05,
+            weight_decay: 0.01,
+            optimizer: OptimizerChoice::Sgd,
+            warmup_epochs: 10,
+        }
     }
     /// CIFAR-10 Full-FT RanLI.
     pub fn ranli_stage() -> StageConfig {
-        StageConfig { epochs: 20, base_lr: 5e-4, weight_decay: 0.01, optimizer: OptimizerChoice::Adamw, warmup_epochs: 10 }
+        StageConfig {
+            epochs: 20,
+            base_lr: 5e-4,
+            weight_decay: 0.01,
+            optimizer: OptimizerChoice::Adamw,
+            warmup_epochs: 10,
+        }
     }
     /// CIFAR-10 Full-FT RoLI.
     pub fn roli_stage() -> StageConfig {
-        StageConfig { epochs: 20, base_lr: 1e-4, weight_decay: 0.01, optimizer: OptimizerChoice::Adamw, warmup_epochs: 10 }
+        StageConfig {
+            epochs: 20,
+            base_lr: 1e-4,
+            weight_decay: 0.01,
+            optimizer: OptimizerChoice::Adamw,
+            warmup_epochs: 10,
+        }
     }
     pub fn methods() -> Vec<Method> {
         vec![Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt]
@@ -441,7 +460,9 @@ impl RunConfig {
             // Straight from the text, so the error shows the line and column.
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))?
         } else {
-            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{origin} (with --set {}): {}", overrides.join(" "), e.message().trim()))?
+            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
+                anyhow::anyhow!("{origin} (with --set {}): {}", overrides.join(" "), e.message().trim())
+            })?
         };
         cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
         Ok(cfg)
@@ -481,7 +502,10 @@ impl RunConfig {
         if !(0.0..1.0).contains(&self.model.drop_path) {
             bail!("model.drop_path = {} must lie in [0, 1)", self.model.drop_path);
         }
-        for (k, s) in std::iter::once(("probe", &self.probe)).chain([("finetune.ranli", &self.finetune.ranli), ("finetune.roli", &self.finetune.roli)]).chain(self.finetune.per_method.iter().map(|(k, v)| (k.as_str(), v))) {
+        for (k, s) in std::iter::once(("probe", &self.probe))
+            .chain([("finetune.ranli", &self.finetune.ranli), ("finetune.roli", &self.finetune.roli)])
+            .chain(self.finetune.per_method.iter().map(|(k, v)| (k.as_str(), v)))
+        {
             if s.base_lr < 0.0 || !s.base_lr.is_finite() {
                 bail!("{k}.base_lr = {} must be a finite number ≥ 0", s.base_lr);
             }
@@ -516,7 +540,9 @@ impl RunConfig {
 /// Sets `a.b.c = value` in a TOML tree. The value is parsed as TOML (`3`, `1e-3`, `true`,
 /// `["full","lora"]`), and taken as a string if that fails (`data=/path/to/set`).
 pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
-    let (key, raw) = assignment.split_once('=').with_context(|| format!("--set '{assignment}': expected key=value, e.g. --set finetune.ranli.epochs=5"))?;
+    let (key, raw) = assignment
+        .split_once('=')
+        .with_context(|| format!("--set '{assignment}': expected key=value, e.g. --set finetune.ranli.epochs=5"))?;
     let key = key.trim();
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
@@ -564,7 +590,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_key_and_the_allowed_ones() {
-        let e = RunConfig::from_toml_str(&format!("{MIN}[threat]\nepsilon = 0.1\n"), &[], "run.toml").unwrap_err().to_string();
+        let e = RunConfig::from_toml_str(&format!("{MIN}[threat]\nepsilon = 0.1\n"), &[], "run.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("run.toml") && e.contains("epsilon") && e.contains("eps"), "{e}");
         let e = RunConfig::from_toml_str(&format!("colour = 1\n{MIN}"), &[], "run.toml").unwrap_err().to_string();
         assert!(e.contains("colour") && e.contains("finetune"), "{e}");
@@ -574,21 +602,46 @@ mod tests {
 
     #[test]
     fn overrides_parse_values_and_reject_unknown_keys() {
-        let c = RunConfig::from_toml_str(MIN, &["finetune.methods=[\"full\",\"lora\"]".into(), "data.name=/tmp/x y".into(), "threat.eps=0.1".into()], "t").unwrap();
+        let c = RunConfig::from_toml_str(
+            MIN,
+            &["finetune.methods=[\"full\",\"lora\"]".into(), "data.name=/tmp/x y".into(), "threat.eps=0.1".into()],
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.finetune.methods, vec![Method::Full, Method::Lora]);
         assert_eq!(c.data.name, "/tmp/x y");
         assert_eq!(c.threat.eps, 0.1);
-        assert!(RunConfig::from_toml_str(MIN, &["threat.nope=1".into()], "t").unwrap_err().to_string().contains("nope"));
+        assert!(RunConfig::from_toml_str(MIN, &["threat.nope=1".into()], "t")
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
         assert!(RunConfig::from_toml_str(MIN, &["novalue".into()], "t").unwrap_err().to_string().contains("key=value"));
     }
 
     #[test]
     fn impossible_values_are_named() {
-        for (o, needle) in [("threat.norm=\"l7\"", "threat.norm"), ("eval.autoattack=\"max\"", "eval.autoattack"), ("threat.eps=2.0", "threat.eps"), ("finetune.methods=[\"linear\"]", "stage 1"), ("data.batch_size=0", "batch_size"), ("threat.eval_step_size=0.0", "eval_step_size")] {
+        for (o, needle) in [
+            ("threat.norm=\"l7\"", "threat.norm"),
+            ("eval.autoattack=\"max\"", "eval.autoattack"),
+            ("threat.eps=2.0", "threat.eps"),
+            ("finetune.methods=[\"linear\"]", "stage 1"),
+            ("data.batch_size=0", "batch_size"),
+            ("threat.eval_step_size=0.0", "eval_step_size"),
+        ] {
             let e = format!("{:#}", RunConfig::from_toml_str(MIN, &[o.into()], "t").unwrap_err());
             assert!(e.contains(needle), "{o}: {e}");
         }
-        let e = format!("{:#}", RunConfig::from_toml_str(&format!("{MIN}[finetune.per_method.lora_rolli]\nepochs=1\nbase_lr=1\nweight_decay=0\noptimizer=\"sgd\"\n"), &[], "t").unwrap_err());
+        let e = format!(
+            "{:#}",
+            RunConfig::from_toml_str(
+                &format!(
+                    "{MIN}[finetune.per_method.lora_rolli]\nepochs=1\nbase_lr=1\nweight_decay=0\noptimizer=\"sgd\"\n"
+                ),
+                &[],
+                "t"
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("lora_rolli"), "{e}");
     }
 
@@ -603,7 +656,9 @@ mod tests {
     fn eval_step_defaults_to_the_training_step() {
         let c = RunConfig::from_toml_str(MIN, &["threat.step_size=0.15".into()], "t").unwrap();
         assert_eq!(c.threat.eval_step(), 0.15);
-        let c = RunConfig::from_toml_str(MIN, &["threat.step_size=0.15".into(), "threat.eval_step_size=0.075".into()], "t").unwrap();
+        let c =
+            RunConfig::from_toml_str(MIN, &["threat.step_size=0.15".into(), "threat.eval_step_size=0.075".into()], "t")
+                .unwrap();
         assert_eq!((c.threat.step_size, c.threat.eval_step()), (0.15, 0.075));
         let again = RunConfig::from_toml_str(&c.to_resolved_toml(), &[], "resolved").unwrap();
         assert_eq!(again.threat.eval_step(), 0.075);
@@ -611,7 +666,14 @@ mod tests {
 
     #[test]
     fn stage_for_prefers_per_method() {
-        let c = RunConfig::from_toml_str(&format!("{MIN}[finetune.per_method.lora_roli]\nepochs=3\nbase_lr=0.5\nweight_decay=0\noptimizer=\"sgd\"\n"), &[], "t").unwrap();
+        let c = RunConfig::from_toml_str(
+            &format!(
+                "{MIN}[finetune.per_method.lora_roli]\nepochs=3\nbase_lr=0.5\nweight_decay=0\noptimizer=\"sgd\"\n"
+            ),
+            &[],
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.stage_for(Method::Lora, Init::Roli).base_lr, 0.5);
         assert_eq!(c.stage_for(Method::Lora, Init::Ranli).base_lr, 5e-4);
         assert_eq!(c.stage_for(Method::Full, Init::Roli).base_lr, 1e-4);

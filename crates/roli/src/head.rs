@@ -37,7 +37,11 @@ pub struct HeadArtifact {
 
 /// Paths of an artifact given its folder or either file.
 pub fn paths(p: &Path) -> (PathBuf, PathBuf) {
-    let dir = if p.extension().is_some_and(|e| e == "json" || e == "safetensors") { p.parent().unwrap_or(Path::new(".")).to_path_buf() } else { p.to_path_buf() };
+    let dir = if p.extension().is_some_and(|e| e == "json" || e == "safetensors") {
+        p.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        p.to_path_buf()
+    };
     (dir.join("head.safetensors"), dir.join("head.json"))
 }
 
@@ -53,17 +57,26 @@ pub fn save(dir: &Path, meta: &HeadArtifact, tensors: &[(String, Tensor)]) -> an
 /// Reads an artifact.
 pub fn load(p: &Path) -> anyhow::Result<(HeadArtifact, Vec<(String, Tensor)>)> {
     let (w, j) = paths(p);
-    let text = std::fs::read_to_string(&j).with_context(|| format!("no head artifact at {} (expected head.json from `roli probe`)", j.display()))?;
-    let meta: HeadArtifact = serde_json::from_str(&text).with_context(|| format!("{} is not a roli head artifact", j.display()))?;
+    let text = std::fs::read_to_string(&j)
+        .with_context(|| format!("no head artifact at {} (expected head.json from `roli probe`)", j.display()))?;
+    let meta: HeadArtifact =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a roli head artifact", j.display()))?;
     if meta.format != HEAD_FORMAT || meta.version != HEAD_VERSION {
         bail!("{}: format {} v{} is not {HEAD_FORMAT} v{HEAD_VERSION}", j.display(), meta.format, meta.version);
     }
-    let t = Tensor::read_safetensors(&w).with_context(|| format!("{} is missing or corrupt; re-run `roli probe`", w.display()))?;
+    let t = Tensor::read_safetensors(&w)
+        .with_context(|| format!("{} is missing or corrupt; re-run `roli probe`", w.display()))?;
     Ok((meta, t))
 }
 
 /// Checks that `meta` fits a model (pure; each mismatch is named).
-pub fn check_compatible(meta: &HeadArtifact, backbone_fingerprint: &str, num_classes: i64, feature_dim: i64, head_names: &[String]) -> Result<(), String> {
+pub fn check_compatible(
+    meta: &HeadArtifact,
+    backbone_fingerprint: &str,
+    num_classes: i64,
+    feature_dim: i64,
+    head_names: &[String],
+) -> Result<(), String> {
     if meta.backbone_fingerprint != backbone_fingerprint {
         return Err(format!(
             "the head was trained on backbone {} (fingerprint {}…) but this model's backbone has fingerprint {}…; probe again on this backbone",

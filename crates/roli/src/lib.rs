@@ -10,8 +10,8 @@ pub mod peft;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
-pub mod zoo;
 pub mod train;
+pub mod zoo;
 
 pub use roli_attacks as attacks;
 pub use roli_data as data;

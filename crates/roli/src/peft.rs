@@ -110,8 +110,15 @@ impl PeftSpec for Peft {
                 let c = site.dim;
                 let h = (c / s.reduction).max(1);
                 let zero = nn::LinearConfig { ws_init: Init::Const(0.0), bs_init: Some(Init::Const(0.0)), bias: true };
-                let down_cfg = if s.zero_init { zero } else { nn::LinearConfig { ws_init: kaiming_uniform_a5(c), bs_init: Some(Init::Const(0.0)), bias: true } };
-                let hook = Adapter { down: nn::linear(p / "adapter_down", c, h, down_cfg), up: nn::linear(p / "adapter_up", h, c, zero) };
+                let down_cfg = if s.zero_init {
+                    zero
+                } else {
+                    nn::LinearConfig { ws_init: kaiming_uniform_a5(c), bs_init: Some(Init::Const(0.0)), bias: true }
+                };
+                let hook = Adapter {
+                    down: nn::linear(p / "adapter_down", c, h, down_cfg),
+                    up: nn::linear(p / "adapter_up", h, c, zero),
+                };
                 BlockExtras::new(None, Some(Box::new(hook)))
             }
         }
@@ -186,7 +193,10 @@ mod tests {
         assert!(b.contains(&"layers.0.blocks.0.attn.relative_position_bias_table".to_string()));
         assert!(b.contains(&"layers.0.blocks.0.adapter_up.bias".to_string()));
         assert!(!b.contains(&"layers.0.blocks.0.norm1.weight".to_string()));
-        assert_eq!(trainable_names(Method::Lora, &all, &head), vec!["head.fc.bias", "head.fc.weight", "layers.0.blocks.0.attn.lora_q_a"]);
+        assert_eq!(
+            trainable_names(Method::Lora, &all, &head),
+            vec!["head.fc.bias", "head.fc.weight", "layers.0.blocks.0.attn.lora_q_a"]
+        );
     }
 
     #[test]
@@ -221,7 +231,8 @@ mod tests {
     fn adapter_sound_init_is_identity_with_live_gradients() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let site = BlockSite { name: "blocks.0".into(), stage: None, index: 0, dim: 8, num_heads: 1 };
-        let ex = Peft::Adapter(AdapterSpec { reduction: 4, zero_init: false }).block_extras(&(vs.root() / "blocks" / 0), &site);
+        let ex = Peft::Adapter(AdapterSpec { reduction: 4, zero_init: false })
+            .block_extras(&(vs.root() / "blocks" / 0), &site);
         let hook = ex.mlp.unwrap();
         let m = Tensor::randn([2, 3, 8], (Kind::Float, tch::Device::Cpu));
         let out = hook.mlp_out(m.shallow_clone(), false);
@@ -229,6 +240,9 @@ mod tests {
         out.sum(Kind::Float).backward();
         let vars = vs.variables();
         let g = vars["blocks.0.adapter_up.weight"].grad();
-        assert!(f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0, "up.weight must receive gradient with a random down projection");
+        assert!(
+            f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0,
+            "up.weight must receive gradient with a random down projection"
+        );
     }
 }

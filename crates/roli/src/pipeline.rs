@@ -53,7 +53,14 @@ pub fn prepare_data(cfg: &RunConfig) -> anyhow::Result<PreparedData> {
             bail!("the {n} split of '{}' is empty (check data.train_percent and the limits)", cfg.data.name);
         }
     }
-    Ok(PreparedData { spec: spec.describe(), num_classes: train.num_classes(), input: train.image_shape(), train, val, test })
+    Ok(PreparedData {
+        spec: spec.describe(),
+        num_classes: train.num_classes(),
+        input: train.image_shape(),
+        train,
+        val,
+        test,
+    })
 }
 
 pub fn threat(cfg: &RunConfig) -> ThreatModel {
@@ -76,10 +83,22 @@ pub fn pgd_config(cfg: &RunConfig, steps: u32, step_size: f64) -> PgdConfig {
 /// The PEFT layers of a method.
 pub fn peft_for(cfg: &RunConfig, method: Method) -> anyhow::Result<Peft> {
     Ok(match method {
-        Method::Lora => Peft::Lora(LoraSpec { rank: cfg.finetune.lora.rank, alpha: cfg.finetune.lora.alpha, dropout: cfg.finetune.lora.dropout, zero_init: cfg.faithful.lora_zero_init }),
-        Method::Adapter => Peft::Adapter(AdapterSpec { reduction: cfg.finetune.adapter.reduction, zero_init: cfg.faithful.adapter_zero_init }),
+        Method::Lora => Peft::Lora(LoraSpec {
+            rank: cfg.finetune.lora.rank,
+            alpha: cfg.finetune.lora.alpha,
+            dropout: cfg.finetune.lora.dropout,
+            zero_init: cfg.faithful.lora_zero_init,
+        }),
+        Method::Adapter => Peft::Adapter(AdapterSpec {
+            reduction: cfg.finetune.adapter.reduction,
+            zero_init: cfg.faithful.adapter_zero_init,
+        }),
         Method::Prompt => {
-            let c = roli_models::prompt::VptConfig { tokens: cfg.finetune.prompt.tokens, dropout: cfg.finetune.prompt.dropout, ..roli_models::prompt::VptConfig::REFERENCE };
+            let c = roli_models::prompt::VptConfig {
+                tokens: cfg.finetune.prompt.tokens,
+                dropout: cfg.finetune.prompt.dropout,
+                ..roli_models::prompt::VptConfig::REFERENCE
+            };
             c.validate().map_err(|e| anyhow::anyhow!("finetune.prompt: {e}"))?;
             Peft::Prompt(c)
         }
@@ -91,9 +110,13 @@ pub fn peft_for(cfg: &RunConfig, method: Method) -> anyhow::Result<Peft> {
 pub fn optimizer_for(cfg: &RunConfig, s: &StageConfig) -> (OptimizerKind, Option<String>) {
     match s.optimizer {
         OptimizerChoice::Sgd => (OptimizerKind::REFERENCE_SGD, None),
-        OptimizerChoice::Adamw if s.weight_decay == 0.0 && cfg.faithful.adamw_wd0_is_sgd => {
-            (OptimizerKind::REFERENCE_SGD, Some("faithful: AdamW with weight_decay 0 runs as SGD(momentum 0.9), as the reference code silently does".into()))
-        }
+        OptimizerChoice::Adamw if s.weight_decay == 0.0 && cfg.faithful.adamw_wd0_is_sgd => (
+            OptimizerKind::REFERENCE_SGD,
+            Some(
+                "faithful: AdamW with weight_decay 0 runs as SGD(momentum 0.9), as the reference code silently does"
+                    .into(),
+            ),
+        ),
         OptimizerChoice::Adamw => (OptimizerKind::REFERENCE_ADAMW, None),
     }
 }
@@ -105,7 +128,11 @@ pub fn source(cfg: &RunConfig) -> anyhow::Result<BackboneSource> {
 /// The backbone of a dry run: a registry preset needs no weights file (shapes suffice).
 pub fn dry_source(cfg: &RunConfig) -> anyhow::Result<BackboneSource> {
     if roli_models::descriptor(&cfg.model.backbone).is_ok() {
-        return Ok(BackboneSource::Preset { preset: cfg.model.backbone.clone(), weights: None, layout: cfg.model.layout });
+        return Ok(BackboneSource::Preset {
+            preset: cfg.model.backbone.clone(),
+            weights: None,
+            layout: cfg.model.layout,
+        });
     }
     Ok(match source(cfg)? {
         BackboneSource::Preset { preset, layout, .. } => BackboneSource::Preset { preset, weights: None, layout },
@@ -114,7 +141,12 @@ pub fn dry_source(cfg: &RunConfig) -> anyhow::Result<BackboneSource> {
 }
 
 /// Builds the model of (method, init) with a fresh head.
-pub fn build_model(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, method: Method) -> anyhow::Result<Built> {
+pub fn build_model(
+    cfg: &RunConfig,
+    src: &BackboneSource,
+    data: &PreparedData,
+    method: Method,
+) -> anyhow::Result<Built> {
     let peft = peft_for(cfg, method)?;
     zoo::build(src, &build_options(cfg, data, method), &peft)
 }
@@ -178,7 +210,13 @@ pub struct TestResult {
 }
 
 /// Clean + PGD on the whole test subset, AutoAttack on its first `aa_limit` examples.
-pub fn evaluate_test(cfg: &RunConfig, model: &roli_models::Classifier, test: &dyn Dataset, out: &Path, seed: u64) -> anyhow::Result<TestResult> {
+pub fn evaluate_test(
+    cfg: &RunConfig,
+    model: &roli_models::Classifier,
+    test: &dyn Dataset,
+    out: &Path,
+    seed: u64,
+) -> anyhow::Result<TestResult> {
     let idx: Vec<usize> = (0..test.len()).collect();
     let (x, y) = test.batch(&idx, None)?;
     let m = |t: &Tensor| model.forward_with(t, false);
@@ -247,20 +285,30 @@ fn train_with_bar(built: &Built, data: &PreparedData, plan: &StagePlan, dir: &Pa
         pb.set_position(e as u64 * per + b as u64 + 1);
         pb.set_message(format!("epoch {e} loss {loss:.3}"));
     };
-    let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), plan, dir, &cb)?;
+    let outcome =
+        adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), plan, dir, &cb)?;
     pb.finish_and_clear();
     Ok(outcome)
 }
 
 /// Trains one stage with a progress bar, then evaluates on test.
-fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: Method, init: Init, (plan, notes): (StagePlan, Vec<String>), dir: &Path) -> anyhow::Result<(StageOutcome, MethodResult)> {
+fn train_and_test(
+    cfg: &RunConfig,
+    built: &Built,
+    data: &PreparedData,
+    method: Method,
+    init: Init,
+    (plan, notes): (StagePlan, Vec<String>),
+    dir: &Path,
+) -> anyhow::Result<(StageOutcome, MethodResult)> {
     let t0 = std::time::Instant::now();
     let outcome = train_with_bar(built, data, &plan, dir)?;
     let mut test_cfg = cfg.clone();
     if !cfg.eval.runs_aa(method) {
         test_cfg.eval.autoattack = "none".into();
     }
-    let test = evaluate_test(&test_cfg, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?;
+    let test =
+        evaluate_test(&test_cfg, &built.model, data.test.as_ref(), dir, adversarial::derive_seed(&[cfg.seed, 99]))?;
     let vars = built.vs.variables();
     let result = MethodResult {
         method,
@@ -283,7 +331,12 @@ fn train_and_test(cfg: &RunConfig, built: &Built, data: &PreparedData, method: M
 }
 
 /// Stage 1: adversarial linear probing. Writes the head artifact to `dir/head.{json,safetensors}`.
-pub fn probe(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, dir: &Path) -> anyhow::Result<(MethodResult, PathBuf)> {
+pub fn probe(
+    cfg: &RunConfig,
+    data: &PreparedData,
+    src: &BackboneSource,
+    dir: &Path,
+) -> anyhow::Result<(MethodResult, PathBuf)> {
     let built = build_model(cfg, src, data, Method::Linear)?;
     tracing::info!("stage 1 (linear probe): {}; {}", src.describe(), built.load_summary);
     let planned = stage_plan(cfg, &built, Method::Linear, Init::Ranli, "probe");
@@ -316,15 +369,33 @@ pub fn probe(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, dir: &P
 
 /// Builds the model of stage 2 for one method: a random head (RanLI, `init_head = None`) or the
 /// stage-1 artifact's head (RoLI), refusing a head of another backbone, class count or width.
-fn stage2_model(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>) -> anyhow::Result<(Built, Init)> {
+fn stage2_model(
+    cfg: &RunConfig,
+    data: &PreparedData,
+    src: &BackboneSource,
+    method: Method,
+    init_head: Option<&Path>,
+) -> anyhow::Result<(Built, Init)> {
     let built = build_model(cfg, src, data, method)?;
     let init = if init_head.is_some() { Init::Roli } else { Init::Ranli };
     if let Some(p) = init_head {
         let (meta, tensors) = head::load(p)?;
-        head::check_compatible(&meta, &built.backbone_fingerprint, data.num_classes, built.model.backbone().num_features(), built.model.head_var_names())
-            .map_err(|e| anyhow::anyhow!("refusing head {}: {e}", p.display()))?;
+        head::check_compatible(
+            &meta,
+            &built.backbone_fingerprint,
+            data.num_classes,
+            built.model.backbone().num_features(),
+            built.model.head_var_names(),
+        )
+        .map_err(|e| anyhow::anyhow!("refusing head {}: {e}", p.display()))?;
         if (meta.threat_eps - cfg.threat.eps).abs() > 1e-12 || meta.threat_norm != cfg.threat.norm {
-            tracing::warn!("the head was probed at {} eps {} but stage 2 uses {} eps {}", meta.threat_norm, meta.threat_eps, cfg.threat.norm, cfg.threat.eps);
+            tracing::warn!(
+                "the head was probed at {} eps {} but stage 2 uses {} eps {}",
+                meta.threat_norm,
+                meta.threat_eps,
+                cfg.threat.norm,
+                cfg.threat.eps
+            );
         }
         adversarial::load_into(&built.vs, &tensors, p)?;
     }
@@ -339,7 +410,14 @@ fn stage_label(method: Method, init: Init) -> String {
 }
 
 /// Stage 2 for one method: RanLI (`init_head = None`) or RoLI (the stage-1 artifact).
-pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>, dir: &Path) -> anyhow::Result<MethodResult> {
+pub fn finetune(
+    cfg: &RunConfig,
+    data: &PreparedData,
+    src: &BackboneSource,
+    method: Method,
+    init_head: Option<&Path>,
+    dir: &Path,
+) -> anyhow::Result<MethodResult> {
     if method == Method::Linear {
         bail!("'linear' is stage 1: use `roli probe`");
     }
@@ -351,14 +429,30 @@ pub fn finetune(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, meth
 
 /// Trains one (method, init) — `Linear` is the probe — without touching the test split: the
 /// building block of learning-rate selection on validation (`roli tune`).
-pub fn train_only(cfg: &RunConfig, data: &PreparedData, src: &BackboneSource, method: Method, init_head: Option<&Path>, dir: &Path) -> anyhow::Result<StageOutcome> {
-    let (built, init) = if method == Method::Linear { (build_model(cfg, src, data, method)?, Init::Ranli) } else { stage2_model(cfg, data, src, method, init_head)? };
+pub fn train_only(
+    cfg: &RunConfig,
+    data: &PreparedData,
+    src: &BackboneSource,
+    method: Method,
+    init_head: Option<&Path>,
+    dir: &Path,
+) -> anyhow::Result<StageOutcome> {
+    let (built, init) = if method == Method::Linear {
+        (build_model(cfg, src, data, method)?, Init::Ranli)
+    } else {
+        stage2_model(cfg, data, src, method, init_head)?
+    };
     let (plan, _) = stage_plan(cfg, &built, method, init, &stage_label(method, init));
     train_with_bar(&built, data, &plan, dir)
 }
 
 /// Rebuilds a finished (method, init) model with its best weights.
-pub fn load_trained(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, r: &MethodResult) -> anyhow::Result<Built> {
+pub fn load_trained(
+    cfg: &RunConfig,
+    src: &BackboneSource,
+    data: &PreparedData,
+    r: &MethodResult,
+) -> anyhow::Result<Built> {
     let built = build_model(cfg, src, data, r.method)?;
     let p = r.dir.join("best.safetensors");
     let t = Tensor::read_safetensors(&p).with_context(|| format!("reading {}", p.display()))?;
@@ -367,7 +461,14 @@ pub fn load_trained(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, 
 }
 
 /// PGD robust accuracy at each eps on the first `limit` test examples (a robustness curve).
-pub fn eps_curve(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, r: &MethodResult, eps: &[f64], limit: usize) -> anyhow::Result<Vec<(f64, f64)>> {
+pub fn eps_curve(
+    cfg: &RunConfig,
+    src: &BackboneSource,
+    data: &PreparedData,
+    r: &MethodResult,
+    eps: &[f64],
+    limit: usize,
+) -> anyhow::Result<Vec<(f64, f64)>> {
     let built = load_trained(cfg, src, data, r)?;
     let n = limit.min(data.test.len());
     let (x, y) = data.test.batch(&(0..n).collect::<Vec<_>>(), None)?;
@@ -375,7 +476,10 @@ pub fn eps_curve(cfg: &RunConfig, src: &BackboneSource, data: &PreparedData, r: 
     let mut opts = EvalOptions::new(threat(cfg));
     opts.seed = adversarial::derive_seed(&[cfg.seed, 98]);
     opts.batch_size = 250;
-    let spec = AttackSpec::Single(Stage::Pgd(PgdConfig { step_size: StepSize::RelativeToEps(0.25), ..pgd_config(cfg, cfg.threat.eval_steps, cfg.threat.eval_step()) }));
+    let spec = AttackSpec::Single(Stage::Pgd(PgdConfig {
+        step_size: StepSize::RelativeToEps(0.25),
+        ..pgd_config(cfg, cfg.threat.eval_steps, cfg.threat.eval_step())
+    }));
     let sw = roli_attacks::sweep(&m, &x, &y, &spec, eps, &opts)?;
     Ok(sw.reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect())
 }
@@ -428,13 +532,23 @@ pub fn run_with(cfg: &RunConfig, out: &Path, on_model: &dyn Fn(&MethodResult, bo
             let dir = out.join(crate::config::run_key(method, init));
             let (r, reused) = match reuse(&dir) {
                 Some(r) => (r, true),
-                None => (finetune(cfg, &data, &src, method, (init == Init::Roli).then_some(head_path.as_path()), &dir)?, false),
+                None => (
+                    finetune(cfg, &data, &src, method, (init == Init::Roli).then_some(head_path.as_path()), &dir)?,
+                    false,
+                ),
             };
             on_model(&r, reused);
             results.push(r);
         }
     }
-    let summary = Summary { name: cfg.name.clone(), backbone: src.describe(), data: data.spec.clone(), test_n: data.test.len(), head_artifact: head_path, results };
+    let summary = Summary {
+        name: cfg.name.clone(),
+        backbone: src.describe(),
+        data: data.spec.clone(),
+        test_n: data.test.len(),
+        head_artifact: head_path,
+        results,
+    };
     roli_data::cache::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
 }
@@ -444,9 +558,15 @@ pub fn run_with(cfg: &RunConfig, out: &Path, on_model: &dyn Fn(&MethodResult, bo
 pub fn check_same_run(cfg: &RunConfig, out: &Path) -> anyhow::Result<()> {
     let p = out.join("config.resolved.toml");
     let Ok(text) = std::fs::read_to_string(&p) else { return Ok(()) };
-    let same = toml::from_str::<RunConfig>(&text).map(|old| RunConfig { name: cfg.name.clone(), ..old } == *cfg).unwrap_or(false);
+    let same = toml::from_str::<RunConfig>(&text)
+        .map(|old| RunConfig { name: cfg.name.clone(), ..old } == *cfg)
+        .unwrap_or(false);
     if !same {
-        bail!("{} holds a run of different settings ({}); use another --out folder, or delete it to start over", out.display(), p.display());
+        bail!(
+            "{} holds a run of different settings ({}); use another --out folder, or delete it to start over",
+            out.display(),
+            p.display()
+        );
     }
     Ok(())
 }
@@ -475,9 +595,22 @@ pub struct PlanLine {
 
 /// The resolved plan without data or weights: builds each model with random weights of the
 /// right shape (input size and classes from the config or given) and counts what trains.
-pub fn dry_run(cfg: &RunConfig, num_classes: i64, input: [i64; 3], n_train: usize, n_val: usize) -> anyhow::Result<Vec<PlanLine>> {
+pub fn dry_run(
+    cfg: &RunConfig,
+    num_classes: i64,
+    input: [i64; 3],
+    n_train: usize,
+    n_val: usize,
+) -> anyhow::Result<Vec<PlanLine>> {
     let src = dry_source(cfg)?;
-    let fake = PreparedData { spec: cfg.data.name.clone(), train: Box::new(Empty), val: Box::new(Empty), test: Box::new(Empty), num_classes, input };
+    let fake = PreparedData {
+        spec: cfg.data.name.clone(),
+        train: Box::new(Empty),
+        val: Box::new(Empty),
+        test: Box::new(Empty),
+        num_classes,
+        input,
+    };
     let mut out = Vec::new();
     let mut combos = vec![(Method::Linear, Init::Ranli)];
     for &m in &cfg.finetune.methods {
@@ -489,13 +622,29 @@ pub fn dry_run(cfg: &RunConfig, num_classes: i64, input: [i64; 3], n_train: usiz
         let built = match build_model(cfg, &src, &fake, method) {
             Ok(b) => b,
             Err(e) => {
-                out.push(PlanLine { method: method.as_str().into(), init: format!("{init:?}").to_lowercase(), optimizer: "-".into(), lr: 0.0, weight_decay_applied: "-".into(), epochs: 0, trainable_tensors: 0, trainable_elements: 0, passes_per_epoch: 0, notes: vec![format!("cannot build: {e:#}")] });
+                out.push(PlanLine {
+                    method: method.as_str().into(),
+                    init: format!("{init:?}").to_lowercase(),
+                    optimizer: "-".into(),
+                    lr: 0.0,
+                    weight_decay_applied: "-".into(),
+                    epochs: 0,
+                    trainable_tensors: 0,
+                    trainable_elements: 0,
+                    passes_per_epoch: 0,
+                    notes: vec![format!("cannot build: {e:#}")],
+                });
                 continue;
             }
         };
         let (plan, notes) = stage_plan(cfg, &built, method, init, "dry");
         let vars = built.vs.variables();
-        let decayed: i64 = plan.trainable.iter().filter(|n| weight_decay_for(&plan.optimizer, n, plan.weight_decay, &plan.head_bias) > 0.0).map(|n| vars[n].numel() as i64).sum();
+        let decayed: i64 = plan
+            .trainable
+            .iter()
+            .filter(|n| weight_decay_for(&plan.optimizer, n, plan.weight_decay, &plan.head_bias) > 0.0)
+            .map(|n| vars[n].numel() as i64)
+            .sum();
         let total = peft::count_elements(&vars, &plan.trainable);
         let steps = cfg.threat.train_steps as u64 + 1;
         out.push(PlanLine {

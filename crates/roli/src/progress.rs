@@ -18,7 +18,10 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 /// A spinner for steps of unknown length (downloads).
 pub fn spinner(what: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, target());
-    pb.set_style(ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     pb.set_prefix(what.to_string());
     pb.enable_steady_tick(std::time::Duration::from_millis(120));
     pb

@@ -42,7 +42,9 @@ pub const FETCHED: &[ZooEntry] = &[
 
 /// The folder of the project's own committed zoo (`<repo>/zoo`), overridable by `ROLI_ZOO`.
 pub fn zoo_dir() -> PathBuf {
-    let dir = std::env::var_os("ROLI_ZOO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoo"));
+    let dir = std::env::var_os("ROLI_ZOO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoo"));
     // `<repo>/zoo` rather than `<repo>/crates/roli/../../zoo` in reports and logs.
     dir.canonicalize().unwrap_or(dir)
 }
@@ -80,7 +82,11 @@ pub fn resolve(spec: &str, checkpoint: Option<&Path>, layout: SourceLayout) -> a
         if !file.exists() {
             bail!("model '{spec}' is not in the cache ({}); run `roli data fetch {}`", file.display(), e.source);
         }
-        return Ok(BackboneSource::Preset { preset: e.preset.into(), weights: Some(file), layout: SourceLayout::Native });
+        return Ok(BackboneSource::Preset {
+            preset: e.preset.into(),
+            weights: Some(file),
+            layout: SourceLayout::Native,
+        });
     }
     let own = zoo_dir().join(spec);
     if own.join("model.json").exists() {
@@ -93,7 +99,10 @@ pub fn resolve(spec: &str, checkpoint: Option<&Path>, layout: SourceLayout) -> a
     if p.is_file() && p.file_name().is_some_and(|f| f == "model.json" || f == "model.safetensors") {
         return Ok(BackboneSource::Own { dir: p.parent().unwrap_or(Path::new(".")).to_path_buf() });
     }
-    if p.is_file() && p.extension().is_some_and(|e| e == "pt" || e == "ts" || e == "torchscript" || e == "jit") && checkpoint.is_none() {
+    if p.is_file()
+        && p.extension().is_some_and(|e| e == "pt" || e == "ts" || e == "torchscript" || e == "jit")
+        && checkpoint.is_none()
+    {
         return Ok(BackboneSource::Script { file: p.to_path_buf() });
     }
     if roli_models::descriptor(spec).is_ok() {
@@ -160,21 +169,34 @@ pub struct Built {
 
 /// Names of the backbone tensors (everything except head and PEFT tensors).
 pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
-    all.iter().filter(|n| !head.contains(n) && !["lora_", "adapter_", "prompt"].iter().any(|m| n.contains(m))).cloned().collect()
+    all.iter()
+        .filter(|n| !head.contains(n) && !["lora_", "adapter_", "prompt"].iter().any(|m| n.contains(m)))
+        .cloned()
+        .collect()
 }
 
 /// Builds and loads a classifier.
 pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) -> anyhow::Result<Built> {
     let (desc, weights, layout) = match source {
-        BackboneSource::Preset { preset, weights, layout } => (roli_models::descriptor(preset)?, weights.clone(), *layout),
+        BackboneSource::Preset { preset, weights, layout } => {
+            (roli_models::descriptor(preset)?, weights.clone(), *layout)
+        }
         BackboneSource::Own { dir } => {
-            let sc = roli_models::own::read_sidecar(dir).with_context(|| format!("reading {}", dir.join("model.json").display()))?;
+            let sc = roli_models::own::read_sidecar(dir)
+                .with_context(|| format!("reading {}", dir.join("model.json").display()))?;
             (sc.descriptor, Some(dir.join("model.safetensors")), SourceLayout::Native)
         }
         BackboneSource::Script { file } => {
             let output = if opts.keep_head { ScriptOutput::Logits } else { ScriptOutput::Features };
             let c = opts.input[0] as usize;
-            let d = roli_models::script::describe(file, opts.input, output, opts.trainable_script, vec![0.0; c], vec![1.0; c])?;
+            let d = roli_models::script::describe(
+                file,
+                opts.input,
+                output,
+                opts.trainable_script,
+                vec![0.0; c],
+                vec![1.0; c],
+            )?;
             (d, None, SourceLayout::Native)
         }
     };
@@ -184,15 +206,16 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
     // PEFT tensors are created block by block while the backbone is built, which would shift a
     // random backbone initialisation; so a random backbone is drawn once without PEFT and copied
     // in, making it identical for every method (same fingerprint, RoLI heads transfer).
-    let plain_backbone: Option<Vec<(String, tch::Tensor)>> = if weights.is_none() && !matches!(source, BackboneSource::Script { .. }) {
-        tch::manual_seed(opts.init_seed as i64);
-        let pvs = nn::VarStore::new(tch::Device::Cpu);
-        let plain = Classifier::new(&pvs.root(), &desc, &copts)?;
-        let head = plain.head_var_names().to_vec();
-        Some(pvs.variables().into_iter().filter(|(n, _)| !head.contains(n)).collect())
-    } else {
-        None
-    };
+    let plain_backbone: Option<Vec<(String, tch::Tensor)>> =
+        if weights.is_none() && !matches!(source, BackboneSource::Script { .. }) {
+            tch::manual_seed(opts.init_seed as i64);
+            let pvs = nn::VarStore::new(tch::Device::Cpu);
+            let plain = Classifier::new(&pvs.root(), &desc, &copts)?;
+            let head = plain.head_var_names().to_vec();
+            Some(pvs.variables().into_iter().filter(|(n, _)| !head.contains(n)).collect())
+        } else {
+            None
+        };
     tch::manual_seed(opts.init_seed.wrapping_add(1) as i64);
     let model = Classifier::with_peft(&vs.root(), &desc, &copts, peft)?;
     if let Some(bb) = plain_backbone {
@@ -213,7 +236,8 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
                 allow_missing_containing: vec!["lora_".into(), "adapter_".into(), "prompt".into()],
                 strict: true,
             };
-            let rep = roli_models::load_backbone(&vs, &model, w, &lo).with_context(|| format!("loading {}", w.display()))?;
+            let rep =
+                roli_models::load_backbone(&vs, &model, w, &lo).with_context(|| format!("loading {}", w.display()))?;
             format!("{} tensors loaded strictly from {}", rep.loaded.len(), w.display())
         }
         None => "no weights file: random initialisation".to_string(),
@@ -238,7 +262,10 @@ mod tests {
 
     #[test]
     fn backbone_names_exclude_head_and_peft() {
-        let all: Vec<String> = ["a.weight", "blocks.0.attn.lora_q_a", "head.weight", "blocks.0.adapter_up.bias"].iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = ["a.weight", "blocks.0.attn.lora_q_a", "head.weight", "blocks.0.adapter_up.bias"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(backbone_names(&all, &["head.weight".to_string()]), vec!["a.weight"]);
     }
 }

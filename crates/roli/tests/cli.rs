@@ -16,12 +16,16 @@ fn missing_data_cache_names_the_fetch_command() {
     let empty = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut c = roli();
-    c.env("ROLI_CACHE", empty.path()).args(["eval", "--model", "lenet5_advertorch", "--data", "fashion-mnist", "--eps", "0.1", "--out"]).arg(out.path());
+    c.env("ROLI_CACHE", empty.path())
+        .args(["eval", "--model", "lenet5_advertorch", "--data", "fashion-mnist", "--eps", "0.1", "--out"])
+        .arg(out.path());
     let (code, err) = stderr_of(c);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not in the cache") && err.contains("roli data fetch fashion-mnist"), "{err}");
     let mut c = roli();
-    c.env("ROLI_CACHE", empty.path()).args(["eval", "--model", "advertorch-lenet5-mnist-at", "--data", "fashion-mnist", "--eps", "0.1", "--out"]).arg(out.path());
+    c.env("ROLI_CACHE", empty.path())
+        .args(["eval", "--model", "advertorch-lenet5-mnist-at", "--data", "fashion-mnist", "--eps", "0.1", "--out"])
+        .arg(out.path());
     let (code, err) = stderr_of(c);
     assert_eq!(code, 2);
     assert!(err.contains("roli data fetch"), "{err}");
@@ -31,12 +35,19 @@ fn missing_data_cache_names_the_fetch_command() {
 fn unknown_config_key_names_key_line_and_allowed_keys() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("bad.toml");
-    std::fs::write(&cfg, "[data]\nname = \"mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n[threat]\nepsilon = 0.1\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[data]\nname = \"mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n[threat]\nepsilon = 0.1\n",
+    )
+    .unwrap();
     let mut c = roli();
     c.args(["run"]).arg(&cfg).arg("--dry-run");
     let (code, err) = stderr_of(c);
     assert_eq!(code, 2);
-    assert!(err.contains("bad.toml") && err.contains("epsilon") && err.contains("`eps`") && err.contains("line 6"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("epsilon") && err.contains("`eps`") && err.contains("line 6"),
+        "{err}"
+    );
     let mut c = roli();
     c.args(["run"]).arg(&cfg).args(["--dry-run", "--set", "threat.epsilon=1"]);
     let (_, err) = stderr_of(c);

@@ -4,7 +4,9 @@ use roli::config::RunConfig;
 use roli::pipeline;
 
 fn cached() -> bool {
-    let ok = ["fashion-mnist", "advertorch"].iter().all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
+    let ok = ["fashion-mnist", "advertorch"]
+        .iter()
+        .all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
     if !ok {
         eprintln!("note: fashion-mnist/advertorch not cached; run `roli data fetch all` — test skipped");
     }
@@ -73,8 +75,19 @@ fn real_pipeline_runs_and_repeats_exactly() {
         assert_eq!(r1.test.aa_n, Some(4));
     }
     // The robust LeNet's features are linearly useful for Fashion-MNIST even after 2 tiny epochs.
-    assert!(s1.results[0].test.clean_accuracy > 0.3, "linear probe learned nothing: {}", s1.results[0].test.clean_accuracy);
-    for f in ["config.resolved.toml", "summary.json", "linear/head.json", "linear/head.safetensors", "bias_roli/result.json", "bias_ranli/test_examples.json"] {
+    assert!(
+        s1.results[0].test.clean_accuracy > 0.3,
+        "linear probe learned nothing: {}",
+        s1.results[0].test.clean_accuracy
+    );
+    for f in [
+        "config.resolved.toml",
+        "summary.json",
+        "linear/head.json",
+        "linear/head.safetensors",
+        "bias_roli/result.json",
+        "bias_ranli/test_examples.json",
+    ] {
         assert!(a.path().join(f).exists(), "{f} missing");
     }
     // A re-run reuses the finished stages and gives the same summary.
@@ -113,7 +126,10 @@ fn tune_selects_on_validation_and_writes_a_config_fragment() {
         let chosen = v["finetune"]["per_method"][key]["base_lr"].as_float().unwrap();
         let mine: Vec<&serde_json::Value> = cands.iter().filter(|c| c["method"] == m && c["init"] == i).collect();
         let best = mine.iter().map(|c| c["val_robust"].as_f64().unwrap()).fold(f64::MIN, f64::max);
-        let pick = mine.iter().find(|c| (c["base_lr"].as_f64().unwrap() - chosen).abs() < 1e-15).expect("chosen LR is a candidate");
+        let pick = mine
+            .iter()
+            .find(|c| (c["base_lr"].as_f64().unwrap() - chosen).abs() < 1e-15)
+            .expect("chosen LR is a candidate");
         assert_eq!(pick["val_robust"].as_f64().unwrap(), best);
     }
     // Nothing was evaluated on test during tuning candidates.

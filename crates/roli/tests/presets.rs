@@ -105,7 +105,11 @@ fn preset_files() -> Vec<(String, PathBuf)> {
         for f in std::fs::read_dir(dir.path()).expect("readable folder").flatten() {
             let p = f.path();
             if p.extension().is_some_and(|e| e == "toml") {
-                let key = format!("{}/{}", dir.file_name().to_string_lossy(), p.file_stem().unwrap_or_default().to_string_lossy());
+                let key = format!(
+                    "{}/{}",
+                    dir.file_name().to_string_lossy(),
+                    p.file_stem().unwrap_or_default().to_string_lossy()
+                );
                 out.push((key, p));
             }
         }
@@ -134,7 +138,10 @@ fn close(a: f64, b: f64) -> bool {
 fn there_are_fifty_presets_one_per_reference_config() {
     let files = preset_files();
     let per = |folder: &str| files.iter().filter(|(k, _)| k.starts_with(&format!("{folder}/"))).count();
-    assert_eq!([per("linear"), per("full"), per("bias"), per("lora"), per("adapter"), per("vpt")], [5, 10, 10, 10, 10, 5]);
+    assert_eq!(
+        [per("linear"), per("full"), per("bias"), per("lora"), per("adapter"), per("vpt")],
+        [5, 10, 10, 10, 10, 5]
+    );
     assert_eq!(files.len(), 50);
     let have: BTreeSet<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
     let want: BTreeSet<&str> = TABLE.iter().map(|r| r.file).collect();
@@ -160,7 +167,11 @@ fn every_preset_parses_and_matches_the_reference_table() {
         assert_eq!(cfg.data.train_percent, 90, "{key}");
         assert_eq!(cfg.data.transform, if cifar { TransformChoice::None } else { TransformChoice::Reference }, "{key}");
         assert_eq!(cfg.model.backbone, "swin_base_patch4_window7_224", "{key}");
-        assert_eq!(cfg.model.checkpoint.as_deref(), Some(Path::new("pretrain/ARES_Swin_base_patch4_window7_224_AT.pth")), "{key}");
+        assert_eq!(
+            cfg.model.checkpoint.as_deref(),
+            Some(Path::new("pretrain/ARES_Swin_base_patch4_window7_224_AT.pth")),
+            "{key}"
+        );
         assert_eq!(cfg.model.resize, cifar.then_some([224, 224]), "{key}");
         assert_eq!(cfg.model.head_init, HeadInitChoice::Reference, "{key}");
         assert_eq!(cfg.model.drop_path, 0.5, "{key}");
@@ -172,7 +183,8 @@ fn every_preset_parses_and_matches_the_reference_table() {
         assert!(cfg.faithful.batch_best_iterate, "{key}");
 
         // Stage 1 is always this dataset's linear probe.
-        let probe = TABLE.iter().find(|r| r.file == format!("linear/{dataset}_ranli")).expect("a linear row per dataset");
+        let probe =
+            TABLE.iter().find(|r| r.file == format!("linear/{dataset}_ranli")).expect("a linear row per dataset");
         assert!(close(scaled_lr(cfg.probe.base_lr, cfg.data.batch_size), probe.eff_lr), "{key}: probe LR");
         assert_eq!((cfg.probe.epochs, cfg.probe.warmup_epochs), (probe.epochs, 10), "{key}: probe epochs");
         assert!(close(cfg.probe.weight_decay, probe.wd), "{key}: probe WD");
@@ -183,10 +195,19 @@ fn every_preset_parses_and_matches_the_reference_table() {
             assert!(cfg.finetune.methods.is_empty(), "{key}: a linear preset runs stage 1 only");
             &cfg.probe
         } else {
-            assert_eq!((cfg.finetune.methods.as_slice(), cfg.finetune.inits.as_slice()), ([method].as_slice(), [init].as_slice()), "{key}");
+            assert_eq!(
+                (cfg.finetune.methods.as_slice(), cfg.finetune.inits.as_slice()),
+                ([method].as_slice(), [init].as_slice()),
+                "{key}"
+            );
             cfg.stage_for(method, init)
         };
-        assert!(close(scaled_lr(stage.base_lr, cfg.data.batch_size), row.eff_lr), "{key}: effective LR {} ≠ {}", scaled_lr(stage.base_lr, 64), row.eff_lr);
+        assert!(
+            close(scaled_lr(stage.base_lr, cfg.data.batch_size), row.eff_lr),
+            "{key}: effective LR {} ≠ {}",
+            scaled_lr(stage.base_lr, 64),
+            row.eff_lr
+        );
         assert_eq!((stage.epochs, stage.warmup_epochs), (row.epochs, 10), "{key}: epochs");
         assert!(close(stage.weight_decay, row.wd), "{key}: weight decay {} ≠ {}", stage.weight_decay, row.wd);
         let (kind, note) = optimizer_for(&cfg, stage);
@@ -201,7 +222,11 @@ fn every_preset_parses_and_matches_the_reference_table() {
         assert_eq!(cfg.faithful.adapter_zero_init, method == Method::Adapter, "{key}: adapter_zero_init");
         assert_eq!(cfg.faithful.adamw_wd0_is_sgd, FALLBACKS.contains(&key.as_str()), "{key}: adamw_wd0_is_sgd");
         match method {
-            Method::Lora => assert_eq!((cfg.finetune.lora.rank, cfg.finetune.lora.alpha, cfg.finetune.lora.dropout), (16, 16.0, 0.1), "{key}"),
+            Method::Lora => assert_eq!(
+                (cfg.finetune.lora.rank, cfg.finetune.lora.alpha, cfg.finetune.lora.dropout),
+                (16, 16.0, 0.1),
+                "{key}"
+            ),
             Method::Adapter => assert_eq!(cfg.finetune.adapter.reduction, 8, "{key}"),
             Method::Prompt => {
                 assert_eq!(cfg.finetune.prompt.tokens, if dataset == "cub" { 20 } else { 10 }, "{key}: VPT tokens");
@@ -210,13 +235,18 @@ fn every_preset_parses_and_matches_the_reference_table() {
             _ => {}
         }
     }
-    assert_eq!(fallbacks, FALLBACKS.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), "the three AdamW-WD-0 → SGD configs");
+    assert_eq!(
+        fallbacks,
+        FALLBACKS.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        "the three AdamW-WD-0 → SGD configs"
+    );
 }
 
 #[test]
 fn a_preset_accepts_a_data_override() {
     let p = paper_dir().join("lora/cifar10_roli.toml");
-    let cfg = RunConfig::load(&p, &["data.name=/elsewhere/cifar-10-batches-bin".into(), "eval.aa_limit=1000".into()]).expect("override applies");
+    let cfg = RunConfig::load(&p, &["data.name=/elsewhere/cifar-10-batches-bin".into(), "eval.aa_limit=1000".into()])
+        .expect("override applies");
     assert_eq!(cfg.data.name, "/elsewhere/cifar-10-batches-bin");
     assert_eq!(cfg.eval.aa_limit, Some(1000));
     assert!(cfg.faithful.lora_zero_init);

@@ -25,7 +25,14 @@ fn toy_data(n: i64, seed: i64) -> TensorDataset {
 }
 
 fn data() -> PreparedData {
-    PreparedData { spec: "toy".into(), train: Box::new(toy_data(16, 1)), val: Box::new(toy_data(8, 2)), test: Box::new(toy_data(8, 3)), num_classes: 3, input: [1, 32, 32] }
+    PreparedData {
+        spec: "toy".into(),
+        train: Box::new(toy_data(16, 1)),
+        val: Box::new(toy_data(8, 2)),
+        test: Box::new(toy_data(8, 3)),
+        num_classes: 3,
+        input: [1, 32, 32],
+    }
 }
 
 fn cfg(backbone: &str, extra: &str) -> RunConfig {
@@ -82,7 +89,10 @@ fn snapshot(vs: &tch::nn::VarStore) -> HashMap<String, Tensor> {
 fn each_method_trains_exactly_its_declared_set() {
     let _guard = serial();
     for (preset, methods) in [
-        ("vit_micro_patch4_32", vec![Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt]),
+        (
+            "vit_micro_patch4_32",
+            vec![Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt],
+        ),
         ("swin_micro_patch2_window4_32", vec![Method::Bias, Method::Lora, Method::Prompt]),
     ] {
         let c = cfg(preset, "");
@@ -92,7 +102,16 @@ fn each_method_trains_exactly_its_declared_set() {
             let (plan, _) = pipeline::stage_plan(&c, &built, m, Init::Ranli, "t");
             let before = snapshot(&built.vs);
             let dir = tempfile::tempdir().unwrap();
-            adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &StagePlan { epochs: 1, ..plan.clone() }, dir.path(), &|_, _, _, _| {}).unwrap();
+            adversarial::train_stage(
+                &built.model,
+                &built.vs,
+                d.train.as_ref(),
+                d.val.as_ref(),
+                &StagePlan { epochs: 1, ..plan.clone() },
+                dir.path(),
+                &|_, _, _, _| {},
+            )
+            .unwrap();
             let after = snapshot(&built.vs);
             let mut moved = 0;
             for (name, b) in &before {
@@ -133,14 +152,25 @@ fn roli_hand_off_starts_at_the_stage1_model() {
     // Stage 2 model for full finetuning with the RoLI head, before any step.
     let ft = pipeline::build_model(&c, &s, &d, Method::Full).unwrap();
     let (meta, tensors) = roli::head::load(&head_path).unwrap();
-    roli::head::check_compatible(&meta, &ft.backbone_fingerprint, 3, ft.model.backbone().num_features(), ft.model.head_var_names()).unwrap();
+    roli::head::check_compatible(
+        &meta,
+        &ft.backbone_fingerprint,
+        3,
+        ft.model.backbone().num_features(),
+        ft.model.head_var_names(),
+    )
+    .unwrap();
     adversarial::load_into(&ft.vs, &tensors, &head_path).unwrap();
     let (x, _) = d.test.batch(&[0, 1, 2, 3], None).unwrap();
     let a = probe_model.model.forward_with(&x, false);
     let b = ft.model.forward_with(&x, false);
     assert!(a.equal(&b), "stage 2 must start at exactly the stage-1 model");
     // A head from another backbone is refused.
-    let other = BackboneSource::Preset { preset: "swin_micro_patch2_window4_32".into(), weights: None, layout: SourceLayout::Native };
+    let other = BackboneSource::Preset {
+        preset: "swin_micro_patch2_window4_32".into(),
+        weights: None,
+        layout: SourceLayout::Native,
+    };
     let e = pipeline::finetune(&c, &d, &other, Method::Full, Some(&head_path), &dir.path().join("x")).unwrap_err();
     assert!(format!("{e:#}").contains("refusing head"), "{e:#}");
 }
@@ -158,21 +188,47 @@ fn resume_after_a_kill_equals_an_uninterrupted_run() {
         let dir = tempfile::tempdir().unwrap();
         if let Some(k) = kill_at {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let _ = adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &plan, dir.path(), &|e, _, _, _| {
-                    if e == k {
-                        panic!("simulated kill");
-                    }
-                });
+                let _ = adversarial::train_stage(
+                    &built.model,
+                    &built.vs,
+                    d.train.as_ref(),
+                    d.val.as_ref(),
+                    &plan,
+                    dir.path(),
+                    &|e, _, _, _| {
+                        if e == k {
+                            panic!("simulated kill");
+                        }
+                    },
+                );
             }));
             assert!(r.is_err());
             // A fresh process: rebuild the model (different random init!) and resume from disk.
             let rebuilt = pipeline::build_model(&c, &s, &d, Method::Full).unwrap();
-            adversarial::train_stage(&rebuilt.model, &rebuilt.vs, d.train.as_ref(), d.val.as_ref(), &plan, dir.path(), &|_, _, _, _| {}).unwrap();
+            adversarial::train_stage(
+                &rebuilt.model,
+                &rebuilt.vs,
+                d.train.as_ref(),
+                d.val.as_ref(),
+                &plan,
+                dir.path(),
+                &|_, _, _, _| {},
+            )
+            .unwrap();
             let mut v: Vec<_> = rebuilt.vs.variables().into_iter().collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         } else {
-            adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &plan, dir.path(), &|_, _, _, _| {}).unwrap();
+            adversarial::train_stage(
+                &built.model,
+                &built.vs,
+                d.train.as_ref(),
+                d.val.as_ref(),
+                &plan,
+                dir.path(),
+                &|_, _, _, _| {},
+            )
+            .unwrap();
             let mut v: Vec<_> = built.vs.variables().into_iter().collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
@@ -198,13 +254,31 @@ fn dead_parameter_guard_fires_on_faithful_zero_init_lora() {
     assert!(plan.allow_dead, "the faithful flag permits dead tensors");
     let dir = tempfile::tempdir().unwrap();
     let strict = StagePlan { allow_dead: false, epochs: 1, ..plan.clone() };
-    let e = adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &strict, dir.path(), &|_, _, _, _| {}).unwrap_err();
+    let e = adversarial::train_stage(
+        &built.model,
+        &built.vs,
+        d.train.as_ref(),
+        d.val.as_ref(),
+        &strict,
+        dir.path(),
+        &|_, _, _, _| {},
+    )
+    .unwrap_err();
     let msg = format!("{e:#}");
     assert!(msg.contains("never received a gradient") && msg.contains("lora_"), "{msg}");
     // With permission it runs and reports the dead set: only the head is effective.
     let built = pipeline::build_model(&c, &s, &d, Method::Lora).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &StagePlan { epochs: 1, ..plan }, dir.path(), &|_, _, _, _| {}).unwrap();
+    let out = adversarial::train_stage(
+        &built.model,
+        &built.vs,
+        d.train.as_ref(),
+        d.val.as_ref(),
+        &StagePlan { epochs: 1, ..plan },
+        dir.path(),
+        &|_, _, _, _| {},
+    )
+    .unwrap();
     let t = out.state.trainability.unwrap();
     assert!(t.dead_tensors.iter().all(|n| n.contains("lora_")) && !t.dead_tensors.is_empty());
     let head: i64 = built.model.head_var_names().iter().map(|n| built.vs.variables()[n].numel() as i64).sum();
@@ -214,7 +288,16 @@ fn dead_parameter_guard_fires_on_faithful_zero_init_lora() {
     let built = pipeline::build_model(&c, &s, &d, Method::Lora).unwrap();
     let (plan, _) = pipeline::stage_plan(&c, &built, Method::Lora, Init::Ranli, "lora");
     let dir = tempfile::tempdir().unwrap();
-    let out = adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &StagePlan { epochs: 1, ..plan }, dir.path(), &|_, _, _, _| {}).unwrap();
+    let out = adversarial::train_stage(
+        &built.model,
+        &built.vs,
+        d.train.as_ref(),
+        d.val.as_ref(),
+        &StagePlan { epochs: 1, ..plan },
+        dir.path(),
+        &|_, _, _, _| {},
+    )
+    .unwrap();
     assert!(out.state.trainability.unwrap().dead_tensors.is_empty());
 }
 
@@ -232,7 +315,16 @@ fn nan_loss_stops_with_state_saved() {
         let _ = w.fill_(f64::NAN);
     });
     let dir = tempfile::tempdir().unwrap();
-    let e = adversarial::train_stage(&built.model, &built.vs, d.train.as_ref(), d.val.as_ref(), &plan, dir.path(), &|_, _, _, _| {}).unwrap_err();
+    let e = adversarial::train_stage(
+        &built.model,
+        &built.vs,
+        d.train.as_ref(),
+        d.val.as_ref(),
+        &plan,
+        dir.path(),
+        &|_, _, _, _| {},
+    )
+    .unwrap_err();
     let msg = format!("{e:#}");
     assert!(msg.contains("NaN") && msg.contains("nan_state.safetensors") && msg.contains("learning rate"), "{msg}");
     assert!(dir.path().join("nan_state.safetensors").exists());

@@ -31,12 +31,15 @@ fn committed_zoo_models_match_their_sidecars() {
     let own = zoo::list_own();
     let names: Vec<&str> = own.iter().map(|(n, _)| n.as_str()).collect();
     for (name, robust) in EXPECTED {
-        let (_, sc) = own.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("zoo/{name} missing (have {names:?})"));
+        let (_, sc) =
+            own.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("zoo/{name} missing (have {names:?})"));
         let info = &sc["info"];
         let eps = info["threat_model"]["eps"].as_f64().unwrap();
         assert_eq!(eps > 0.0, *robust, "{name}: threat_model.eps = {eps}");
         if *robust {
-            let aa = info["test"]["aa_accuracy"].as_f64().unwrap_or_else(|| panic!("{name}: no AutoAttack accuracy recorded"));
+            let aa = info["test"]["aa_accuracy"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name}: no AutoAttack accuracy recorded"));
             assert!(aa > 0.2, "{name}: AA {aa} is no robust backbone");
         }
         let src = zoo::resolve(name, None, roli_models::SourceLayout::Native).unwrap();
@@ -52,13 +55,20 @@ fn committed_zoo_models_match_their_sidecars() {
             init_seed: 0,
         };
         let built = zoo::build(&src, &opts, &roli::peft::Peft::None).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        assert_eq!(built.backbone_fingerprint, sc["backbone_fingerprint"].as_str().unwrap(), "{name}: backbone fingerprint");
+        assert_eq!(
+            built.backbone_fingerprint,
+            sc["backbone_fingerprint"].as_str().unwrap(),
+            "{name}: backbone fingerprint"
+        );
         let n = info["test"]["n"].as_u64().unwrap() as usize;
         let idx: Vec<usize> = (0..n).collect();
         let (x, y) = test.batch(&idx, None).unwrap();
         let pred = tch::no_grad(|| built.model.forward_with(&x, false)).argmax(-1, false);
         let acc = pred.eq_tensor(&y).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
         let recorded = info["test"]["clean_accuracy"].as_f64().unwrap();
-        assert!((acc - recorded).abs() <= CLEAN_TOLERANCE, "{name}: clean {acc} on the first {n} MNIST test images, sidecar says {recorded}");
+        assert!(
+            (acc - recorded).abs() <= CLEAN_TOLERANCE,
+            "{name}: clean {acc} on the first {n} MNIST test images, sidecar says {recorded}"
+        );
     }
 }

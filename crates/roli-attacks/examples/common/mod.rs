@@ -20,7 +20,8 @@ fn read_idx(path: &Path) -> std::io::Result<(Vec<usize>, Vec<u8>)> {
         return Err(std::io::Error::other(format!("{}: not an IDX file", path.display())));
     }
     let ndim = data[3] as usize;
-    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let dims: Vec<usize> =
+        (0..ndim).map(|i| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let off = 4 + 4 * ndim;
     Ok((dims, data[off..].to_vec()))
 }
@@ -50,7 +51,16 @@ impl LeNet5 {
             return None;
         }
         let p: HashMap<String, Tensor> = Tensor::read_safetensors(&path).ok()?.into_iter().collect();
-        for k in ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"] {
+        for k in [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "linear1.weight",
+            "linear1.bias",
+            "linear2.weight",
+            "linear2.bias",
+        ] {
             if !p.contains_key(k) {
                 return None;
             }
@@ -61,8 +71,20 @@ impl LeNet5 {
     /// Logits `[N, 10]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let p = |k: &str| &self.p[k];
-        let out = x.conv2d(p("conv1.weight"), Some(p("conv1.bias")), [1, 1], [1, 1], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-        let out = out.conv2d(p("conv2.weight"), Some(p("conv2.bias")), [1, 1], [1, 1], [1, 1], 1).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+        let out = x.conv2d(p("conv1.weight"), Some(p("conv1.bias")), [1, 1], [1, 1], [1, 1], 1).relu().max_pool2d(
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+        );
+        let out = out.conv2d(p("conv2.weight"), Some(p("conv2.bias")), [1, 1], [1, 1], [1, 1], 1).relu().max_pool2d(
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+        );
         let out = out.reshape([out.size()[0], -1]);
         let out = out.linear(p("linear1.weight"), Some(p("linear1.bias"))).relu();
         out.linear(p("linear2.weight"), Some(p("linear2.bias")))

@@ -30,15 +30,11 @@ pub fn generate(mode: &str, extra: &[&str]) -> Option<PathBuf> {
     let py = match python() {
         Some(p) => p,
         None => {
-            eprintln!(
-                "note: .venv/bin/python not found; skipping golden-data test (run `make setup`)"
-            );
+            eprintln!("note: .venv/bin/python not found; skipping golden-data test (run `make setup`)");
             return None;
         }
     };
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("roli-models-golden")
-        .join(mode);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("roli-models-golden").join(mode);
     let script = std::fs::read(gen_script()).expect("tests/golden/gen.py is readable");
     let stamp_path = out.join("stamp");
     let mut stamp = script.clone();
@@ -46,18 +42,8 @@ pub fn generate(mode: &str, extra: &[&str]) -> Option<PathBuf> {
     if std::fs::read(&stamp_path).ok().as_deref() == Some(stamp.as_slice()) {
         return Some(out);
     }
-    let status = Command::new(py)
-        .arg(gen_script())
-        .arg(&out)
-        .arg(mode)
-        .args(extra)
-        .output()
-        .expect("python runs");
-    assert!(
-        status.status.success(),
-        "gen.py {mode} failed:\n{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let status = Command::new(py).arg(gen_script()).arg(&out).arg(mode).args(extra).output().expect("python runs");
+    assert!(status.status.success(), "gen.py {mode} failed:\n{}", String::from_utf8_lossy(&status.stderr));
     std::fs::write(&stamp_path, stamp).expect("write stamp");
     Some(out)
 }
@@ -69,10 +55,7 @@ pub fn tiny() -> Option<&'static Path> {
 }
 
 pub fn read_io(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
+    Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
 }
 
 pub fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
@@ -90,16 +73,12 @@ pub fn check_parity(label: &str, model: &Classifier, io: &HashMap<String, Tensor
     let dg = max_abs(&grad, &io["grad"]);
     let scale = f64::try_from(io["logits"].abs().max()).unwrap();
     let gscale = f64::try_from(io["grad"].abs().max()).unwrap();
-    println!("{label}: max|Δlogits| = {dl:.3e} (max|logit| {scale:.3}), max|Δgrad| = {dg:.3e} (max|grad| {gscale:.3e})");
-    assert!(
-        scale > 1e-2 && gscale > 0.0,
-        "{label}: degenerate golden data"
+    println!(
+        "{label}: max|Δlogits| = {dl:.3e} (max|logit| {scale:.3}), max|Δgrad| = {dg:.3e} (max|grad| {gscale:.3e})"
     );
+    assert!(scale > 1e-2 && gscale > 0.0, "{label}: degenerate golden data");
     assert!(dl <= PARITY_TOL, "{label}: logits differ by {dl:e}");
-    assert!(
-        dg <= PARITY_TOL,
-        "{label}: input gradients differ by {dg:e}"
-    );
+    assert!(dg <= PARITY_TOL, "{label}: input gradients differ by {dg:e}");
 }
 
 /// The tiny ResNets gen.py builds (timm `ResNet(layers=(1,1,1,1), channels=(8,16,32,64))`, default 64-wide stem).
@@ -134,8 +113,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn read_idx(path: &Path) -> Tensor {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let dims = data[3] as usize;
-    let shape: Vec<i64> = (0..dims)
-        .map(|i| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as i64)
-        .collect();
+    let shape: Vec<i64> =
+        (0..dims).map(|i| u32::from_be_bytes(data[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as i64).collect();
     Tensor::from_slice(&data[4 + 4 * dims..]).view(shape.as_slice())
 }

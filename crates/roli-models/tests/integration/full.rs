@@ -2,9 +2,7 @@
 //! loads strictly, logits match. Slow (≈1 GB of checkpoints, ~1 min on 2 cores):
 //! `cargo test --release -p roli-models -- --ignored full_size`.
 
-use roli_models::{
-    descriptor, load_backbone, Classifier, ClassifierOptions, HeadPolicy, LoadOptions,
-};
+use roli_models::{descriptor, load_backbone, Classifier, ClassifierOptions, HeadPolicy, LoadOptions};
 use tch::{nn, Device};
 
 use crate::common::*;
@@ -19,18 +17,9 @@ fn full_size_swin_b_and_vit_b_match_timm() {
         serde_json::from_slice(&std::fs::read(dir.join("full_counts.json")).unwrap()).unwrap();
     for name in ["swin_base_patch4_window7_224", "vit_base_patch16_224"] {
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = Classifier::new(
-            &vs.root(),
-            &descriptor(name).unwrap(),
-            &ClassifierOptions::new(10),
-        )
-        .unwrap();
-        let backbone: i64 = vs
-            .variables()
-            .iter()
-            .filter(|(n, _)| !m.is_head_var(n))
-            .map(|(_, t)| t.numel() as i64)
-            .sum();
+        let m = Classifier::new(&vs.root(), &descriptor(name).unwrap(), &ClassifierOptions::new(10)).unwrap();
+        let backbone: i64 =
+            vs.variables().iter().filter(|(n, _)| !m.is_head_var(n)).map(|(_, t)| t.numel() as i64).sum();
         let timm = counts[name]["backbone"].as_i64().unwrap();
         println!(
             "{name}: backbone parameters roli {backbone}, timm {timm}; with a 1000-class head {}",
@@ -41,17 +30,10 @@ fn full_size_swin_b_and_vit_b_match_timm() {
             &vs,
             &m,
             dir.join(format!("{name}.safetensors")),
-            &LoadOptions {
-                head: HeadPolicy::Load,
-                ..Default::default()
-            },
+            &LoadOptions { head: HeadPolicy::Load, ..Default::default() },
         )
         .unwrap();
         assert!(r.is_clean() && r.head_loaded);
-        check_parity(
-            name,
-            &m,
-            &read_io(&dir.join(format!("{name}_io.safetensors"))),
-        );
+        check_parity(name, &m, &read_io(&dir.join(format!("{name}_io.safetensors"))));
     }
 }

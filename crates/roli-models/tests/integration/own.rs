@@ -2,8 +2,8 @@
 
 use roli_models::own::{read_sidecar, SIDECAR_FILE, WEIGHTS_FILE};
 use roli_models::{
-    descriptor, load_backbone, load_classifier, save_classifier, Classifier, ClassifierOptions,
-    HeadPolicy, LoadOptions, ModelError,
+    descriptor, load_backbone, load_classifier, save_classifier, Classifier, ClassifierOptions, HeadPolicy,
+    LoadOptions, ModelError,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -14,23 +14,13 @@ fn save_load_round_trip_and_tamper_detection() {
     let Some(dir) = tiny() else { return };
     let vs = nn::VarStore::new(Device::Cpu);
     let desc = descriptor("swin_micro_patch2_window4_32").unwrap();
-    let m = Classifier::new(
-        &vs.root(),
-        &desc,
-        &ClassifierOptions {
-            resize: true,
-            ..ClassifierOptions::new(5)
-        },
-    )
-    .unwrap();
+    let m =
+        Classifier::new(&vs.root(), &desc, &ClassifierOptions { resize: true, ..ClassifierOptions::new(5) }).unwrap();
     let r = load_backbone(
         &vs,
         &m,
         dir.join("swin_micro.safetensors"),
-        &LoadOptions {
-            head: HeadPolicy::Load,
-            ..Default::default()
-        },
+        &LoadOptions { head: HeadPolicy::Load, ..Default::default() },
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -39,20 +29,13 @@ fn save_load_round_trip_and_tamper_detection() {
     let side = save_classifier(&ck, &vs, &m, info.clone()).unwrap();
     assert_eq!(side.backbone_fingerprint, r.backbone_fingerprint);
     assert!(ck.join(WEIGHTS_FILE).exists() && ck.join(SIDECAR_FILE).exists());
-    assert_eq!(
-        std::fs::read_dir(&ck).unwrap().count(),
-        2,
-        "no temporary files left behind"
-    );
+    assert_eq!(std::fs::read_dir(&ck).unwrap().count(), 2, "no temporary files left behind");
 
     let loaded = load_classifier(ck.join(SIDECAR_FILE), Device::Cpu).unwrap();
     assert_eq!(loaded.sidecar.info, info);
     assert_eq!(loaded.sidecar.descriptor, desc);
     let x = Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu));
-    assert_eq!(
-        max_abs(&loaded.model.forward_t(&x, false), &m.forward_t(&x, false)),
-        0.0
-    );
+    assert_eq!(max_abs(&loaded.model.forward_t(&x, false), &m.forward_t(&x, false)), 0.0);
 
     // tamper with one weight: the fingerprint check must catch it
     let mut t: Vec<(String, Tensor)> = Tensor::read_safetensors(ck.join(WEIGHTS_FILE)).unwrap();
@@ -63,13 +46,7 @@ fn save_load_round_trip_and_tamper_detection() {
     }
     Tensor::write_safetensors(&t, ck.join(WEIGHTS_FILE)).unwrap();
     let e = load_classifier(&ck, Device::Cpu).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ModelError::Checkpoint(roli_models::CheckpointError::Fingerprint { .. })
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, ModelError::Checkpoint(roli_models::CheckpointError::Fingerprint { .. })), "{e}");
 
     // a broken sidecar names its file
     std::fs::write(ck.join(SIDECAR_FILE), "{\"format\": 1}").unwrap();

@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use roli_models::{
-    descriptor, load_backbone, AttnHook, BlockExtras, BlockSite, Classifier, ClassifierOptions,
-    HeadPolicy, LoadOptions, MlpHook, PeftSpec,
+    descriptor, load_backbone, AttnHook, BlockExtras, BlockSite, Classifier, ClassifierOptions, HeadPolicy,
+    LoadOptions, MlpHook, PeftSpec,
 };
 use tch::nn::{self, Module};
 use tch::{Device, Tensor};
@@ -47,15 +47,8 @@ impl PeftSpec for Spec {
     fn block_extras(&self, p: &nn::Path, site: &BlockSite) -> BlockExtras {
         self.sites.lock().unwrap().push(site.name.clone());
         let (c, r) = (site.dim, 4);
-        let nob = |init| nn::LinearConfig {
-            ws_init: init,
-            bs_init: None,
-            bias: false,
-        };
-        let a = nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.1,
-        };
+        let nob = |init| nn::LinearConfig { ws_init: init, bs_init: None, bias: false };
+        let a = nn::Init::Randn { mean: 0.0, stdev: 0.1 };
         let zero = nn::Init::Const(0.0);
         let ap = p / "attn";
         let lora = LoraQv {
@@ -72,9 +65,7 @@ impl PeftSpec for Spec {
 #[test]
 fn peft_hooks_are_identity_at_zero_init_and_load_strictly_with_allowances() {
     let Some(dir) = tiny() else { return };
-    let spec = Spec {
-        sites: Mutex::new(vec![]),
-    };
+    let spec = Spec { sites: Mutex::new(vec![]) };
     let vs = nn::VarStore::new(Device::Cpu);
     let m = Classifier::with_peft(
         &vs.root(),
@@ -83,32 +74,15 @@ fn peft_hooks_are_identity_at_zero_init_and_load_strictly_with_allowances() {
         &spec,
     )
     .unwrap();
-    assert_eq!(
-        *spec.sites.lock().unwrap(),
-        (0..6).map(|i| format!("blocks.{i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(*spec.sites.lock().unwrap(), (0..6).map(|i| format!("blocks.{i}")).collect::<Vec<_>>());
     let vars = vs.variables();
-    assert!(
-        vars.contains_key("blocks.3.attn.lora_b_v.weight")
-            && vars.contains_key("blocks.5.adapter_up_bias")
-    );
+    assert!(vars.contains_key("blocks.3.attn.lora_b_v.weight") && vars.contains_key("blocks.5.adapter_up_bias"));
 
     let file = dir.join("vit_micro.safetensors");
-    let strict = LoadOptions {
-        head: HeadPolicy::Load,
-        ..Default::default()
-    };
-    let e = load_backbone(&vs, &m, &file, &strict)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("missing from the checkpoint (30)") && e.contains("lora_a_q"),
-        "{e}"
-    );
-    let allow = LoadOptions {
-        allow_missing_containing: vec!["lora_".into(), "adapter_".into()],
-        ..strict
-    };
+    let strict = LoadOptions { head: HeadPolicy::Load, ..Default::default() };
+    let e = load_backbone(&vs, &m, &file, &strict).unwrap_err().to_string();
+    assert!(e.contains("missing from the checkpoint (30)") && e.contains("lora_a_q"), "{e}");
+    let allow = LoadOptions { allow_missing_containing: vec!["lora_".into(), "adapter_".into()], ..strict };
     let r = load_backbone(&vs, &m, &file, &allow).unwrap();
     assert_eq!(r.allowed_missing.len(), 30);
     // with B = 0 and a zero adapter bias the model equals the plain one

@@ -7,9 +7,8 @@ use std::sync::OnceLock;
 
 use roli_models::prompt::{prompt_param_count, prompt_vars, PROMPT_MARKER};
 use roli_models::{
-    descriptor, load_backbone, load_classifier, load_classifier_with_peft, save_classifier,
-    BackboneDescriptor, Classifier, ClassifierOptions, HeadPolicy, LoadOptions, NoPeft, Vpt,
-    VptConfig,
+    descriptor, load_backbone, load_classifier, load_classifier_with_peft, save_classifier, BackboneDescriptor,
+    Classifier, ClassifierOptions, HeadPolicy, LoadOptions, NoPeft, Vpt, VptConfig,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -18,11 +17,7 @@ use crate::common::*;
 const MICRO: [&str; 2] = ["swin_micro_patch2_window4_32", "vit_micro_patch4_32"];
 
 fn vpt(tokens: i64, dropout: f64, deep: bool) -> Vpt {
-    Vpt(VptConfig {
-        tokens,
-        dropout,
-        deep,
-    })
+    Vpt(VptConfig { tokens, dropout, deep })
 }
 
 fn build(desc: &BackboneDescriptor, spec: &Vpt) -> (nn::VarStore, Classifier) {
@@ -32,11 +27,7 @@ fn build(desc: &BackboneDescriptor, spec: &Vpt) -> (nn::VarStore, Classifier) {
 }
 
 fn prompt_numel(vs: &nn::VarStore) -> i64 {
-    vs.variables()
-        .iter()
-        .filter(|(n, _)| n.contains(PROMPT_MARKER))
-        .map(|(_, t)| t.numel() as i64)
-        .sum()
+    vs.variables().iter().filter(|(n, _)| n.contains(PROMPT_MARKER)).map(|(_, t)| t.numel() as i64).sum()
 }
 
 fn input(b: i64) -> Tensor {
@@ -52,15 +43,9 @@ fn swin_b_vpt_deep_has_the_specs_prompt_count() {
     let n = prompt_numel(&vs);
     println!("swin_base_patch4_window7_224 VPT-deep T=10: {n} prompt parameters");
     assert_eq!(n, 120_320);
-    assert_eq!(
-        prompt_param_count(&desc.arch, &VptConfig::REFERENCE),
-        Some(n)
-    );
+    assert_eq!(prompt_param_count(&desc.arch, &VptConfig::REFERENCE), Some(n));
     drop(m);
-    let t20 = VptConfig {
-        tokens: 20,
-        ..VptConfig::REFERENCE
-    };
+    let t20 = VptConfig { tokens: 20, ..VptConfig::REFERENCE };
     assert_eq!(prompt_param_count(&desc.arch, &t20), Some(240_640));
 }
 
@@ -69,18 +54,10 @@ fn micro_models_with_prompts_run_and_every_prompt_gets_gradient() {
     for name in MICRO {
         let desc = descriptor(name).unwrap();
         for deep in [true, false] {
-            let cfg = VptConfig {
-                tokens: 4,
-                dropout: 0.1,
-                deep,
-            };
+            let cfg = VptConfig { tokens: 4, dropout: 0.1, deep };
             let (vs, m) = build(&desc, &Vpt(cfg));
             let vars = vs.variables();
-            let mut names: Vec<String> = vars
-                .keys()
-                .filter(|k| k.contains(PROMPT_MARKER))
-                .cloned()
-                .collect();
+            let mut names: Vec<String> = vars.keys().filter(|k| k.contains(PROMPT_MARKER)).cloned().collect();
             names.sort();
             let mut expected: Vec<String> = prompt_vars(&desc.arch, &cfg)
                 .unwrap()
@@ -97,11 +74,8 @@ fn micro_models_with_prompts_run_and_every_prompt_gets_gradient() {
             let _p = Classifier::new(&plain.root(), &desc, &ClassifierOptions::new(5)).unwrap();
             let pv = plain.variables();
             let shapes = |v: &HashMap<String, Tensor>| -> Vec<(String, Vec<i64>)> {
-                let mut s: Vec<_> = v
-                    .iter()
-                    .filter(|(k, _)| !k.contains(PROMPT_MARKER))
-                    .map(|(k, t)| (k.clone(), t.size()))
-                    .collect();
+                let mut s: Vec<_> =
+                    v.iter().filter(|(k, _)| !k.contains(PROMPT_MARKER)).map(|(k, t)| (k.clone(), t.size())).collect();
                 s.sort();
                 s
             };
@@ -114,31 +88,20 @@ fn micro_models_with_prompts_run_and_every_prompt_gets_gradient() {
             let x = input(2);
             let both = m.forward_with(&x, false);
             let first = m.forward_with(&x.narrow(0, 0, 1), false);
-            assert!(
-                max_abs(&both.narrow(0, 0, 1), &first) < 1e-5,
-                "{name} deep={deep}: samples mix"
-            );
+            assert!(max_abs(&both.narrow(0, 0, 1), &first) < 1e-5, "{name} deep={deep}: samples mix");
 
             let logits = m.forward_peft(&x, false, true);
             assert_eq!(logits.size(), vec![2, 5]);
-            assert!(
-                bool::try_from(logits.isfinite().all()).unwrap(),
-                "{name}: non-finite logits"
-            );
+            assert!(bool::try_from(logits.isfinite().all()).unwrap(), "{name}: non-finite logits");
             let w = Tensor::randn([2, 5], (Kind::Float, Device::Cpu));
             (&logits * w).sum(Kind::Float).backward();
             for n in &names {
                 let g = vars[n].grad();
                 assert!(g.defined(), "{name}: no gradient for {n}");
                 // every row (block) of a deep prompt tensor must receive gradient
-                let per_row = g
-                    .abs()
-                    .sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float);
+                let per_row = g.abs().sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float);
                 let min = f64::try_from(per_row.min()).unwrap();
-                assert!(
-                    min > 0.0,
-                    "{name} deep={deep}: a row of {n} gets no gradient: {per_row:?}"
-                );
+                assert!(min > 0.0, "{name} deep={deep}: a row of {n} gets no gradient: {per_row:?}");
             }
         }
     }
@@ -161,33 +124,19 @@ fn prompt_dropout_follows_the_peft_flag_only() {
         tch::manual_seed(1);
         let t1 = m.forward_peft(&x, false, true);
         let t2 = m.forward_peft(&x, false, true);
-        assert!(
-            max_abs(&t1, &eval) > 1e-4,
-            "{name}: prompt dropout inactive"
-        );
-        assert!(
-            max_abs(&t1, &t2) > 1e-4,
-            "{name}: prompt dropout not random"
-        );
+        assert!(max_abs(&t1, &eval) > 1e-4, "{name}: prompt dropout inactive");
+        assert!(max_abs(&t1, &t2) > 1e-4, "{name}: prompt dropout not random");
 
         // without prompt dropout, (false, true) is exactly eval: the backbone stays in eval
         let (_vs0, m0) = build(&desc, &vpt(4, 0.0, true));
         assert_eq!(
-            max_abs(
-                &m0.forward_peft(&x, false, true),
-                &m0.forward_with(&x, false)
-            ),
+            max_abs(&m0.forward_peft(&x, false, true), &m0.forward_with(&x, false)),
             0.0,
             "{name}: backbone dropout leaked into prompt training"
         );
         if name.starts_with("vit") {
             // sanity: the backbone dropout does act when the backbone trains
-            assert!(
-                max_abs(
-                    &m0.forward_peft(&x, true, false),
-                    &m0.forward_with(&x, false)
-                ) > 1e-4
-            );
+            assert!(max_abs(&m0.forward_peft(&x, true, false), &m0.forward_with(&x, false)) > 1e-4);
         }
     }
 }
@@ -203,10 +152,7 @@ fn vpt_is_rejected_where_it_cannot_apply() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("ViT or Swin") && e.contains("lenet5_advertorch"),
-        "{e}"
-    );
+    assert!(e.contains("ViT or Swin") && e.contains("lenet5_advertorch"), "{e}");
     let e = Classifier::with_peft(
         &vs.root(),
         &descriptor(MICRO[0]).unwrap(),
@@ -218,13 +164,8 @@ fn vpt_is_rejected_where_it_cannot_apply() {
     assert!(e.contains("tokens = 0"), "{e}");
     // NoPeft builds no prompt tensors
     let vs = nn::VarStore::new(Device::Cpu);
-    let _m = Classifier::with_peft(
-        &vs.root(),
-        &descriptor(MICRO[0]).unwrap(),
-        &ClassifierOptions::new(10),
-        &NoPeft,
-    )
-    .unwrap();
+    let _m = Classifier::with_peft(&vs.root(), &descriptor(MICRO[0]).unwrap(), &ClassifierOptions::new(10), &NoPeft)
+        .unwrap();
     assert_eq!(prompt_numel(&vs), 0);
 }
 
@@ -242,10 +183,7 @@ fn check_vpt_parity(case: &str, preset: &str) {
         &vs,
         &m,
         dir.join(format!("{case}.safetensors")),
-        &LoadOptions {
-            head: HeadPolicy::Load,
-            ..Default::default()
-        },
+        &LoadOptions { head: HeadPolicy::Load, ..Default::default() },
     )
     .unwrap();
     assert!(r.is_clean() && r.head_loaded, "{case}: {r:?}");
@@ -266,25 +204,10 @@ fn check_vpt_parity(case: &str, preset: &str) {
         let d = max_abs(&got, want);
         let scale = f64::try_from(want.abs().max()).unwrap();
         println!("{case}: {name} max|Δgrad| = {d:.3e} (max|grad| {scale:.3e})");
-        assert!(
-            scale > 0.0 && d <= PARITY_TOL,
-            "{case}: gradient of {name} differs by {d:e}"
-        );
+        assert!(scale > 0.0 && d <= PARITY_TOL, "{case}: gradient of {name} differs by {d:e}");
         checked += 1;
     }
-    assert_eq!(
-        checked,
-        prompt_vars(
-            &desc.arch,
-            &VptConfig {
-                tokens: 3,
-                dropout: 0.1,
-                deep: true
-            }
-        )
-        .unwrap()
-        .len()
-    );
+    assert_eq!(checked, prompt_vars(&desc.arch, &VptConfig { tokens: 3, dropout: 0.1, deep: true }).unwrap().len());
 }
 
 #[test]
@@ -307,16 +230,7 @@ fn own_checkpoint_round_trip_needs_the_vpt_spec() {
     save_classifier(&dir, &vs, &m, serde_json::json!({"method": "prompt"})).unwrap();
     let back = load_classifier_with_peft(&dir, Device::Cpu, &spec).unwrap();
     let x = input(2);
-    assert_eq!(
-        max_abs(
-            &back.model.forward_with(&x, false),
-            &m.forward_with(&x, false)
-        ),
-        0.0
-    );
+    assert_eq!(max_abs(&back.model.forward_with(&x, false), &m.forward_with(&x, false)), 0.0);
     let e = load_classifier(&dir, Device::Cpu).unwrap_err().to_string();
-    assert!(
-        e.contains("unexpected") && e.contains("deep_prompt_embeddings_1"),
-        "{e}"
-    );
+    assert!(e.contains("unexpected") && e.contains("deep_prompt_embeddings_1"), "{e}");
 }

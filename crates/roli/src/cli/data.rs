@@ -42,7 +42,10 @@ fn fetch_cmd(name: &str, force: bool) -> anyhow::Result<()> {
     } else {
         match fetch::find_source(name) {
             Some(s) => vec![s],
-            None => bail!("unknown source '{name}'; choose one of: all, {}", SOURCES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")),
+            None => bail!(
+                "unknown source '{name}'; choose one of: all, {}",
+                SOURCES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+            ),
         }
     };
     for s in sources {
@@ -74,7 +77,16 @@ fn list_cmd(hashes: bool) -> anyhow::Result<()> {
             continue;
         };
         let total: u64 = m.files.values().map(|(l, _)| *l).sum();
-        println!("\n{} — cached, {} files, {}  [{:?} {} {}, archive sha256 {}]", s.name, m.files.len(), human(total), s.registry, s.package, s.version, &m.archive_sha256[..16]);
+        println!(
+            "\n{} — cached, {} files, {}  [{:?} {} {}, archive sha256 {}]",
+            s.name,
+            m.files.len(),
+            human(total),
+            s.registry,
+            s.package,
+            s.version,
+            &m.archive_sha256[..16]
+        );
         println!("  {}  (licence: {})", s.description, s.licence);
         match s.name {
             "mnist" | "fashion-mnist" => {
@@ -82,14 +94,29 @@ fn list_cmd(hashes: bool) -> anyhow::Result<()> {
                 let o = roli_data::LoadOptions { train_percent: 100, ..Default::default() };
                 let tr = roli_data::load(&spec, Split::Train, &o)?;
                 let te = roli_data::load(&spec, Split::Test, &o)?;
-                println!("  train {} / test {} images, {}×{}×{}, {} classes", tr.len(), te.len(), te.image_shape()[0], te.image_shape()[1], te.image_shape()[2], te.num_classes());
+                println!(
+                    "  train {} / test {} images, {}×{}×{}, {} classes",
+                    tr.len(),
+                    te.len(),
+                    te.image_shape()[0],
+                    te.image_shape()[1],
+                    te.image_shape()[2],
+                    te.num_classes()
+                );
             }
             "foolbox" => {
                 for b in ["cifar10-samples", "cifar100-samples"] {
                     let d = roli_data::load(&roli_data::resolve(b)?, Split::Test, &Default::default())?;
                     let labels = d.labels();
-                    let names: Vec<&str> = labels.iter().take(5).map(|&l| d.class_names()[l as usize].as_str()).collect();
-                    println!("  {b}: {} images {:?}, labels {:?} ({}, …)", d.len(), d.image_shape(), labels, names.join(", "));
+                    let names: Vec<&str> =
+                        labels.iter().take(5).map(|&l| d.class_names()[l as usize].as_str()).collect();
+                    println!(
+                        "  {b}: {} images {:?}, labels {:?} ({}, …)",
+                        d.len(),
+                        d.image_shape(),
+                        labels,
+                        names.join(", ")
+                    );
                 }
             }
             _ => {}

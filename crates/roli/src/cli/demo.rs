@@ -31,11 +31,15 @@ pub const FULL_EPOCHS: u32 = 10;
 
 /// The config of a budget: the quick one is the file as written.
 pub fn budget_config(toml: &str, origin: &str, budget: Budget, set: &[String]) -> anyhow::Result<RunConfig> {
-    let mut overrides: Vec<String> = if budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
+    let mut overrides: Vec<String> =
+        if budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
     overrides.extend(set.iter().cloned());
     let mut cfg = RunConfig::from_toml_str(toml, &overrides, origin)?;
     if budget == Budget::Full {
-        for s in std::iter::once(&mut cfg.probe).chain([&mut cfg.finetune.ranli, &mut cfg.finetune.roli]).chain(cfg.finetune.per_method.values_mut()) {
+        for s in std::iter::once(&mut cfg.probe)
+            .chain([&mut cfg.finetune.ranli, &mut cfg.finetune.roli])
+            .chain(cfg.finetune.per_method.values_mut())
+        {
             s.epochs = s.epochs.max(FULL_EPOCHS);
         }
     }
@@ -90,8 +94,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             trained.set((k + 1, s + r.seconds));
         }
         let (k, s) = trained.get();
-        let eta = if k > 0 { format!(", ETA {:.1} min", s / k as f64 * (total - done.get()) as f64 / 60.0) } else { String::new() };
-        let what = if r.method == Method::Linear { "linear probe".to_string() } else { format!("{}/{:?}", r.method.as_str(), r.init).to_lowercase() };
+        let eta = if k > 0 {
+            format!(", ETA {:.1} min", s / k as f64 * (total - done.get()) as f64 / 60.0)
+        } else {
+            String::new()
+        };
+        let what = if r.method == Method::Linear {
+            "linear probe".to_string()
+        } else {
+            format!("{}/{:?}", r.method.as_str(), r.init).to_lowercase()
+        };
         eprintln!(
             "roli demo: {}/{total} models ({what}{}: clean {:.1}%, PGD {:.1}%), {:.1} min elapsed{eta}",
             done.get(),
@@ -119,7 +131,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         let data = pipeline::prepare_data(&cfg)?;
         let src = pipeline::source(&cfg)?;
         for r in robust.results.iter().filter(|r| matches!(r.method, Method::Linear | Method::Full)) {
-            let label = if r.method == Method::Linear { "linear probe".to_string() } else { format!("{} {:?}", r.method.as_str(), r.init).to_lowercase() };
+            let label = if r.method == Method::Linear {
+                "linear probe".to_string()
+            } else {
+                format!("{} {:?}", r.method.as_str(), r.init).to_lowercase()
+            };
             let pts = pipeline::eps_curve(&cfg, &src, &data, r, &cfg.eval.eps_curve, 500)?;
             curve.push((label, pts));
         }
@@ -136,9 +152,18 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     println!("{:<10} {:<8} {:>8} {:>8} {:>8}", "backbone", "method", "clean", "pgd", "aa");
     for (tag, s) in std::iter::once(("robust", &robust)).chain(standard.as_ref().map(|s| ("standard", s))) {
         for r in &s.results {
-            let m = if r.method == Method::Linear { "linear".to_string() } else { format!("{}/{:?}", r.method.as_str(), r.init).to_lowercase() };
+            let m = if r.method == Method::Linear {
+                "linear".to_string()
+            } else {
+                format!("{}/{:?}", r.method.as_str(), r.init).to_lowercase()
+            };
             let aa = r.test.aa_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into());
-            println!("{tag:<10} {m:<12} {:>6.1}% {:>7.1}% {:>8}", 100.0 * r.test.clean_accuracy, 100.0 * r.test.pgd_accuracy, aa);
+            println!(
+                "{tag:<10} {m:<12} {:>6.1}% {:>7.1}% {:>8}",
+                100.0 * r.test.clean_accuracy,
+                100.0 * r.test.pgd_accuracy,
+                aa
+            );
         }
     }
     println!("report: {}  ({:.1} min)", paths.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);

@@ -64,7 +64,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     };
     let spec: AttackSpec = match a.attack.as_str() {
         "pgd" => AttackSpec::with_pgd(a.steps, a.step_size, a.restarts),
-        other => other.parse().map_err(|e| anyhow::anyhow!("--attack {other}: {e}; choose one of {}", roli_attacks::ATTACK_NAMES.join(", ")))?,
+        other => other.parse().map_err(|e| {
+            anyhow::anyhow!("--attack {other}: {e}; choose one of {}", roli_attacks::ATTACK_NAMES.join(", "))
+        })?,
     };
     let ds = roli_data::load(&roli_data::resolve(&a.data)?, a.split, &Default::default())?;
     let n = a.limit.unwrap_or(ds.len()).min(ds.len());
@@ -84,8 +86,15 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         trainable_script: false,
         init_seed: a.seed,
     };
-    let built = crate::zoo::build(&src, &opts, &crate::peft::Peft::None).with_context(|| format!("building model '{}'", a.model))?;
-    tracing::info!("model: {} ({}); data: {} {} n={n}; attack {spec}", src.describe(), built.load_summary, a.data, a.split);
+    let built = crate::zoo::build(&src, &opts, &crate::peft::Peft::None)
+        .with_context(|| format!("building model '{}'", a.model))?;
+    tracing::info!(
+        "model: {} ({}); data: {} {} n={n}; attack {spec}",
+        src.describe(),
+        built.load_summary,
+        a.data,
+        a.split
+    );
     let model = |t: &tch::Tensor| built.model.forward_with(t, false);
     std::fs::create_dir_all(&a.out)?;
     let pb = crate::progress::spinner("eval");
@@ -119,7 +128,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             if rep.flags.is_empty() { "none".to_string() } else { format!("{:?}", rep.flags) }
         );
         for s in &rep.stages {
-            println!("  after {:<10} robust {:.2}%  ({} attacked, {} broken, {:.1}s)", s.id.as_str(), 100.0 * s.robust_accuracy, s.n_attacked, s.n_broken, s.seconds);
+            println!(
+                "  after {:<10} robust {:.2}%  ({} attacked, {} broken, {:.1}s)",
+                s.id.as_str(),
+                100.0 * s.robust_accuracy,
+                s.n_attacked,
+                s.n_broken,
+                s.seconds
+            );
         }
         println!("  passes: {:?}; results: {}", rep.passes, out.display());
     } else {
@@ -127,7 +143,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         pb.finish_and_clear();
         roli_data::cache::write_atomic(&out, serde_json::to_string_pretty(&sw)?.as_bytes())?;
         for r in &sw.reports {
-            println!("eps {:<8} clean {:.2}%  robust {:.2}%", r.eps, 100.0 * r.clean_accuracy, 100.0 * r.robust_accuracy);
+            println!(
+                "eps {:<8} clean {:.2}%  robust {:.2}%",
+                r.eps,
+                100.0 * r.clean_accuracy,
+                100.0 * r.robust_accuracy
+            );
         }
         if !sw.flags.is_empty() {
             println!("flags: {:?}", sw.flags);

@@ -141,7 +141,15 @@ aa_limit = {aa_limit}
         pb.set_position(e as u64 * per + b as u64 + 1);
         pb.set_message(format!("epoch {e} loss {l:.3}"));
     };
-    let outcome = adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), &plan, &train_dir, &cb)?;
+    let outcome = adversarial::train_stage(
+        &built.model,
+        &built.vs,
+        data.train.as_ref(),
+        data.val.as_ref(),
+        &plan,
+        &train_dir,
+        &cb,
+    )?;
     pb.finish_and_clear();
     // Test on the standard threat of the source data (for a standard model: clean only, and PGD at 0.3 to show it is not robust).
     let mut eval_cfg = cfg.clone();
@@ -150,7 +158,13 @@ aa_limit = {aa_limit}
         eval_cfg.threat.eval_step_size = Some(0.01);
         eval_cfg.threat.eval_steps = 40;
     }
-    let test = pipeline::evaluate_test(&eval_cfg, &built.model, data.test.as_ref(), &train_dir, adversarial::derive_seed(&[a.seed, 99]))?;
+    let test = pipeline::evaluate_test(
+        &eval_cfg,
+        &built.model,
+        data.test.as_ref(),
+        &train_dir,
+        adversarial::derive_seed(&[a.seed, 99]),
+    )?;
     let info = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "training": { "data": data.spec, "train_fingerprint": data.train.fingerprint(), "n_train": data.train.len(),
@@ -186,7 +200,11 @@ fn init_source(dir: &std::path::Path, preset: &str) -> anyhow::Result<(BackboneS
     };
     let sc = roli_models::own::read_sidecar(dir)?;
     if sc.descriptor.name != preset {
-        bail!("--init {}: holds a {} model, not {preset}; pass a checkpoint of the same preset", dir.display(), sc.descriptor.name);
+        bail!(
+            "--init {}: holds a {} model, not {preset}; pass a checkpoint of the same preset",
+            dir.display(),
+            sc.descriptor.name
+        );
     }
     Ok((src, sc.fingerprint))
 }

@@ -21,15 +21,24 @@ pub struct ReportArgs {
 
 fn read_summary(dir: &Path) -> anyhow::Result<Summary> {
     let p = dir.join("summary.json");
-    serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("no {} — is {} a finished `roli run` folder?", p.display(), dir.display()))?)
-        .with_context(|| format!("{} is not a roli summary", p.display()))
+    serde_json::from_slice(
+        &std::fs::read(&p)
+            .with_context(|| format!("no {} — is {} a finished `roli run` folder?", p.display(), dir.display()))?,
+    )
+    .with_context(|| format!("{} is not a roli summary", p.display()))
 }
 
 pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     let s = read_summary(&a.run)?;
     let std_summary = a.standard.as_deref().map(read_summary).transpose()?;
     let out = a.out.clone().unwrap_or_else(|| a.run.clone());
-    let opts = ReportOptions { title: a.title.clone(), standard: std_summary.as_ref(), run_dir: Some(&a.run), standard_run_dir: a.standard.as_deref(), ..Default::default() };
+    let opts = ReportOptions {
+        title: a.title.clone(),
+        standard: std_summary.as_ref(),
+        run_dir: Some(&a.run),
+        standard_run_dir: a.standard.as_deref(),
+        ..Default::default()
+    };
     let paths = report::write_report(&s, &out, &opts)?;
     println!("report: {}", paths.markdown.display());
     Ok(())

@@ -47,7 +47,10 @@ pub struct FinetuneArgs {
 }
 
 fn parse_method(s: &str) -> anyhow::Result<Method> {
-    Method::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| anyhow::anyhow!("--method {s}: choose one of {:?}", Method::ALL.map(|m| m.as_str())))
+    Method::ALL
+        .into_iter()
+        .find(|m| m.as_str() == s)
+        .ok_or_else(|| anyhow::anyhow!("--method {s}: choose one of {:?}", Method::ALL.map(|m| m.as_str())))
 }
 
 pub fn probe(a: ConfigArgs) -> anyhow::Result<()> {
@@ -82,19 +85,44 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
                 let src = pipeline::dry_source(&cfg)?;
                 match &src {
                     crate::zoo::BackboneSource::Preset { preset, .. } => roli_models::descriptor(preset)?.input_size(),
-                    crate::zoo::BackboneSource::Own { dir } => roli_models::own::read_sidecar(dir)?.descriptor.input_size(),
-                    crate::zoo::BackboneSource::Script { .. } => bail!("--dry-run of a TorchScript backbone needs --input C,H,W"),
+                    crate::zoo::BackboneSource::Own { dir } => {
+                        roli_models::own::read_sidecar(dir)?.descriptor.input_size()
+                    }
+                    crate::zoo::BackboneSource::Script { .. } => {
+                        bail!("--dry-run of a TorchScript backbone needs --input C,H,W")
+                    }
                 }
             }
             [c, h, w] => [*c, *h, *w],
             _ => bail!("--input takes C,H,W"),
         };
         println!("# plan for {} ({}; K={}, input {:?})", cfg.name, cfg.model.backbone, a.classes, input);
-        println!("# threat: {} eps {:.6}, step {:.6}, PGD-{} train / PGD-{} eval; batch {}", cfg.threat.norm, cfg.threat.eps, cfg.threat.step_size, cfg.threat.train_steps, cfg.threat.eval_steps, cfg.data.batch_size);
+        println!(
+            "# threat: {} eps {:.6}, step {:.6}, PGD-{} train / PGD-{} eval; batch {}",
+            cfg.threat.norm,
+            cfg.threat.eps,
+            cfg.threat.step_size,
+            cfg.threat.train_steps,
+            cfg.threat.eval_steps,
+            cfg.data.batch_size
+        );
         let lines = pipeline::dry_run(&cfg, a.classes, input, 1, 1)?;
-        println!("{:<8} {:<6} {:<34} {:>10} {:>6} {:>9} {:>12}  weight decay", "method", "init", "optimizer", "lr", "epochs", "tensors", "trainable");
+        println!(
+            "{:<8} {:<6} {:<34} {:>10} {:>6} {:>9} {:>12}  weight decay",
+            "method", "init", "optimizer", "lr", "epochs", "tensors", "trainable"
+        );
         for l in &lines {
-            println!("{:<8} {:<6} {:<34} {:>10.3e} {:>6} {:>9} {:>12}  {}", l.method, l.init, l.optimizer, l.lr, l.epochs, l.trainable_tensors, l.trainable_elements, l.weight_decay_applied);
+            println!(
+                "{:<8} {:<6} {:<34} {:>10.3e} {:>6} {:>9} {:>12}  {}",
+                l.method,
+                l.init,
+                l.optimizer,
+                l.lr,
+                l.epochs,
+                l.trainable_tensors,
+                l.trainable_elements,
+                l.weight_decay_applied
+            );
             for n in &l.notes {
                 println!("         note: {n}");
             }
@@ -114,10 +142,26 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 fn print_row(r: &pipeline::MethodResult) {
     let init = crate::config::init_label(r.method, r.init);
     let aa = r.test.aa_accuracy.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
-    println!("{:<8} {:<6} {:>7.2}% {:>7.2}% {:>8}", r.method.as_str(), init, 100.0 * r.test.clean_accuracy, 100.0 * r.test.pgd_accuracy, aa);
+    println!(
+        "{:<8} {:<6} {:>7.2}% {:>7.2}% {:>8}",
+        r.method.as_str(),
+        init,
+        100.0 * r.test.clean_accuracy,
+        100.0 * r.test.pgd_accuracy,
+        aa
+    );
 }
 
 fn print_result(r: &pipeline::MethodResult) {
     print_row(r);
-    println!("  n={} best epoch {:?} (val robust {:.4}); trainable {} elements ({} effective); {:.0}s; details: {}", r.test.n, r.best_epoch, r.best_val_robust, r.trainable_elements, r.effective_elements.map(|e| e.to_string()).unwrap_or("-".into()), r.seconds, r.dir.display());
+    println!(
+        "  n={} best epoch {:?} (val robust {:.4}); trainable {} elements ({} effective); {:.0}s; details: {}",
+        r.test.n,
+        r.best_epoch,
+        r.best_val_robust,
+        r.trainable_elements,
+        r.effective_elements.map(|e| e.to_string()).unwrap_or("-".into()),
+        r.seconds,
+        r.dir.display()
+    );
 }

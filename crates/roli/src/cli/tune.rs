@@ -70,7 +70,12 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
     let mut all: Vec<Candidate> = Vec::new();
     let mut chosen = base.clone();
 
-    let tune = |method: Method, init: Init, stage: &StageConfig, head: Option<&std::path::Path>, all: &mut Vec<Candidate>| -> anyhow::Result<StageConfig> {
+    let tune = |method: Method,
+                init: Init,
+                stage: &StageConfig,
+                head: Option<&std::path::Path>,
+                all: &mut Vec<Candidate>|
+     -> anyhow::Result<StageConfig> {
         let mut cands = Vec::new();
         for &f in &a.factors {
             let mut cfg = base.clone();
@@ -83,7 +88,15 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
             let dir = out.join(format!("{}_{}_x{f}", method.as_str(), init_label(method, init)));
             let o = pipeline::train_only(&cfg, &data, &src, method, head, &dir)?;
             let c = Candidate::of(method, init, f, s.base_lr, &o);
-            eprintln!("tune {:>8} {:>5} lr×{f:<5} base_lr {:.2e}: val PGD {:.2}%  clean {:.2}%  (best epoch {:?})", c.method, c.init, c.base_lr, 100.0 * c.val_robust, 100.0 * c.val_clean, c.best_epoch);
+            eprintln!(
+                "tune {:>8} {:>5} lr×{f:<5} base_lr {:.2e}: val PGD {:.2}%  clean {:.2}%  (best epoch {:?})",
+                c.method,
+                c.init,
+                c.base_lr,
+                100.0 * c.val_robust,
+                100.0 * c.val_clean,
+                c.best_epoch
+            );
             cands.push(c);
         }
         let best = pick_best(&cands).map(|i| cands[i].base_lr).unwrap_or(stage.base_lr);
@@ -123,11 +136,22 @@ pub fn run(a: TuneArgs) -> anyhow::Result<()> {
     let mut ft = toml::Table::new();
     ft.insert("per_method".into(), toml::Value::Table(pm));
     doc.insert("finetune".into(), toml::Value::Table(ft));
-    let text = format!("# Chosen by `roli tune` on validation PGD accuracy (factors {:?}); see tune.json.\n{}", a.factors, toml::to_string(&doc)?);
+    let text = format!(
+        "# Chosen by `roli tune` on validation PGD accuracy (factors {:?}); see tune.json.\n{}",
+        a.factors,
+        toml::to_string(&doc)?
+    );
     roli_data::cache::write_atomic(&out.join("tuned.toml"), text.as_bytes())?;
     println!("{:<8} {:<6} {:>10} {:>9} {:>9}", "method", "init", "base_lr", "val PGD", "val clean");
     for c in &all {
-        println!("{:<8} {:<6} {:>10.2e} {:>8.2}% {:>8.2}%", c.method, c.init, c.base_lr, 100.0 * c.val_robust, 100.0 * c.val_clean);
+        println!(
+            "{:<8} {:<6} {:>10.2e} {:>8.2}% {:>8.2}%",
+            c.method,
+            c.init,
+            c.base_lr,
+            100.0 * c.val_robust,
+            100.0 * c.val_clean
+        );
     }
     println!("chosen stages: {}", out.join("tuned.toml").display());
     Ok(())
@@ -138,7 +162,15 @@ mod tests {
     use super::*;
 
     fn c(f: f64, lr: f64, r: f64, cl: f64) -> Candidate {
-        Candidate { method: "full".into(), init: "roli".into(), factor: f, base_lr: lr, best_epoch: Some(0), val_robust: r, val_clean: cl }
+        Candidate {
+            method: "full".into(),
+            init: "roli".into(),
+            factor: f,
+            base_lr: lr,
+            best_epoch: Some(0),
+            val_robust: r,
+            val_clean: cl,
+        }
     }
 
     #[test]

@@ -67,8 +67,16 @@ impl Row {
         let (clean, pgd, aa) = match &l.records {
             Some(r) => {
                 let n = r.pgd.len();
-                let aa = if r.aa.is_empty() { None } else { Some(Estimate::new(r.aa.values().filter(|&&v| v).count(), r.aa.len(), z)) };
-                (Estimate::new(r.pgd.values().filter(|v| v.1).count(), n, z), Estimate::new(r.pgd.values().filter(|v| v.2).count(), n, z), aa)
+                let aa = if r.aa.is_empty() {
+                    None
+                } else {
+                    Some(Estimate::new(r.aa.values().filter(|&&v| v).count(), r.aa.len(), z))
+                };
+                (
+                    Estimate::new(r.pgd.values().filter(|v| v.1).count(), n, z),
+                    Estimate::new(r.pgd.values().filter(|v| v.2).count(), n, z),
+                    aa,
+                )
             }
             None => (
                 Estimate::from_rate(t.clean_accuracy, t.n, z),
@@ -192,7 +200,15 @@ pub fn compare(a: &Loaded<'_>, b: &Loaded<'_>, metric: Metric, z: f64, alpha: f6
             } else {
                 Verdict::Inconclusive
             };
-            (pr.delta(), Some(p), v, format!("exact McNemar on {} paired examples ({} vs {} discordant), α = {alpha}", pr.n, pr.only_a, pr.only_b))
+            (
+                pr.delta(),
+                Some(p),
+                v,
+                format!(
+                    "exact McNemar on {} paired examples ({} vs {} discordant), α = {alpha}",
+                    pr.n, pr.only_a, pr.only_b
+                ),
+            )
         }
         None => {
             let v = if ea.low > eb.high {
@@ -202,7 +218,12 @@ pub fn compare(a: &Loaded<'_>, b: &Loaded<'_>, metric: Metric, z: f64, alpha: f6
             } else {
                 Verdict::Inconclusive
             };
-            (ea.accuracy - eb.accuracy, None, v, "disjoint Wilson intervals (no paired per-example records)".to_string())
+            (
+                ea.accuracy - eb.accuracy,
+                None,
+                v,
+                "disjoint Wilson intervals (no paired per-example records)".to_string(),
+            )
         }
     };
     Some(Comparison { a: ra.name(), b: rb.name(), metric, delta, paired, p, verdict, test })
@@ -257,11 +278,19 @@ fn robust_vs_standard(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, z: f
     let title = "Robust vs standard pretraining".to_string();
     let claim = "With the same method and initialisation, the robustly pretrained backbone gives higher PGD robust accuracy than the standard one.".to_string();
     let Some(std_runs) = standard else {
-        return Finding { title, claim, verdict: None, evidence: vec!["not evaluated: no standard-pretraining summary was given (ReportOptions::standard)".into()], comparisons: vec![] };
+        return Finding {
+            title,
+            claim,
+            verdict: None,
+            evidence: vec!["not evaluated: no standard-pretraining summary was given (ReportOptions::standard)".into()],
+            comparisons: vec![],
+        };
     };
     let comps: Vec<Comparison> = main
         .iter()
-        .filter_map(|m| find(std_runs, m.result.method, m.result.init).and_then(|s| compare(m, s, Metric::Pgd, z, alpha)))
+        .filter_map(|m| {
+            find(std_runs, m.result.method, m.result.init).and_then(|s| compare(m, s, Metric::Pgd, z, alpha))
+        })
         .map(|mut c| {
             c.a = format!("robust {}", c.a);
             c.b = format!("standard {}", c.b);
@@ -279,14 +308,27 @@ fn robust_vs_standard(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, z: f
 fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
     let title = "Linear probing vs full finetuning (RanLI)".to_string();
     let claim = "Adversarial linear probing reaches higher PGD robust accuracy than full adversarial finetuning from a random head (the paper: on some datasets).".to_string();
-    let (Some(lin), Some(full)) = (find(main, Method::Linear, Init::Ranli), find(main, Method::Full, Init::Ranli)) else {
-        return Finding { title, claim, verdict: None, evidence: vec!["not evaluated: needs both the linear probe and full/RanLI results".into()], comparisons: vec![] };
+    let (Some(lin), Some(full)) = (find(main, Method::Linear, Init::Ranli), find(main, Method::Full, Init::Ranli))
+    else {
+        return Finding {
+            title,
+            claim,
+            verdict: None,
+            evidence: vec!["not evaluated: needs both the linear probe and full/RanLI results".into()],
+            comparisons: vec![],
+        };
     };
     let comps: Vec<Comparison> = Metric::ALL.iter().filter_map(|&m| compare(lin, full, m, z, alpha)).collect();
     let verdict = comps.iter().find(|c| c.metric == Metric::Pgd).map(|c| c.verdict);
-    let mut evidence: Vec<String> = comps.iter().map(|c| format!("{}{}", describe(c), if c.metric == Metric::Pgd { " (decides the claim)" } else { "" })).collect();
+    let mut evidence: Vec<String> = comps
+        .iter()
+        .map(|c| format!("{}{}", describe(c), if c.metric == Metric::Pgd { " (decides the claim)" } else { "" }))
+        .collect();
     // The paper's wider claim: the probe against every other RanLI method, for context.
-    for other in main.iter().filter(|l| l.result.init == Init::Ranli && !matches!(l.result.method, Method::Linear | Method::Full)) {
+    for other in main
+        .iter()
+        .filter(|l| l.result.init == Init::Ranli && !matches!(l.result.method, Method::Linear | Method::Full))
+    {
         if let Some(c) = compare(lin, other, Metric::Pgd, z, alpha) {
             evidence.push(format!("context: {}", describe(&c)));
         }
@@ -317,7 +359,15 @@ fn roli_vs_ranli(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
         per_method.push(v);
         let parts: Vec<String> = cs
             .iter()
-            .map(|c| format!("{} {} pp{} {}", c.metric.label(), signed_pp(c.delta), c.p.map(|p| format!(" (p = {})", p_text(p))).unwrap_or_default(), c.verdict))
+            .map(|c| {
+                format!(
+                    "{} {} pp{} {}",
+                    c.metric.label(),
+                    signed_pp(c.delta),
+                    c.p.map(|p| format!(" (p = {})", p_text(p))).unwrap_or_default(),
+                    c.verdict
+                )
+            })
             .collect();
         evidence.push(format!("{}: {} — {}", m.as_str(), v, parts.join("; ")));
         comps.extend(cs);

@@ -51,7 +51,12 @@ fn results_table(out: &mut String, rows: &[Row], loaded: Option<&[(Row, &Loaded<
                     crate::train::optim::OptimizerKind::Sgd { .. } => "SGD",
                     crate::train::optim::OptimizerKind::AdamW { .. } => "AdamW",
                 };
-                (opt.to_string(), format!("{:.3e}", m.lr), m.epochs.to_string(), m.best_epoch.map(|e| e.to_string()).unwrap_or_else(|| "–".into()))
+                (
+                    opt.to_string(),
+                    format!("{:.3e}", m.lr),
+                    m.epochs.to_string(),
+                    m.best_epoch.map(|e| e.to_string()).unwrap_or_else(|| "–".into()),
+                )
             }
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
@@ -115,7 +120,14 @@ pub fn render(p: &Page<'_>) -> String {
         let _ = writeln!(out, "|---|---|---|---|");
         for (m, cs) in p.deltas {
             let get = |k: Metric| cs.iter().find(|c| c.metric == k);
-            let _ = writeln!(out, "| {} | {} | {} | {} |", m.as_str(), delta_cell(get(Metric::Clean)), delta_cell(get(Metric::Pgd)), delta_cell(get(Metric::Aa)));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                m.as_str(),
+                delta_cell(get(Metric::Clean)),
+                delta_cell(get(Metric::Pgd)),
+                delta_cell(get(Metric::Aa))
+            );
         }
     }
 
@@ -128,9 +140,14 @@ pub fn render(p: &Page<'_>) -> String {
             let _ = writeln!(out, "   - {line}");
         }
     }
-    let unpaired: Vec<&Comparison> = p.findings.iter().flat_map(|f| f.comparisons.iter()).filter(|c| c.p.is_none()).collect();
+    let unpaired: Vec<&Comparison> =
+        p.findings.iter().flat_map(|f| f.comparisons.iter()).filter(|c| c.p.is_none()).collect();
     if !unpaired.is_empty() {
-        let _ = writeln!(out, "\nComparisons without per-example records use disjoint {ci}s instead of McNemar (weaker): {}.", unpaired.iter().map(|c| describe(c)).collect::<Vec<_>>().join("; "));
+        let _ = writeln!(
+            out,
+            "\nComparisons without per-example records use disjoint {ci}s instead of McNemar (weaker): {}.",
+            unpaired.iter().map(|c| describe(c)).collect::<Vec<_>>().join("; ")
+        );
     }
 
     if !p.figures.is_empty() {
@@ -140,7 +157,18 @@ pub fn render(p: &Page<'_>) -> String {
         }
     }
 
-    let flagged: Vec<String> = p.rows.iter().filter(|(_, l)| !l.result.test.flags.is_empty() || !l.result.notes.is_empty()).map(|(r, l)| format!("{}: {}", r.name(), l.result.test.flags.iter().chain(l.result.notes.iter()).cloned().collect::<Vec<_>>().join("; "))).collect();
+    let flagged: Vec<String> = p
+        .rows
+        .iter()
+        .filter(|(_, l)| !l.result.test.flags.is_empty() || !l.result.notes.is_empty())
+        .map(|(r, l)| {
+            format!(
+                "{}: {}",
+                r.name(),
+                l.result.test.flags.iter().chain(l.result.notes.iter()).cloned().collect::<Vec<_>>().join("; ")
+            )
+        })
+        .collect();
     if !flagged.is_empty() || !p.notes.is_empty() {
         let _ = writeln!(out, "\n## Flags and notes\n");
         for line in flagged.iter().chain(p.notes.iter()) {

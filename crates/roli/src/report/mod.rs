@@ -67,7 +67,14 @@ pub struct ReportOptions<'a> {
 
 impl Default for ReportOptions<'_> {
     fn default() -> Self {
-        ReportOptions { title: "RoLI report".into(), standard: None, eps_curve: &[], run_dir: None, standard_run_dir: None, confidence: 0.95 }
+        ReportOptions {
+            title: "RoLI report".into(),
+            standard: None,
+            eps_curve: &[],
+            run_dir: None,
+            standard_run_dir: None,
+            confidence: 0.95,
+        }
     }
 }
 
@@ -102,7 +109,8 @@ fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(Method, Ve
         if out.iter().any(|(m, _)| *m == l.result.method) {
             continue;
         }
-        if let Some(ranli) = loaded.iter().find(|r| r.result.method == l.result.method && r.result.init == Init::Ranli) {
+        if let Some(ranli) = loaded.iter().find(|r| r.result.method == l.result.method && r.result.init == Init::Ranli)
+        {
             let cs = Metric::ALL.iter().filter_map(|&m| compare::compare(l, ranli, m, z, alpha)).collect();
             out.push((l.result.method, cs));
         }
@@ -149,7 +157,8 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
     if text.is_none() {
         notes.push("figures drawn without text: no TrueType font found (set ROLI_FONT=/path/to/font.ttf or install fonts-dejavu-core)".into());
     }
-    let mut points: Vec<plots::ScatterPoint> = rows.iter().map(|(r, _)| plots::ScatterPoint::of(r, Source::Main)).collect();
+    let mut points: Vec<plots::ScatterPoint> =
+        rows.iter().map(|(r, _)| plots::ScatterPoint::of(r, Source::Main)).collect();
     points.extend(standard_rows.iter().map(|r| plots::ScatterPoint::of(r, Source::Standard)));
     let mut figures = Vec::new();
     let figure1 = match plots::figure1(out_dir, &opts.title, &points, text) {
@@ -188,7 +197,11 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
         title: &opts.title,
         confidence: opts.confidence,
         alpha,
-        rows: rows.iter().map(|(r, _)| (Source::Main, r)).chain(standard_rows.iter().map(|r| (Source::Standard, r))).collect(),
+        rows: rows
+            .iter()
+            .map(|(r, _)| (Source::Main, r))
+            .chain(standard_rows.iter().map(|r| (Source::Standard, r)))
+            .collect(),
         roli_minus_ranli: &deltas,
         findings: &findings,
         records: all_records,
@@ -213,5 +226,11 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
     let markdown_path = out_dir.join("report.md");
     write(&markdown_path, markdown::render(&page).as_bytes())?;
 
-    Ok(ReportPaths { markdown: markdown_path, results_json, figure1, eps_curve, font: plots::font_path().map(Path::to_path_buf) })
+    Ok(ReportPaths {
+        markdown: markdown_path,
+        results_json,
+        figure1,
+        eps_curve,
+        font: plots::font_path().map(Path::to_path_buf),
+    })
 }

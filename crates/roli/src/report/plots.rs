@@ -44,7 +44,8 @@ pub fn font() -> Option<&'static str> {
     FONT.get_or_init(|| {
         let env = std::env::var_os("ROLI_FONT").map(PathBuf::from);
         let listed = FONT_CANDIDATES.iter().map(PathBuf::from);
-        let candidates: Vec<PathBuf> = env.into_iter().chain(listed).filter(|p| p.is_file()).chain(scan_font_dirs()).collect();
+        let candidates: Vec<PathBuf> =
+            env.into_iter().chain(listed).filter(|p| p.is_file()).chain(scan_font_dirs()).collect();
         for p in candidates {
             let Ok(bytes) = std::fs::read(&p) else { continue };
             // register_font keeps a &'static [u8]; leaking one font file per process is the price.
@@ -143,7 +144,12 @@ fn e<E: std::fmt::Display>(err: E) -> String {
 /// Figure 1: x = clean accuracy, y = PGD robust accuracy (percent) with 95% Wilson whiskers; RanLI
 /// and RoLI in two colours joined per method (RanLI → RoLI), the linear probe as a black
 /// triangle, standard-pretraining runs (if any) as hollow markers.
-fn draw_figure1<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, points: &[ScatterPoint], text: Option<&'static str>) -> DrawResult {
+fn draw_figure1<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    points: &[ScatterPoint],
+    text: Option<&'static str>,
+) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
     let xr = span(points.iter().flat_map(|p| [p.clean.low * 100.0, p.clean.high * 100.0]));
     let yr = span(points.iter().flat_map(|p| [p.pgd.low * 100.0, p.pgd.high * 100.0]));
@@ -158,12 +164,22 @@ fn draw_figure1<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, 
         mesh.max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).bold_line_style(RGBColor(215, 215, 215));
         let whole = |v: &f64| format!("{v:.0}");
         if let Some(f) = text {
-            mesh.x_label_formatter(&whole).y_label_formatter(&whole).x_desc("Clean accuracy (%)").y_desc("PGD robust accuracy (%)").label_style((f, 14)).axis_desc_style((f, 16));
+            mesh.x_label_formatter(&whole)
+                .y_label_formatter(&whole)
+                .x_desc("Clean accuracy (%)")
+                .y_desc("PGD robust accuracy (%)")
+                .label_style((f, 14))
+                .axis_desc_style((f, 16));
         }
         mesh.draw().map_err(e)?;
     }
     if text.is_none() {
-        chart.draw_series(std::iter::once(Rectangle::new([(xr.start, yr.start), (xr.end, yr.end)], BLACK.stroke_width(1)))).map_err(e)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(xr.start, yr.start), (xr.end, yr.end)],
+                BLACK.stroke_width(1),
+            )))
+            .map_err(e)?;
     }
     let xy = |p: &ScatterPoint| (p.clean.accuracy * 100.0, p.pgd.accuracy * 100.0);
     // RanLI → RoLI per method and source.
@@ -176,7 +192,12 @@ fn draw_figure1<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, 
     for p in points {
         let c = colour(p).mix(0.45);
         let (x, y) = xy(p);
-        chart.draw_series([PathElement::new([(p.clean.low * 100.0, y), (p.clean.high * 100.0, y)], c.stroke_width(1)), PathElement::new([(x, p.pgd.low * 100.0), (x, p.pgd.high * 100.0)], c.stroke_width(1))]).map_err(e)?;
+        chart
+            .draw_series([
+                PathElement::new([(p.clean.low * 100.0, y), (p.clean.high * 100.0, y)], c.stroke_width(1)),
+                PathElement::new([(x, p.pgd.low * 100.0), (x, p.pgd.high * 100.0)], c.stroke_width(1)),
+            ])
+            .map_err(e)?;
     }
     // Markers, one series per legend entry.
     type Keep = fn(&ScatterPoint) -> bool;
@@ -206,8 +227,12 @@ fn draw_figure1<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, 
             series.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 5, legend_style));
         }
         if let Some(f) = text {
-            let name = |p: &ScatterPoint| format!("{}{}", p.method.as_str(), if p.source == Source::Standard { " (std)" } else { "" });
-            chart.draw_series(sel.iter().map(|p| EmptyElement::at(xy(p)) + Text::new(name(p), (8, -16), (f, 13)))).map_err(e)?;
+            let name = |p: &ScatterPoint| {
+                format!("{}{}", p.method.as_str(), if p.source == Source::Standard { " (std)" } else { "" })
+            };
+            chart
+                .draw_series(sel.iter().map(|p| EmptyElement::at(xy(p)) + Text::new(name(p), (8, -16), (f, 13))))
+                .map_err(e)?;
         }
     }
     if let Some(f) = text {
@@ -224,7 +249,12 @@ fn draw_figure1<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, 
 }
 
 /// Robust accuracy (percent) vs eps, one line per labelled curve; accuracies are fractions.
-fn draw_eps_curve<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, curves: &[(String, Vec<(f64, f64)>)], text: Option<&'static str>) -> DrawResult {
+fn draw_eps_curve<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    curves: &[(String, Vec<(f64, f64)>)],
+    text: Option<&'static str>,
+) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for (eps, _) in curves.iter().flat_map(|(_, c)| c.iter()) {
@@ -250,12 +280,18 @@ fn draw_eps_curve<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
         let whole = |v: &f64| format!("{v:.0}");
         mesh.y_label_formatter(&whole);
         if let Some(f) = text {
-            mesh.x_desc("eps").y_desc("robust accuracy (%)").label_style((f, 14)).axis_desc_style((f, 16)).x_label_formatter(&fmt);
+            mesh.x_desc("eps")
+                .y_desc("robust accuracy (%)")
+                .label_style((f, 14))
+                .axis_desc_style((f, 16))
+                .x_label_formatter(&fmt);
         }
         mesh.draw().map_err(e)?;
     }
     if text.is_none() {
-        chart.draw_series(std::iter::once(Rectangle::new([(lo, 0.0), (hi, 100.0)], BLACK.stroke_width(1)))).map_err(e)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(lo, 0.0), (hi, 100.0)], BLACK.stroke_width(1))))
+            .map_err(e)?;
     }
     for (i, (label, pts)) in curves.iter().enumerate() {
         let c = Palette99::pick(i).to_rgba();
@@ -264,12 +300,21 @@ fn draw_eps_curve<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
         let line: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x, y * 100.0)).collect();
         let series = chart.draw_series(LineSeries::new(line.clone(), c.stroke_width(2))).map_err(e)?;
         if text.is_some() {
-            series.label(label.clone()).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+            series
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
         }
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(e)?;
     }
     if let Some(f) = text {
-        chart.configure_series_labels().label_font((f, 14)).background_style(WHITE.mix(0.85)).border_style(RGBColor(180, 180, 180)).position(SeriesLabelPosition::UpperRight).draw().map_err(e)?;
+        chart
+            .configure_series_labels()
+            .label_font((f, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(e)?;
     }
     root.present().map_err(e)
 }
@@ -286,21 +331,35 @@ fn fix_svg_font(svg: &Path) -> Result<(), super::ReportError> {
 }
 
 /// Figure 1 as `figure1.png` and `figure1.svg` in `dir`; `text` is [`font`]'s result (None: no text).
-pub fn figure1(dir: &Path, title: &str, points: &[ScatterPoint], text: Option<&'static str>) -> Result<(PathBuf, PathBuf), super::ReportError> {
+pub fn figure1(
+    dir: &Path,
+    title: &str,
+    points: &[ScatterPoint],
+    text: Option<&'static str>,
+) -> Result<(PathBuf, PathBuf), super::ReportError> {
     let png = dir.join("figure1.png");
     let svg = dir.join("figure1.svg");
-    draw_figure1(&BitMapBackend::new(&png, SIZE).into_drawing_area(), title, points, text).map_err(|detail| super::ReportError::Plot { path: png.clone(), detail })?;
-    draw_figure1(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, points, text).map_err(|detail| super::ReportError::Plot { path: svg.clone(), detail })?;
+    draw_figure1(&BitMapBackend::new(&png, SIZE).into_drawing_area(), title, points, text)
+        .map_err(|detail| super::ReportError::Plot { path: png.clone(), detail })?;
+    draw_figure1(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, points, text)
+        .map_err(|detail| super::ReportError::Plot { path: svg.clone(), detail })?;
     fix_svg_font(&svg)?;
     Ok((png, svg))
 }
 
 /// The eps curve as `eps_curve.png` and `eps_curve.svg` in `dir`.
-pub fn eps_curve(dir: &Path, title: &str, curves: &[(String, Vec<(f64, f64)>)], text: Option<&'static str>) -> Result<(PathBuf, PathBuf), super::ReportError> {
+pub fn eps_curve(
+    dir: &Path,
+    title: &str,
+    curves: &[(String, Vec<(f64, f64)>)],
+    text: Option<&'static str>,
+) -> Result<(PathBuf, PathBuf), super::ReportError> {
     let png = dir.join("eps_curve.png");
     let svg = dir.join("eps_curve.svg");
-    draw_eps_curve(&BitMapBackend::new(&png, SIZE).into_drawing_area(), title, curves, text).map_err(|detail| super::ReportError::Plot { path: png.clone(), detail })?;
-    draw_eps_curve(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, curves, text).map_err(|detail| super::ReportError::Plot { path: svg.clone(), detail })?;
+    draw_eps_curve(&BitMapBackend::new(&png, SIZE).into_drawing_area(), title, curves, text)
+        .map_err(|detail| super::ReportError::Plot { path: png.clone(), detail })?;
+    draw_eps_curve(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, curves, text)
+        .map_err(|detail| super::ReportError::Plot { path: svg.clone(), detail })?;
     fix_svg_font(&svg)?;
     Ok((png, svg))
 }
@@ -314,10 +373,34 @@ mod tests {
     fn points() -> Vec<ScatterPoint> {
         let est = |k| Estimate::new(k, 200, Z95);
         vec![
-            ScatterPoint { source: Source::Main, method: Method::Linear, init: Init::Ranli, clean: est(158), pgd: est(75) },
-            ScatterPoint { source: Source::Main, method: Method::Full, init: Init::Ranli, clean: est(152), pgd: est(80) },
-            ScatterPoint { source: Source::Main, method: Method::Full, init: Init::Roli, clean: est(168), pgd: est(92) },
-            ScatterPoint { source: Source::Standard, method: Method::Full, init: Init::Ranli, clean: est(150), pgd: est(10) },
+            ScatterPoint {
+                source: Source::Main,
+                method: Method::Linear,
+                init: Init::Ranli,
+                clean: est(158),
+                pgd: est(75),
+            },
+            ScatterPoint {
+                source: Source::Main,
+                method: Method::Full,
+                init: Init::Ranli,
+                clean: est(152),
+                pgd: est(80),
+            },
+            ScatterPoint {
+                source: Source::Main,
+                method: Method::Full,
+                init: Init::Roli,
+                clean: est(168),
+                pgd: est(92),
+            },
+            ScatterPoint {
+                source: Source::Standard,
+                method: Method::Full,
+                init: Init::Ranli,
+                clean: est(150),
+                pgd: est(10),
+            },
         ]
     }
 
@@ -331,7 +414,13 @@ mod tests {
         assert!(std::fs::metadata(&png).unwrap().len() > 1000 && std::fs::metadata(&svg).unwrap().len() > 500);
         let svg_text = std::fs::read_to_string(&svg).unwrap();
         assert!(!svg_text.contains("<text"), "no-text mode wrote text");
-        eps_curve(dir.path(), "t", &[("full/RoLI".into(), vec![(0.0, 0.8), (4.0 / 255.0, 0.6), (8.0 / 255.0, 0.4)])], None).unwrap();
+        eps_curve(
+            dir.path(),
+            "t",
+            &[("full/RoLI".into(), vec![(0.0, 0.8), (4.0 / 255.0, 0.6), (8.0 / 255.0, 0.4)])],
+            None,
+        )
+        .unwrap();
         assert!(eps_curve(dir.path(), "t", &[], None).is_err());
     }
 
@@ -345,8 +434,14 @@ mod tests {
         let (png, svg) = figure1(dir.path(), "Figure 1", &points(), Some(f)).unwrap();
         assert!(std::fs::metadata(&png).unwrap().len() > 1000);
         let svg_text = std::fs::read_to_string(&svg).unwrap();
-        assert!(svg_text.contains("Clean accuracy (%)") && svg_text.contains("RoLI") && svg_text.contains("linear probe"), "labels missing");
-        assert!(svg_text.contains("font-family=\"sans-serif\"") && !svg_text.contains(FAMILY), "private family name leaked into the SVG");
+        assert!(
+            svg_text.contains("Clean accuracy (%)") && svg_text.contains("RoLI") && svg_text.contains("linear probe"),
+            "labels missing"
+        );
+        assert!(
+            svg_text.contains("font-family=\"sans-serif\"") && !svg_text.contains(FAMILY),
+            "private family name leaked into the SVG"
+        );
     }
 
     #[test]

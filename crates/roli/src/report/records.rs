@@ -66,8 +66,12 @@ pub struct RunRecords {
 impl RunRecords {
     /// Reads one `test_examples.json`.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let bytes = std::fs::read(path).map_err(|e| ReportError::Examples { path: path.to_path_buf(), detail: e.to_string() })?;
-        let doc: ExamplesDoc = serde_json::from_slice(&bytes).map_err(|e| ReportError::Examples { path: path.to_path_buf(), detail: format!("not a {{\"pgd\": report, \"autoattack\": report|null}} document: {e}") })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| ReportError::Examples { path: path.to_path_buf(), detail: e.to_string() })?;
+        let doc: ExamplesDoc = serde_json::from_slice(&bytes).map_err(|e| ReportError::Examples {
+            path: path.to_path_buf(),
+            detail: format!("not a {{\"pgd\": report, \"autoattack\": report|null}} document: {e}"),
+        })?;
         let mut r = RunRecords::default();
         for e in doc.pgd.examples {
             r.pgd.insert(e.index, (e.label, e.clean_correct, e.robust));
@@ -152,7 +156,10 @@ fn consistency(result: &MethodResult, r: &RunRecords) -> Option<String> {
     let clean = r.pgd.values().filter(|v| v.1).count() as f64 / n as f64;
     let pgd = r.pgd.values().filter(|v| v.2).count() as f64 / n as f64;
     let tol = 0.5 / n as f64 + 1e-9;
-    if n != result.test.n || (clean - result.test.clean_accuracy).abs() > tol || (pgd - result.test.pgd_accuracy).abs() > tol {
+    if n != result.test.n
+        || (clean - result.test.clean_accuracy).abs() > tol
+        || (pgd - result.test.pgd_accuracy).abs() > tol
+    {
         return Some(format!(
             "records (n {n}, clean {:.4}, PGD {:.4}) disagree with result.json (n {}, clean {:.4}, PGD {:.4}); the report uses the records",
             clean, pgd, result.test.n, result.test.clean_accuracy, result.test.pgd_accuracy
@@ -163,7 +170,11 @@ fn consistency(result: &MethodResult, r: &RunRecords) -> Option<String> {
 
 /// Every record of the loaded results, in result order.
 pub fn rows(loaded: &[Loaded<'_>], source: Source) -> Vec<ExampleRow> {
-    loaded.iter().filter_map(|l| l.records.as_ref().map(|r| (l.result, r))).flat_map(|(res, r)| r.rows(source, res.method, res.init)).collect()
+    loaded
+        .iter()
+        .filter_map(|l| l.records.as_ref().map(|r| (l.result, r)))
+        .flat_map(|(res, r)| r.rows(source, res.method, res.init))
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,19 +9,36 @@ const N: usize = 100;
 const AA_N: usize = 50;
 
 fn record(index: usize, clean: bool, robust: bool) -> ExampleRecord {
-    ExampleRecord { index, label: (index % 10) as i64, clean_correct: clean, robust: clean && robust, broken_by: None, adv_label: 0, perturbation_norm: None, attacks: BTreeMap::new() }
+    ExampleRecord {
+        index,
+        label: (index % 10) as i64,
+        clean_correct: clean,
+        robust: clean && robust,
+        broken_by: None,
+        adv_label: 0,
+        perturbation_norm: None,
+        attacks: BTreeMap::new(),
+    }
 }
 
 /// Writes `<root>/<dir>/test_examples.json` with clean/PGD flags from index sets, AutoAttack on
 /// the first AA_N examples (robust = PGD-robust minus every 10th), and returns its result.
-fn result(root: &Path, method: Method, init: Init, clean: impl Fn(usize) -> bool, pgd: impl Fn(usize) -> bool) -> MethodResult {
+fn result(
+    root: &Path,
+    method: Method,
+    init: Init,
+    clean: impl Fn(usize) -> bool,
+    pgd: impl Fn(usize) -> bool,
+) -> MethodResult {
     let dir = root.join(crate::config::run_key(method, init));
     std::fs::create_dir_all(&dir).unwrap();
     let pgd_ex: Vec<ExampleRecord> = (0..N).map(|i| record(i, clean(i), pgd(i))).collect();
     let aa_ex: Vec<ExampleRecord> = (0..AA_N).map(|i| record(i, clean(i), pgd(i) && i % 10 != 9)).collect();
-    let acc = |v: &[ExampleRecord], f: fn(&ExampleRecord) -> bool| v.iter().filter(|e| f(e)).count() as f64 / v.len() as f64;
+    let acc =
+        |v: &[ExampleRecord], f: fn(&ExampleRecord) -> bool| v.iter().filter(|e| f(e)).count() as f64 / v.len() as f64;
     let path = dir.join("test_examples.json");
-    let doc = serde_json::json!({ "pgd": { "n": N, "examples": pgd_ex }, "autoattack": { "n": AA_N, "examples": aa_ex } });
+    let doc =
+        serde_json::json!({ "pgd": { "n": N, "examples": pgd_ex }, "autoattack": { "n": AA_N, "examples": aa_ex } });
     std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
     MethodResult {
         method,
@@ -50,7 +67,14 @@ fn result(root: &Path, method: Method, init: Init, clean: impl Fn(usize) -> bool
 }
 
 fn summary(name: &str, results: Vec<MethodResult>) -> Summary {
-    Summary { name: name.into(), backbone: "synthetic".into(), data: "synthetic/test".into(), test_n: N, head_artifact: PathBuf::from("linear/head.json"), results }
+    Summary {
+        name: name.into(),
+        backbone: "synthetic".into(),
+        data: "synthetic/test".into(),
+        test_n: N,
+        head_artifact: PathBuf::from("linear/head.json"),
+        results,
+    }
 }
 
 /// Linear: clean 80, PGD 40. Full RanLI: clean 70, PGD 30. Full RoLI: clean 78 with 10 RoLI-only
@@ -70,10 +94,18 @@ fn main_summary(root: &Path) -> Summary {
 fn report_has_table_intervals_paired_tests_findings_and_figures() {
     let tmp = tempfile::tempdir().unwrap();
     let main = main_summary(&tmp.path().join("robust"));
-    let standard = summary("synthetic standard", vec![result(&tmp.path().join("standard"), Method::Full, Init::Ranli, |i| i < 72, |i| i < 5)]);
+    let standard = summary(
+        "synthetic standard",
+        vec![result(&tmp.path().join("standard"), Method::Full, Init::Ranli, |i| i < 72, |i| i < 5)],
+    );
     let curve = vec![("full/RoLI".to_string(), vec![(0.0, 0.78), (4.0 / 255.0, 0.5), (8.0 / 255.0, 0.33)])];
     let out = tmp.path().join("report");
-    let opts = ReportOptions { title: "Synthetic study".into(), standard: Some(&standard), eps_curve: &curve, ..Default::default() };
+    let opts = ReportOptions {
+        title: "Synthetic study".into(),
+        standard: Some(&standard),
+        eps_curve: &curve,
+        ..Default::default()
+    };
     let paths = write_report(&main, &out, &opts).unwrap();
 
     let md = std::fs::read_to_string(&paths.markdown).unwrap();
@@ -90,7 +122,10 @@ fn report_has_table_intervals_paired_tests_findings_and_figures() {
     assert!(md.contains("**Robust vs standard pretraining** — **holds**"), "{md}");
     assert!(md.contains("**Linear probing vs full finetuning (RanLI)** — **holds**"), "{md}");
     assert!(md.contains("**RoLI vs RanLI per method** — **inconclusive**"), "{md}");
-    assert!(md.contains("full: inconclusive — clean +8.0 pp (p = 0.0386) holds; PGD +3.0 pp (p = 0.2500) inconclusive"), "{md}");
+    assert!(
+        md.contains("full: inconclusive — clean +8.0 pp (p = 0.0386) holds; PGD +3.0 pp (p = 0.2500) inconclusive"),
+        "{md}"
+    );
     assert!(md.contains("![Figure 1"), "{md}");
 
     // Figures exist and are not empty.
@@ -106,7 +141,10 @@ fn report_has_table_intervals_paired_tests_findings_and_figures() {
     let recs = j["records"].as_array().unwrap();
     assert_eq!(recs.len(), 4 * N);
     let r = recs.iter().find(|r| r["method"] == "full" && r["init"] == "roli" && r["index"] == 75).unwrap();
-    assert_eq!((r["clean_correct"].as_bool(), r["pgd_robust"].as_bool(), r["aa_robust"].as_bool()), (Some(true), Some(false), None));
+    assert_eq!(
+        (r["clean_correct"].as_bool(), r["pgd_robust"].as_bool(), r["aa_robust"].as_bool()),
+        (Some(true), Some(false), None)
+    );
     assert_eq!(recs.iter().filter(|r| r["source"] == "standard").count(), N);
     assert_eq!(j["roli_minus_ranli"][0][1][0]["paired"]["only_a"], 10);
 }

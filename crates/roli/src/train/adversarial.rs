@@ -137,7 +137,13 @@ pub fn derive_seed(parts: &[u64]) -> u64 {
 }
 
 /// Clean and PGD accuracy of `model` (eval mode) on `ds`, in batches. `pgd = None`: clean only.
-pub fn accuracy(model: &Classifier, ds: &dyn Dataset, batch_size: usize, pgd: Option<&Pgd>, seed: u64) -> anyhow::Result<(f64, Option<f64>)> {
+pub fn accuracy(
+    model: &Classifier,
+    ds: &dyn Dataset,
+    batch_size: usize,
+    pgd: Option<&Pgd>,
+    seed: u64,
+) -> anyhow::Result<(f64, Option<f64>)> {
     let n = ds.len();
     if n == 0 {
         bail!("cannot evaluate on an empty dataset '{}'", ds.name());
@@ -177,7 +183,15 @@ pub fn load_into(vs: &nn::VarStore, tensors: &[(String, Tensor)], origin: &Path)
     let vars = vs.variables();
     tch::no_grad(|| -> anyhow::Result<()> {
         for (n, t) in tensors.iter().filter(|(n, _)| !n.starts_with(OPT_PREFIX)) {
-            let mut v = vars.get(n).with_context(|| format!("{}: tensor '{n}' does not exist in this model (checkpoint of another model or method)", origin.display()))?.shallow_clone();
+            let mut v = vars
+                .get(n)
+                .with_context(|| {
+                    format!(
+                        "{}: tensor '{n}' does not exist in this model (checkpoint of another model or method)",
+                        origin.display()
+                    )
+                })?
+                .shallow_clone();
             if v.size() != t.size() {
                 bail!("{}: tensor '{n}' has shape {:?}, the model expects {:?}", origin.display(), t.size(), v.size());
             }
@@ -198,7 +212,8 @@ pub fn read_state(dir: &Path, plan: &StagePlan) -> anyhow::Result<Option<StageSt
     if !p.exists() {
         return Ok(None);
     }
-    let st: StageState = serde_json::from_slice(&std::fs::read(&p)?).with_context(|| format!("{} is corrupt; delete {} to restart this stage", p.display(), dir.display()))?;
+    let st: StageState = serde_json::from_slice(&std::fs::read(&p)?)
+        .with_context(|| format!("{} is corrupt; delete {} to restart this stage", p.display(), dir.display()))?;
     if st.plan_fingerprint != plan.fingerprint() {
         bail!("{} holds a run of a different plan (settings changed); use another --out folder or delete {} to start over", dir.display(), dir.display());
     }
@@ -206,7 +221,15 @@ pub fn read_state(dir: &Path, plan: &StagePlan) -> anyhow::Result<Option<StageSt
 }
 
 /// Trains one stage in `dir` (resuming if `dir` holds an unfinished run of the same plan).
-pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, val: &dyn Dataset, plan: &StagePlan, dir: &Path, progress: ProgressFn<'_>) -> anyhow::Result<StageOutcome> {
+pub fn train_stage(
+    model: &Classifier,
+    vs: &nn::VarStore,
+    train: &dyn Dataset,
+    val: &dyn Dataset,
+    plan: &StagePlan,
+    dir: &Path,
+    progress: ProgressFn<'_>,
+) -> anyhow::Result<StageOutcome> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let vars = vs.variables();
     for n in &plan.trainable {
@@ -219,16 +242,26 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
         let _ = t.shallow_clone().set_requires_grad(plan.trainable.contains(n));
     }
     let params: Vec<(String, Tensor)> = plan.trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
-    let mut opt = Optimizer::new(plan.optimizer, params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), plan.weight_decay, plan.lr, &plan.head_bias);
+    let mut opt = Optimizer::new(
+        plan.optimizer,
+        params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+        plan.weight_decay,
+        plan.lr,
+        &plan.head_bias,
+    );
     let best_path = dir.join("best.safetensors");
     let last_path = dir.join("last.safetensors");
 
     let mut st = match read_state(dir, plan)? {
         Some(st) => {
-            let saved = Tensor::read_safetensors(&last_path).with_context(|| format!("{} is missing or corrupt; delete {} to restart", last_path.display(), dir.display()))?;
+            let saved = Tensor::read_safetensors(&last_path).with_context(|| {
+                format!("{} is missing or corrupt; delete {} to restart", last_path.display(), dir.display())
+            })?;
             load_into(vs, &saved, &last_path)?;
-            let opt_state: Vec<(String, Tensor)> = saved.into_iter().filter_map(|(n, t)| n.strip_prefix(OPT_PREFIX).map(|s| (s.to_string(), t))).collect();
-            opt.load_state(st.optimizer_steps, opt_state).map_err(|e| anyhow::anyhow!("{}: {e}", last_path.display()))?;
+            let opt_state: Vec<(String, Tensor)> =
+                saved.into_iter().filter_map(|(n, t)| n.strip_prefix(OPT_PREFIX).map(|s| (s.to_string(), t))).collect();
+            opt.load_state(st.optimizer_steps, opt_state)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", last_path.display()))?;
             tracing::info!("{}: resuming after epoch {} of {}", plan.label, st.epochs_done, plan.epochs);
             st
         }
@@ -276,7 +309,12 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
                     if let roli_attacks::pgd::StepSize::Absolute(s) = cfg.step_size {
                         cfg.step_size = roli_attacks::pgd::StepSize::Absolute(s * ramp);
                     }
-                    Pgd::new(plan.threat.with_eps(plan.threat.eps() * ramp), cfg).perturb_all(&eval_model, &x, &y, None)?
+                    Pgd::new(plan.threat.with_eps(plan.threat.eps() * ramp), cfg).perturb_all(
+                        &eval_model,
+                        &x,
+                        &y,
+                        None,
+                    )?
                 } else {
                     attack.perturb_all(&eval_model, &x, &y, None)?
                 }
@@ -313,7 +351,12 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
         }
         // Trainability check after the first epoch that could move anything (epoch 0 may run at LR 0).
         if st.trainability.is_none() && lr > 0.0 {
-            let mut tr = Trainability { nominal_tensors: params.len(), nominal_elements: 0, effective_elements: 0, dead_tensors: vec![] };
+            let mut tr = Trainability {
+                nominal_tensors: params.len(),
+                nominal_elements: 0,
+                effective_elements: 0,
+                dead_tensors: vec![],
+            };
             for (name, t) in &params {
                 tr.nominal_elements += t.numel() as i64;
                 let eff = ever_grad.get(name).map(|e| e.sum(Kind::Int64).int64_value(&[])).unwrap_or(0);
@@ -349,7 +392,13 @@ pub fn train_stage(model: &Classifier, vs: &nn::VarStore, train: &dyn Dataset, v
             val_robust: vr,
             seconds: t0.elapsed().as_secs_f64(),
         });
-        tracing::info!("{} epoch {epoch}: lr {lr:.2e} loss {:.4} val clean {:.4} robust {:.4}", plan.label, loss_sum / seen.max(1) as f64, vc, vr);
+        tracing::info!(
+            "{} epoch {epoch}: lr {lr:.2e} loss {:.4} val clean {:.4} robust {:.4}",
+            plan.label,
+            loss_sum / seen.max(1) as f64,
+            vc,
+            vr
+        );
         if vr > st.best_val_robust {
             st.best_val_robust = vr;
             st.best_epoch = Some(epoch);

@@ -54,10 +54,20 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// `params` are (name, tensor) pairs that require grad; decay per [`weight_decay_for`].
-    pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>, weight_decay: f64, lr: f64, head_bias: &str) -> Self {
+    pub fn new(
+        kind: OptimizerKind,
+        params: Vec<(String, Tensor)>,
+        weight_decay: f64,
+        lr: f64,
+        head_bias: &str,
+    ) -> Self {
         let params = params
             .into_iter()
-            .map(|(name, tensor)| Param { weight_decay: weight_decay_for(&kind, &name, weight_decay, head_bias), name, tensor })
+            .map(|(name, tensor)| Param {
+                weight_decay: weight_decay_for(&kind, &name, weight_decay, head_bias),
+                name,
+                tensor,
+            })
             .collect();
         Optimizer { kind, params, state: BTreeMap::new(), steps: 0, lr }
     }
@@ -127,7 +137,10 @@ impl Optimizer {
 
     /// The state as named tensors (`<param>#0`, `<param>#1`) for a checkpoint.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        self.state.iter().flat_map(|(n, v)| v.iter().enumerate().map(move |(i, t)| (format!("{n}#{i}"), t.shallow_clone()))).collect()
+        self.state
+            .iter()
+            .flat_map(|(n, v)| v.iter().enumerate().map(move |(i, t)| (format!("{n}#{i}"), t.shallow_clone())))
+            .collect()
     }
 
     /// Restores state saved by [`Optimizer::state_tensors`]; names must match this optimiser's parameters.
@@ -172,7 +185,13 @@ mod tests {
     #[test]
     fn sgd_momentum_matches_pytorch_by_hand() {
         let p = param(&[1.0, -2.0]);
-        let mut o = Optimizer::new(OptimizerKind::Sgd { momentum: 0.9 }, vec![("w".into(), p.shallow_clone())], 0.1, 0.5, "head.bias");
+        let mut o = Optimizer::new(
+            OptimizerKind::Sgd { momentum: 0.9 },
+            vec![("w".into(), p.shallow_clone())],
+            0.1,
+            0.5,
+            "head.bias",
+        );
         // step 1: g = 2p = [2,-4]; d = g + 0.1p = [2.1,-4.2]; buf=d; p -= 0.5 d → [-0.05, 0.1]
         grad_of_sum_sq(&p);
         o.step();
@@ -189,7 +208,13 @@ mod tests {
     #[test]
     fn hf_adamw_first_step_and_decay() {
         let p = param(&[1.0]);
-        let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.1, "head.bias");
+        let mut o = Optimizer::new(
+            OptimizerKind::REFERENCE_ADAMW,
+            vec![("w".into(), p.shallow_clone())],
+            0.01,
+            0.1,
+            "head.bias",
+        );
         grad_of_sum_sq(&p);
         o.step();
         // m = 0.1·2 = 0.2; v = 0.001·4 = 0.004; denom = √0.004 + 1e-6;
@@ -206,7 +231,10 @@ mod tests {
     #[test]
     fn decay_rules_follow_the_reference() {
         let a = OptimizerKind::REFERENCE_ADAMW;
-        assert_eq!(weight_decay_for(&a, "layers.0.blocks.1.attn.relative_position_bias_table", 0.01, "head.fc.bias"), 0.0);
+        assert_eq!(
+            weight_decay_for(&a, "layers.0.blocks.1.attn.relative_position_bias_table", 0.01, "head.fc.bias"),
+            0.0
+        );
         assert_eq!(weight_decay_for(&a, "blocks.0.norm1.weight", 0.01, "head.fc.bias"), 0.01);
         let s = OptimizerKind::REFERENCE_SGD;
         assert_eq!(weight_decay_for(&s, "head.fc.bias", 0.01, "head.fc.bias"), 0.0);
@@ -218,12 +246,25 @@ mod tests {
     fn state_roundtrip_continues_identically() {
         let run = |split: bool| {
             let p = param(&[0.5, 1.5, -1.0]);
-            let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.05, "head.bias");
+            let mut o = Optimizer::new(
+                OptimizerKind::REFERENCE_ADAMW,
+                vec![("w".into(), p.shallow_clone())],
+                0.01,
+                0.05,
+                "head.bias",
+            );
             for i in 0..4 {
                 if split && i == 2 {
-                    let saved: Vec<(String, Tensor)> = o.state_tensors().into_iter().map(|(k, t)| (k, t.copy())).collect();
+                    let saved: Vec<(String, Tensor)> =
+                        o.state_tensors().into_iter().map(|(k, t)| (k, t.copy())).collect();
                     let steps = o.steps;
-                    o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), p.shallow_clone())], 0.01, 0.05, "head.bias");
+                    o = Optimizer::new(
+                        OptimizerKind::REFERENCE_ADAMW,
+                        vec![("w".into(), p.shallow_clone())],
+                        0.01,
+                        0.05,
+                        "head.bias",
+                    );
                     o.load_state(steps, saved).unwrap();
                 }
                 o.zero_grad();
@@ -233,7 +274,11 @@ mod tests {
             Vec::<f32>::try_from(&p).unwrap()
         };
         assert_eq!(run(false), run(true));
-        let mut o = Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), param(&[1.0]))], 0.0, 0.1, "head.bias");
-        assert!(o.load_state(1, vec![("other#0".into(), Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)))]).unwrap_err().contains("unknown parameter"));
+        let mut o =
+            Optimizer::new(OptimizerKind::REFERENCE_ADAMW, vec![("w".into(), param(&[1.0]))], 0.0, 0.1, "head.bias");
+        assert!(o
+            .load_state(1, vec![("other#0".into(), Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)))])
+            .unwrap_err()
+            .contains("unknown parameter"));
     }
 }
