@@ -4,7 +4,13 @@
 //!
 //! Defaults are the reference's (spec §4–§5) unless a comment says otherwise; the sound choices
 //! that differ from the reference code are switched back by [`FaithfulConfig`].
+use crate::peft::adapter::AdapterConfig;
+use crate::peft::lora::LoraConfig;
+use crate::peft::vpt::PromptConfig;
+use crate::peft::Method;
 use anyhow::{bail, Context};
+use roli_attacks::threat::Norm;
+use roli_attacks::AaVersion;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -110,7 +116,7 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct ThreatConfig {
     #[serde(default = "defaults::norm")]
-    pub norm: String,
+    pub norm: Norm,
     /// Radius in [0,1] pixel units (reference 8/255).
     #[serde(default = "defaults::eps")]
     pub eps: f64,
@@ -155,30 +161,79 @@ pub enum OptimizerChoice {
     Adamw,
 }
 
-/// Finetuning methods (TRANSFER_TYPE in the reference).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    Linear,
-    Full,
-    Bias,
-    Lora,
-    Adapter,
-    Prompt,
+/// What a result row trained: the stage-1 linear probe or a stage-2 method. Serialized as
+/// `linear` or the method's name (configs' `eval.aa_methods`, `result.json`, `summary.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StageKind {
+    Probe,
+    Finetune(Method),
 }
 
-impl Method {
-    pub const ALL: [Method; 6] =
-        [Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt];
+impl StageKind {
+    /// The probe's name in configs and results.
+    pub const PROBE_NAME: &'static str = "linear";
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Method::Linear => "linear",
-            Method::Full => "full",
-            Method::Bias => "bias",
-            Method::Lora => "lora",
-            Method::Adapter => "adapter",
-            Method::Prompt => "prompt",
+            StageKind::Probe => Self::PROBE_NAME,
+            StageKind::Finetune(m) => m.as_str(),
         }
+    }
+    /// Full finetuning (the report compares it with the probe: the paper's finding 2).
+    pub fn full() -> StageKind {
+        StageKind::named(crate::peft::full::NAME).expect("full finetuning is registered")
+    }
+    pub fn is_probe(self) -> bool {
+        self == StageKind::Probe
+    }
+    /// The finetuning method (`None` for the probe).
+    pub fn method(self) -> Option<Method> {
+        match self {
+            StageKind::Probe => None,
+            StageKind::Finetune(m) => Some(m),
+        }
+    }
+    /// `linear` or a registered method.
+    pub fn named(name: &str) -> anyhow::Result<StageKind> {
+        if name == Self::PROBE_NAME {
+            Ok(StageKind::Probe)
+        } else {
+            Method::named(name).map(StageKind::Finetune).map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown method '{name}'; use {} or one of {}",
+                    Self::PROBE_NAME,
+                    crate::peft::names().join(", ")
+                )
+            })
+        }
+    }
+    /// The probe, then every registered method.
+    pub fn all() -> impl Iterator<Item = StageKind> {
+        std::iter::once(StageKind::Probe).chain(Method::all().map(StageKind::Finetune))
+    }
+}
+
+impl std::str::FromStr for StageKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        StageKind::named(s)
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl Serialize for StageKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for StageKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        StageKind::named(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -203,8 +258,8 @@ impl Init {
 }
 
 /// The init column of a result row: `-` for the probe (stage 1 has no init), else `ranli`/`roli`.
-pub fn init_label(method: Method, init: Init) -> &'static str {
-    if method == Method::Linear {
+pub fn init_label(kind: StageKind, init: Init) -> &'static str {
+    if kind.is_probe() {
         "-"
     } else {
         init.as_str()
@@ -212,8 +267,14 @@ pub fn init_label(method: Method, init: Init) -> &'static str {
 }
 
 /// `<method>_<init>`: a stage-2 run's folder name and its `finetune.per_method` key.
-pub fn run_key(method: Method, init: Init) -> String {
-    format!("{}_{}", method.as_str(), init.as_str())
+pub fn run_key(kind: impl Into<StageKind>, init: Init) -> String {
+    format!("{}_{}", kind.into().as_str(), init.as_str())
+}
+
+impl From<Method> for StageKind {
+    fn from(m: Method) -> Self {
+        StageKind::Finetune(m)
+    }
 }
 
 /// Stage 2 settings.
@@ -241,44 +302,13 @@ pub struct FinetuneConfig {
     pub prompt: PromptConfig,
 }
 
-/// LoRA on attention q and v.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoraConfig {
-    #[serde(default = "defaults::lora_rank")]
-    pub rank: i64,
-    #[serde(default = "defaults::lora_rank_f")]
-    pub alpha: f64,
-    /// Inactive in the reference (the encoder runs in eval mode).
-    #[serde(default = "defaults::dropout")]
-    pub dropout: f64,
-}
-
-/// Pfeiffer adapter after the MLP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdapterConfig {
-    #[serde(default = "defaults::reduction")]
-    pub reduction: i64,
-}
-
-/// VPT-deep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromptConfig {
-    #[serde(default = "defaults::tokens")]
-    pub tokens: i64,
-    #[serde(default = "defaults::dropout")]
-    pub dropout: f64,
-}
-
 /// Final evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     /// `standard`, `plus`, `rand` or `none`.
-    #[serde(default = "defaults::aa")]
-    pub autoattack: String,
+    #[serde(default)]
+    pub autoattack: AutoAttackChoice,
     /// AutoAttack on the first N test examples only (it is expensive); None: all.
     #[serde(default)]
     pub aa_limit: Option<usize>,
@@ -288,13 +318,35 @@ pub struct EvalConfig {
     /// Run AutoAttack only for these methods (e.g. `["linear", "full"]`, the quick demo's budget:
     /// AA costs ~45 s per robust model on 2 cores whatever the subset size); empty: every method.
     #[serde(default)]
-    pub aa_methods: Vec<Method>,
+    pub aa_methods: Vec<StageKind>,
+}
+
+/// `eval.autoattack`: an AutoAttack version, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoAttackChoice {
+    #[default]
+    Standard,
+    Plus,
+    Rand,
+    None,
+}
+
+impl AutoAttackChoice {
+    pub fn version(self) -> Option<AaVersion> {
+        match self {
+            AutoAttackChoice::Standard => Some(AaVersion::Standard),
+            AutoAttackChoice::Plus => Some(AaVersion::Plus),
+            AutoAttackChoice::Rand => Some(AaVersion::Rand),
+            AutoAttackChoice::None => None,
+        }
+    }
 }
 
 impl EvalConfig {
-    /// Whether `method`'s test includes AutoAttack.
-    pub fn runs_aa(&self, method: Method) -> bool {
-        self.autoattack != "none" && (self.aa_methods.is_empty() || self.aa_methods.contains(&method))
+    /// Whether the test of `kind` includes AutoAttack.
+    pub fn runs_aa(&self, kind: StageKind) -> bool {
+        self.autoattack != AutoAttackChoice::None && (self.aa_methods.is_empty() || self.aa_methods.contains(&kind))
     }
 }
 
@@ -330,8 +382,8 @@ mod defaults {
     pub fn batch_size() -> usize {
         64
     }
-    pub fn norm() -> String {
-        "linf".into()
+    pub fn norm() -> Norm {
+        Norm::Linf
     }
     pub fn eps() -> f64 {
         8.0 / 255.0
@@ -381,29 +433,12 @@ mod defaults {
             warmup_epochs: 10,
         }
     }
+    /// The reference's five methods (not every registered one: LayerNorm tuning is opt-in).
     pub fn methods() -> Vec<Method> {
-        vec![Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt]
+        ["full", "bias", "lora", "adapter", "prompt"].iter().filter_map(|m| Method::named(m).ok()).collect()
     }
     pub fn inits() -> Vec<Init> {
         vec![Init::Ranli, Init::Roli]
-    }
-    pub fn lora_rank() -> i64 {
-        16
-    }
-    pub fn lora_rank_f() -> f64 {
-        16.0
-    }
-    pub fn dropout() -> f64 {
-        0.1
-    }
-    pub fn reduction() -> i64 {
-        8
-    }
-    pub fn tokens() -> i64 {
-        10
-    }
-    pub fn aa() -> String {
-        "standard".into()
     }
 }
 
@@ -424,30 +459,11 @@ impl Default for FinetuneConfig {
         toml::from_str("").expect("every FinetuneConfig field has a default")
     }
 }
-impl Default for LoraConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults")
-    }
-}
-impl Default for AdapterConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults")
-    }
-}
-impl Default for PromptConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults")
-    }
-}
 impl Default for EvalConfig {
     fn default() -> Self {
         toml::from_str("").expect("defaults")
     }
 }
-
-/// Allowed values of string-typed keys, checked in [`RunConfig::validate`].
-pub const NORMS: &[&str] = &["linf", "l2"];
-pub const AA_VERSIONS: &[&str] = &["standard", "plus", "rand", "none"];
 
 impl RunConfig {
     /// Parses TOML text, applies `key=value` overrides, checks it.
@@ -481,11 +497,8 @@ impl RunConfig {
 
     /// Impossible combinations, each naming the key and what is allowed.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !NORMS.contains(&self.threat.norm.as_str()) {
-            bail!("threat.norm = '{}' is not allowed; use one of {NORMS:?}", self.threat.norm);
-        }
-        if !AA_VERSIONS.contains(&self.eval.autoattack.as_str()) {
-            bail!("eval.autoattack = '{}' is not allowed; use one of {AA_VERSIONS:?}", self.eval.autoattack);
+        if self.threat.norm == Norm::L1 {
+            bail!("threat.norm = 'l1' is not supported (no L1 FAB/Square for AutoAttack); use \"linf\" or \"l2\"");
         }
         if !(self.threat.eps >= 0.0 && self.threat.eps <= 1.0) {
             bail!("threat.eps = {} must lie in [0, 1] (pixel units; 8/255 = 0.0314)", self.threat.eps);
@@ -514,18 +527,26 @@ impl RunConfig {
             }
         }
         for k in self.finetune.per_method.keys() {
-            let ok = Method::ALL.iter().any(|&m| Init::ALL.iter().any(|&i| run_key(m, i) == *k));
+            let ok = StageKind::all().any(|m| Init::ALL.iter().any(|&i| run_key(m, i) == *k));
             if !ok {
-                bail!("finetune.per_method.{k}: unknown key; use <method>_<init> with method in {:?} and init in [ranli, roli]", Method::ALL.map(|m| m.as_str()));
+                bail!("finetune.per_method.{k}: unknown key; use <method>_<init> with method in {:?} and init in [ranli, roli]", StageKind::all().map(|m| m.as_str()).collect::<Vec<_>>());
             }
-        }
-        if self.finetune.methods.contains(&Method::Linear) {
-            bail!("finetune.methods must not contain 'linear': the linear probe is stage 1 (`probe`)");
         }
         if self.finetune.lora.rank < 1 || self.finetune.adapter.reduction < 1 || self.finetune.prompt.tokens < 1 {
             bail!("finetune.lora.rank, finetune.adapter.reduction and finetune.prompt.tokens must be ≥ 1");
         }
         Ok(())
+    }
+
+    /// The study on the standard-trained twin of the backbone (`model.standard_backbone`), the
+    /// paper's finding 1; `None` when the config names no twin.
+    pub fn standard_twin(&self) -> Option<RunConfig> {
+        let twin = self.model.standard_backbone.clone()?;
+        Some(RunConfig {
+            name: format!("{} (standard backbone)", self.name),
+            model: ModelConfig { backbone: twin, ..self.model.clone() },
+            ..self.clone()
+        })
     }
 
     /// The optimisation of stage 2 for (method, init): the per-method override or the init's default.
@@ -561,11 +582,13 @@ pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// Writes `config.resolved.toml` atomically.
-pub fn write_resolved(cfg: &RunConfig, dir: &Path) -> anyhow::Result<PathBuf> {
-    let p = dir.join("config.resolved.toml");
-    roli_data::cache::write_atomic(&p, cfg.to_resolved_toml().as_bytes())?;
-    Ok(p)
+/// Do two resolved configs describe the same run? The title (`name`) may differ; unreadable
+/// text never matches.
+pub fn same_settings(old: &str, new: &str) -> bool {
+    match (toml::from_str::<RunConfig>(old), toml::from_str::<RunConfig>(new)) {
+        (Ok(a), Ok(b)) => RunConfig { name: b.name.clone(), ..a } == b,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -608,7 +631,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(c.finetune.methods, vec![Method::Full, Method::Lora]);
+        assert_eq!(c.finetune.methods, vec![Method::named("full").unwrap(), Method::named("lora").unwrap()]);
         assert_eq!(c.data.name, "/tmp/x y");
         assert_eq!(c.threat.eps, 0.1);
         assert!(RunConfig::from_toml_str(MIN, &["threat.nope=1".into()], "t")
@@ -621,8 +644,8 @@ mod tests {
     #[test]
     fn impossible_values_are_named() {
         for (o, needle) in [
-            ("threat.norm=\"l7\"", "threat.norm"),
-            ("eval.autoattack=\"max\"", "eval.autoattack"),
+            ("threat.norm=\"l7\"", "l7"),
+            ("eval.autoattack=\"max\"", "max"),
             ("threat.eps=2.0", "threat.eps"),
             ("finetune.methods=[\"linear\"]", "stage 1"),
             ("data.batch_size=0", "batch_size"),
@@ -647,9 +670,10 @@ mod tests {
 
     #[test]
     fn run_key_and_init_label() {
-        assert_eq!(run_key(Method::Lora, Init::Roli), "lora_roli");
-        assert_eq!(init_label(Method::Linear, Init::Roli), "-");
-        assert_eq!(init_label(Method::Bias, Init::Ranli), "ranli");
+        let m = |n| Method::named(n).unwrap();
+        assert_eq!(run_key(m("lora"), Init::Roli), "lora_roli");
+        assert_eq!(init_label(StageKind::Probe, Init::Roli), "-");
+        assert_eq!(init_label(StageKind::Finetune(m("bias")), Init::Ranli), "ranli");
     }
 
     #[test]
@@ -674,8 +698,9 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(c.stage_for(Method::Lora, Init::Roli).base_lr, 0.5);
-        assert_eq!(c.stage_for(Method::Lora, Init::Ranli).base_lr, 5e-4);
-        assert_eq!(c.stage_for(Method::Full, Init::Roli).base_lr, 1e-4);
+        let m = |n| Method::named(n).unwrap();
+        assert_eq!(c.stage_for(m("lora"), Init::Roli).base_lr, 0.5);
+        assert_eq!(c.stage_for(m("lora"), Init::Ranli).base_lr, 5e-4);
+        assert_eq!(c.stage_for(m("full"), Init::Roli).base_lr, 1e-4);
     }
 }

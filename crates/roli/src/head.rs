@@ -49,8 +49,8 @@ pub fn paths(p: &Path) -> (PathBuf, PathBuf) {
 pub fn save(dir: &Path, meta: &HeadArtifact, tensors: &[(String, Tensor)]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let (w, j) = paths(dir);
-    crate::train::adversarial::save_tensors(&w, tensors)?;
-    roli_data::cache::write_atomic(&j, serde_json::to_string_pretty(meta)?.as_bytes())?;
+    crate::artifacts::save_tensors(&w, tensors)?;
+    crate::artifacts::write_json(&j, meta)?;
     Ok(j)
 }
 

@@ -2,14 +2,23 @@
 //!
 //! The library crates do the work — `roli_data` (datasets), `roli_models` (backbones,
 //! checkpoints), `roli_attacks` (PGD, AutoAttack, integrity checks) — and this crate ties them
-//! into commands: `roli data …`, `roli eval …`.
+//! into the RoLI study: a TOML [`config`] resolved once into a typed [`plan`], the [`pipeline`]
+//! of stages (probe, then [`peft`] methods) trained by [`train`], their [`results`] and
+//! [`report`], the [`study`] modules built on top (tuning, the demo, pretraining), and the
+//! commands in [`cli`]. See `docs/ARCHITECTURE.md`.
+pub mod artifacts;
 pub mod cli;
 pub mod config;
+pub mod dry_run;
 pub mod head;
 pub mod peft;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod results;
+pub mod seed;
+pub mod study;
 pub mod train;
 pub mod zoo;
 

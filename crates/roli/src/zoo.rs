@@ -170,7 +170,7 @@ pub struct Built {
 /// Names of the backbone tensors (everything except head and PEFT tensors).
 pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
     all.iter()
-        .filter(|n| !head.contains(n) && !["lora_", "adapter_", "prompt"].iter().any(|m| n.contains(m)))
+        .filter(|n| !head.contains(n) && !crate::peft::is_added_tensor(n))
         .cloned()
         .collect()
 }
@@ -233,7 +233,7 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
             let lo = LoadOptions {
                 layout,
                 head: if opts.keep_head { HeadPolicy::Load } else { HeadPolicy::Drop },
-                allow_missing_containing: vec!["lora_".into(), "adapter_".into(), "prompt".into()],
+                allow_missing_containing: crate::peft::added_markers().into_iter().map(String::from).collect(),
                 strict: true,
             };
             let rep =

@@ -63,8 +63,8 @@ fn real_pipeline_runs_and_repeats_exactly() {
     let cfg = RunConfig::from_toml_str(CFG, &[], "test").unwrap();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let s1 = pipeline::run(&cfg, a.path()).unwrap();
-    let s2 = pipeline::run(&cfg, b.path()).unwrap();
+    let s1 = pipeline::run(&roli::plan::StudyPlan::resolve(&cfg), a.path()).unwrap();
+    let s2 = pipeline::run(&roli::plan::StudyPlan::resolve(&cfg), b.path()).unwrap();
     assert_eq!(s1.results.len(), 3);
     for (r1, r2) in s1.results.iter().zip(&s2.results) {
         assert_eq!((r1.method, r1.init), (r2.method, r2.init));
@@ -91,7 +91,7 @@ fn real_pipeline_runs_and_repeats_exactly() {
         assert!(a.path().join(f).exists(), "{f} missing");
     }
     // A re-run reuses the finished stages and gives the same summary.
-    let s3 = pipeline::run(&cfg, a.path()).unwrap();
+    let s3 = pipeline::run(&roli::plan::StudyPlan::resolve(&cfg), a.path()).unwrap();
     assert_eq!(serde_json::to_value(&s1.results).unwrap(), serde_json::to_value(&s3.results).unwrap());
 }
 

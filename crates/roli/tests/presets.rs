@@ -2,8 +2,8 @@
 //! numbers equal the reference's (roli-spec.md §5.1/§5.2). The table below is copied from the
 //! spec by hand, independently of `configs/paper/generate.py`, so a changed number in either the
 //! script or a file fails here.
-use roli::config::{HeadInitChoice, Init, Method, RunConfig, TransformChoice};
-use roli::pipeline::optimizer_for;
+use roli::config::{AutoAttackChoice, HeadInitChoice, Init, RunConfig, StageConfig, StageKind, TransformChoice};
+use roli::plan::Optimisation;
 use roli::train::optim::OptimizerKind;
 use roli::train::schedule::scaled_lr;
 use std::collections::BTreeSet;
@@ -118,16 +118,16 @@ fn preset_files() -> Vec<(String, PathBuf)> {
     out
 }
 
-fn method_of(folder: &str) -> Method {
-    match folder {
-        "linear" => Method::Linear,
-        "full" => Method::Full,
-        "bias" => Method::Bias,
-        "lora" => Method::Lora,
-        "adapter" => Method::Adapter,
-        "vpt" => Method::Prompt,
-        other => panic!("unexpected preset folder {other}"),
-    }
+fn method_of(folder: &str) -> StageKind {
+    // The reference's folder `vpt` is roli's method `prompt`.
+    StageKind::named(if folder == "vpt" { "prompt" } else { folder })
+        .unwrap_or_else(|e| panic!("unexpected preset folder {folder}: {e}"))
+}
+
+/// The optimiser a stage actually runs, and the faithful fallback's note if it applied.
+fn optimizer_for(cfg: &RunConfig, s: &StageConfig) -> (OptimizerKind, Option<String>) {
+    let o = Optimisation::resolve(s, cfg.data.batch_size, &cfg.faithful);
+    (o.optimizer, o.notes.into_iter().next())
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -175,10 +175,10 @@ fn every_preset_parses_and_matches_the_reference_table() {
         assert_eq!(cfg.model.resize, cifar.then_some([224, 224]), "{key}");
         assert_eq!(cfg.model.head_init, HeadInitChoice::Reference, "{key}");
         assert_eq!(cfg.model.drop_path, 0.5, "{key}");
-        assert_eq!(cfg.threat.norm, "linf", "{key}");
+        assert_eq!(cfg.threat.norm, roli::attacks::threat::Norm::Linf, "{key}");
         assert!(close(cfg.threat.eps, 8.0 / 255.0) && close(cfg.threat.step_size, 2.0 / 255.0), "{key}: eps/step");
         assert_eq!((cfg.threat.train_steps, cfg.threat.eval_steps, cfg.threat.random_start), (7, 10, true), "{key}");
-        assert_eq!(cfg.eval.autoattack, "standard", "{key}");
+        assert_eq!(cfg.eval.autoattack, AutoAttackChoice::Standard, "{key}");
         assert_eq!(cfg.eval.aa_limit, None, "{key}: AutoAttack runs on the full test split");
         assert!(cfg.faithful.batch_best_iterate, "{key}");
 
@@ -191,16 +191,19 @@ fn every_preset_parses_and_matches_the_reference_table() {
         assert!(matches!(optimizer_for(&cfg, &cfg.probe).0, OptimizerKind::Sgd { .. }), "{key}: probe optimiser");
 
         // The stage this file stands for.
-        let stage = if method == Method::Linear {
-            assert!(cfg.finetune.methods.is_empty(), "{key}: a linear preset runs stage 1 only");
-            &cfg.probe
-        } else {
-            assert_eq!(
-                (cfg.finetune.methods.as_slice(), cfg.finetune.inits.as_slice()),
-                ([method].as_slice(), [init].as_slice()),
-                "{key}"
-            );
-            cfg.stage_for(method, init)
+        let stage = match method {
+            StageKind::Probe => {
+                assert!(cfg.finetune.methods.is_empty(), "{key}: a linear preset runs stage 1 only");
+                &cfg.probe
+            }
+            StageKind::Finetune(m) => {
+                assert_eq!(
+                    (cfg.finetune.methods.as_slice(), cfg.finetune.inits.as_slice()),
+                    ([m].as_slice(), [init].as_slice()),
+                    "{key}"
+                );
+                cfg.stage_for(m, init)
+            }
         };
         assert!(
             close(scaled_lr(stage.base_lr, cfg.data.batch_size), row.eff_lr),
@@ -219,16 +222,16 @@ fn every_preset_parses_and_matches_the_reference_table() {
 
         // Method details and the faithful switches.
         assert_eq!(cfg.faithful.lora_zero_init, row.zero_init, "{key}: lora_zero_init (reference ZEROINIT)");
-        assert_eq!(cfg.faithful.adapter_zero_init, method == Method::Adapter, "{key}: adapter_zero_init");
+        assert_eq!(cfg.faithful.adapter_zero_init, method.as_str() == "adapter", "{key}: adapter_zero_init");
         assert_eq!(cfg.faithful.adamw_wd0_is_sgd, FALLBACKS.contains(&key.as_str()), "{key}: adamw_wd0_is_sgd");
-        match method {
-            Method::Lora => assert_eq!(
+        match method.as_str() {
+            "lora" => assert_eq!(
                 (cfg.finetune.lora.rank, cfg.finetune.lora.alpha, cfg.finetune.lora.dropout),
                 (16, 16.0, 0.1),
                 "{key}"
             ),
-            Method::Adapter => assert_eq!(cfg.finetune.adapter.reduction, 8, "{key}"),
-            Method::Prompt => {
+            "adapter" => assert_eq!(cfg.finetune.adapter.reduction, 8, "{key}"),
+            "prompt" => {
                 assert_eq!(cfg.finetune.prompt.tokens, if dataset == "cub" { 20 } else { 10 }, "{key}: VPT tokens");
                 assert_eq!(cfg.finetune.prompt.dropout, 0.1, "{key}");
             }

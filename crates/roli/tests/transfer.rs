@@ -2,7 +2,9 @@
 //! each method trains exactly its declared set; the RoLI hand-off starts stage 2 at the stage-1
 //! model; a killed run resumes to the uninterrupted result; the dead-parameter guard fires on the
 //! reference's zero-init LoRA.
-use roli::config::{Init, Method, RunConfig};
+use roli::config::{Init, RunConfig};
+use roli::peft::Method;
+use roli::plan::{Stage, StudyPlan};
 use roli::pipeline::{self, PreparedData};
 use roli::train::adversarial::{self, StagePlan};
 use roli::zoo::BackboneSource;
@@ -35,7 +37,7 @@ fn data() -> PreparedData {
     }
 }
 
-fn cfg(backbone: &str, extra: &str) -> RunConfig {
+fn cfg(backbone: &str, extra: &str) -> StudyPlan {
     let text = format!(
         r#"
 seed = 5
@@ -74,7 +76,26 @@ autoattack = "none"
 {extra}
 "#
     );
-    RunConfig::from_toml_str(&text, &[], "test").unwrap()
+    StudyPlan::resolve(&RunConfig::from_toml_str(&text, &[], "test").unwrap())
+}
+
+/// A stage-2 stage of `method` from a random head.
+fn ft(method: &str) -> Stage {
+    Stage::Finetune { method: Method::named(method).unwrap(), init: Init::Ranli }
+}
+
+/// The model of a stage, built as the pipeline builds it.
+fn build(c: &StudyPlan, s: &BackboneSource, d: &PreparedData, stage: Stage) -> roli::zoo::Built {
+    let opts = pipeline::build_options(&c.model, d.num_classes, d.input, stage);
+    pipeline::build_model(&c.model, s, &opts, stage).unwrap()
+}
+
+/// The training plan of a stage (the config's optimisation for it).
+fn splan(c: &StudyPlan, built: &roli::zoo::Built, stage: Stage, label: &str) -> StagePlan {
+    // Methods the study does not list (LayerNorm tuning) train with the first stage-2 optimisation.
+    let spec = c.stages.iter().find(|s| s.stage.kind() == stage.kind()).unwrap_or(&c.stages[1]);
+    let spec = roli::plan::StageSpec { stage, optim: spec.optim.clone() };
+    pipeline::stage_plan(c, &spec, built, label)
 }
 
 fn src(preset: &str) -> BackboneSource {
@@ -91,15 +112,15 @@ fn each_method_trains_exactly_its_declared_set() {
     for (preset, methods) in [
         (
             "vit_micro_patch4_32",
-            vec![Method::Linear, Method::Full, Method::Bias, Method::Lora, Method::Adapter, Method::Prompt],
+            vec![Stage::Probe, ft("full"), ft("bias"), ft("lora"), ft("adapter"), ft("prompt"), ft("layernorm")],
         ),
-        ("swin_micro_patch2_window4_32", vec![Method::Bias, Method::Lora, Method::Prompt]),
+        ("swin_micro_patch2_window4_32", vec![ft("bias"), ft("lora"), ft("prompt"), ft("layernorm")]),
     ] {
         let c = cfg(preset, "");
         let d = data();
         for m in methods {
-            let built = pipeline::build_model(&c, &src(preset), &d, m).unwrap();
-            let (plan, _) = pipeline::stage_plan(&c, &built, m, Init::Ranli, "t");
+            let built = build(&c, &src(preset), &d, m);
+            let plan = splan(&c, &built, m, "t");
             let before = snapshot(&built.vs);
             let dir = tempfile::tempdir().unwrap();
             adversarial::train_stage(
@@ -125,12 +146,13 @@ fn each_method_trains_exactly_its_declared_set() {
             assert!(moved > 0, "{preset} {m:?}: nothing trained");
             let head = built.model.head_var_names();
             assert!(head.iter().all(|h| plan.trainable.contains(h)), "head must always train");
-            match m {
-                Method::Linear => assert_eq!(plan.trainable.len(), 2),
-                Method::Lora => assert!(plan.trainable.iter().all(|n| n.contains("lora_") || head.contains(n))),
-                Method::Adapter => assert!(plan.trainable.iter().all(|n| n.contains("adapter_") || head.contains(n))),
-                Method::Bias => assert!(plan.trainable.iter().all(|n| n.contains("bias") || head.contains(n))),
-                Method::Prompt => assert!(plan.trainable.iter().all(|n| n.contains("prompt") || head.contains(n))),
+            match m.kind().as_str() {
+                "linear" => assert_eq!(plan.trainable.len(), 2),
+                "layernorm" => assert!(plan.trainable.iter().all(|n| n.contains("norm") || head.contains(n))),
+                "lora" => assert!(plan.trainable.iter().all(|n| n.contains("lora_") || head.contains(n))),
+                "adapter" => assert!(plan.trainable.iter().all(|n| n.contains("adapter_") || head.contains(n))),
+                "bias" => assert!(plan.trainable.iter().all(|n| n.contains("bias") || head.contains(n))),
+                "prompt" => assert!(plan.trainable.iter().all(|n| n.contains("prompt") || head.contains(n))),
                 _ => {}
             }
         }
@@ -144,26 +166,26 @@ fn roli_hand_off_starts_at_the_stage1_model() {
     let d = data();
     let s = src("vit_micro_patch4_32");
     let dir = tempfile::tempdir().unwrap();
-    let (_, head_path) = pipeline::probe(&c, &d, &s, &dir.path().join("linear")).unwrap();
+    let (_, head_path) = pipeline::probe(&c, &c.stages[0], &c.eval, &d, &s, &dir.path().join("linear")).unwrap();
     // The stage-1 model, as saved (best weights).
-    let probe_model = pipeline::build_model(&c, &s, &d, Method::Linear).unwrap();
+    let probe_model = build(&c, &s, &d, Stage::Probe);
     let best = Tensor::read_safetensors(dir.path().join("linear/best.safetensors")).unwrap();
     adversarial::load_into(&probe_model.vs, &best, &dir.path().join("best")).unwrap();
     // Stage 2 model for full finetuning with the RoLI head, before any step.
-    let ft = pipeline::build_model(&c, &s, &d, Method::Full).unwrap();
+    let full = build(&c, &s, &d, ft("full"));
     let (meta, tensors) = roli::head::load(&head_path).unwrap();
     roli::head::check_compatible(
         &meta,
-        &ft.backbone_fingerprint,
+        &full.backbone_fingerprint,
         3,
-        ft.model.backbone().num_features(),
-        ft.model.head_var_names(),
+        full.model.backbone().num_features(),
+        full.model.head_var_names(),
     )
     .unwrap();
-    adversarial::load_into(&ft.vs, &tensors, &head_path).unwrap();
+    adversarial::load_into(&full.vs, &tensors, &head_path).unwrap();
     let (x, _) = d.test.batch(&[0, 1, 2, 3], None).unwrap();
     let a = probe_model.model.forward_with(&x, false);
-    let b = ft.model.forward_with(&x, false);
+    let b = full.model.forward_with(&x, false);
     assert!(a.equal(&b), "stage 2 must start at exactly the stage-1 model");
     // A head from another backbone is refused.
     let other = BackboneSource::Preset {
@@ -171,7 +193,7 @@ fn roli_hand_off_starts_at_the_stage1_model() {
         weights: None,
         layout: SourceLayout::Native,
     };
-    let e = pipeline::finetune(&c, &d, &other, Method::Full, Some(&head_path), &dir.path().join("x")).unwrap_err();
+    let e = pipeline::finetune(&c, &c.stages[1], &d, &other, Some(&head_path), &dir.path().join("x")).unwrap_err();
     assert!(format!("{e:#}").contains("refusing head"), "{e:#}");
 }
 
@@ -182,8 +204,8 @@ fn resume_after_a_kill_equals_an_uninterrupted_run() {
     let d = data();
     let s = src("vit_micro_patch4_32");
     let run = |kill_at: Option<u32>| -> Vec<(String, Tensor)> {
-        let built = pipeline::build_model(&c, &s, &d, Method::Full).unwrap();
-        let (plan, _) = pipeline::stage_plan(&c, &built, Method::Full, Init::Ranli, "t");
+        let built = build(&c, &s, &d, ft("full"));
+        let plan = splan(&c, &built, ft("full"), "t");
         let plan = StagePlan { epochs: 3, ..plan };
         let dir = tempfile::tempdir().unwrap();
         if let Some(k) = kill_at {
@@ -204,7 +226,7 @@ fn resume_after_a_kill_equals_an_uninterrupted_run() {
             }));
             assert!(r.is_err());
             // A fresh process: rebuild the model (different random init!) and resume from disk.
-            let rebuilt = pipeline::build_model(&c, &s, &d, Method::Full).unwrap();
+            let rebuilt = build(&c, &s, &d, ft("full"));
             adversarial::train_stage(
                 &rebuilt.model,
                 &rebuilt.vs,
@@ -249,8 +271,8 @@ fn dead_parameter_guard_fires_on_faithful_zero_init_lora() {
     let s = src("vit_micro_patch4_32");
     // Zero-init LoRA without the faithful flag's permission: build with zero init but allow_dead off.
     let c = cfg("vit_micro_patch4_32", "[faithful]\nlora_zero_init = true\n");
-    let built = pipeline::build_model(&c, &s, &d, Method::Lora).unwrap();
-    let (plan, _) = pipeline::stage_plan(&c, &built, Method::Lora, Init::Ranli, "lora/faithful");
+    let built = build(&c, &s, &d, ft("lora"));
+    let plan = splan(&c, &built, ft("lora"), "lora/faithful");
     assert!(plan.allow_dead, "the faithful flag permits dead tensors");
     let dir = tempfile::tempdir().unwrap();
     let strict = StagePlan { allow_dead: false, epochs: 1, ..plan.clone() };
@@ -267,7 +289,7 @@ fn dead_parameter_guard_fires_on_faithful_zero_init_lora() {
     let msg = format!("{e:#}");
     assert!(msg.contains("never received a gradient") && msg.contains("lora_"), "{msg}");
     // With permission it runs and reports the dead set: only the head is effective.
-    let built = pipeline::build_model(&c, &s, &d, Method::Lora).unwrap();
+    let built = build(&c, &s, &d, ft("lora"));
     let dir = tempfile::tempdir().unwrap();
     let out = adversarial::train_stage(
         &built.model,
@@ -285,8 +307,8 @@ fn dead_parameter_guard_fires_on_faithful_zero_init_lora() {
     assert_eq!(t.effective_elements, head);
     // Sound LoRA (A random, B zero) has no dead tensors.
     let c = cfg("vit_micro_patch4_32", "");
-    let built = pipeline::build_model(&c, &s, &d, Method::Lora).unwrap();
-    let (plan, _) = pipeline::stage_plan(&c, &built, Method::Lora, Init::Ranli, "lora");
+    let built = build(&c, &s, &d, ft("lora"));
+    let plan = splan(&c, &built, ft("lora"), "lora");
     let dir = tempfile::tempdir().unwrap();
     let out = adversarial::train_stage(
         &built.model,
@@ -307,8 +329,8 @@ fn nan_loss_stops_with_state_saved() {
     let d = data();
     let c = cfg("vit_micro_patch4_32", "");
     let s = src("vit_micro_patch4_32");
-    let built = pipeline::build_model(&c, &s, &d, Method::Linear).unwrap();
-    let (plan, _) = pipeline::stage_plan(&c, &built, Method::Linear, Init::Ranli, "probe");
+    let built = build(&c, &s, &d, Stage::Probe);
+    let plan = splan(&c, &built, Stage::Probe, "probe");
     // Poison the head so the loss is NaN.
     tch::no_grad(|| {
         let mut w = built.vs.variables()[&built.model.head_var_names()[0]].shallow_clone();

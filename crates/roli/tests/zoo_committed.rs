@@ -54,7 +54,7 @@ fn committed_zoo_models_match_their_sidecars() {
             trainable_script: false,
             init_seed: 0,
         };
-        let built = zoo::build(&src, &opts, &roli::peft::Peft::None).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let built = zoo::build(&src, &opts, &roli_models::peft::NoPeft).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(
             built.backbone_fingerprint,
             sc["backbone_fingerprint"].as_str().unwrap(),

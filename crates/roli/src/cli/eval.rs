@@ -86,7 +86,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         trainable_script: false,
         init_seed: a.seed,
     };
-    let built = crate::zoo::build(&src, &opts, &crate::peft::Peft::None)
+    let built = crate::zoo::build(&src, &opts, &roli_models::peft::NoPeft)
         .with_context(|| format!("building model '{}'", a.model))?;
     tracing::info!(
         "model: {} ({}); data: {} {} n={n}; attack {spec}",

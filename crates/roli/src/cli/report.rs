@@ -1,5 +1,5 @@
 //! `roli report`: the report (table with CIs, McNemar tests, findings, Figure 1) of finished runs.
-use crate::pipeline::Summary;
+use crate::results::Summary;
 use crate::report::{self, ReportOptions};
 use anyhow::Context;
 use clap::Args;

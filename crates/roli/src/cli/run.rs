@@ -1,6 +1,9 @@
 //! `roli probe`, `roli finetune`, `roli run`: the RoLI pipeline from a TOML config.
-use crate::config::{Method, RunConfig};
+use crate::config::{Init, RunConfig};
+use crate::peft::Method;
 use crate::pipeline;
+use crate::plan::{self, Stage, StudyPlan};
+use crate::results::MethodResult;
 use anyhow::bail;
 use clap::Args;
 use std::path::PathBuf;
@@ -16,6 +19,15 @@ pub struct ConfigArgs {
     /// Output folder (resumable: re-running continues where a killed run stopped).
     #[arg(long, default_value = "runs/run")]
     pub out: PathBuf,
+}
+
+impl ConfigArgs {
+    /// The checked config and its resolved plan.
+    pub fn load(&self) -> anyhow::Result<(RunConfig, StudyPlan)> {
+        let cfg = RunConfig::load(&self.config, &self.set)?;
+        let plan = StudyPlan::resolve(&cfg);
+        Ok((cfg, plan))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -38,108 +50,94 @@ pub struct RunArgs {
 pub struct FinetuneArgs {
     #[command(flatten)]
     pub cfg: ConfigArgs,
-    /// full, bias, lora or adapter.
+    /// A finetuning method (full, bias, lora, adapter, prompt, layernorm).
     #[arg(long)]
-    pub method: String,
+    pub method: Method,
     /// A stage-1 head artifact (folder or head.json) → RoLI; absent → RanLI.
     #[arg(long)]
     pub init_head: Option<PathBuf>,
 }
 
-fn parse_method(s: &str) -> anyhow::Result<Method> {
-    Method::ALL
-        .into_iter()
-        .find(|m| m.as_str() == s)
-        .ok_or_else(|| anyhow::anyhow!("--method {s}: choose one of {:?}", Method::ALL.map(|m| m.as_str())))
-}
-
 pub fn probe(a: ConfigArgs) -> anyhow::Result<()> {
-    let cfg = RunConfig::load(&a.config, &a.set)?;
+    let (_, plan) = a.load()?;
     std::fs::create_dir_all(&a.out)?;
-    crate::config::write_resolved(&cfg, &a.out)?;
-    let data = pipeline::prepare_data(&cfg)?;
-    let src = pipeline::source(&cfg)?;
-    let (r, head) = pipeline::probe(&cfg, &data, &src, &a.out)?;
+    pipeline::write_resolved(&plan, &a.out)?;
+    let data = pipeline::prepare_data(&plan.data)?;
+    let src = pipeline::source(&plan.model)?;
+    let (r, head) = pipeline::probe(&plan, &plan.stages[0], &plan.eval, &data, &src, &a.out)?;
     print_result(&r);
     println!("head artifact: {}", head.display());
     Ok(())
 }
 
 pub fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
-    let cfg = RunConfig::load(&a.cfg.config, &a.cfg.set)?;
-    let method = parse_method(&a.method)?;
+    let (cfg, plan) = a.cfg.load()?;
+    let init = if a.init_head.is_some() { Init::Roli } else { Init::Ranli };
+    let spec = plan::stage_spec(&cfg, Stage::Finetune { method: a.method, init });
     std::fs::create_dir_all(&a.cfg.out)?;
-    crate::config::write_resolved(&cfg, &a.cfg.out)?;
-    let data = pipeline::prepare_data(&cfg)?;
-    let src = pipeline::source(&cfg)?;
-    let r = pipeline::finetune(&cfg, &data, &src, method, a.init_head.as_deref(), &a.cfg.out)?;
+    pipeline::write_resolved(&plan, &a.cfg.out)?;
+    let data = pipeline::prepare_data(&plan.data)?;
+    let src = pipeline::source(&plan.model)?;
+    let r = pipeline::finetune(&plan, &spec, &data, &src, a.init_head.as_deref(), &a.cfg.out)?;
     print_result(&r);
     Ok(())
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
-    let cfg = RunConfig::load(&a.cfg.config, &a.cfg.set)?;
+    let (_, plan) = a.cfg.load()?;
     if a.dry_run {
-        let input: [i64; 3] = match a.input.as_slice() {
-            [] => {
-                let src = pipeline::dry_source(&cfg)?;
-                match &src {
-                    crate::zoo::BackboneSource::Preset { preset, .. } => roli_models::descriptor(preset)?.input_size(),
-                    crate::zoo::BackboneSource::Own { dir } => {
-                        roli_models::own::read_sidecar(dir)?.descriptor.input_size()
-                    }
-                    crate::zoo::BackboneSource::Script { .. } => {
-                        bail!("--dry-run of a TorchScript backbone needs --input C,H,W")
-                    }
-                }
-            }
-            [c, h, w] => [*c, *h, *w],
-            _ => bail!("--input takes C,H,W"),
-        };
-        println!("# plan for {} ({}; K={}, input {:?})", cfg.name, cfg.model.backbone, a.classes, input);
-        println!(
-            "# threat: {} eps {:.6}, step {:.6}, PGD-{} train / PGD-{} eval; batch {}",
-            cfg.threat.norm,
-            cfg.threat.eps,
-            cfg.threat.step_size,
-            cfg.threat.train_steps,
-            cfg.threat.eval_steps,
-            cfg.data.batch_size
-        );
-        let lines = pipeline::dry_run(&cfg, a.classes, input, 1, 1)?;
-        println!(
-            "{:<8} {:<6} {:<34} {:>10} {:>6} {:>9} {:>12}  weight decay",
-            "method", "init", "optimizer", "lr", "epochs", "tensors", "trainable"
-        );
-        for l in &lines {
-            println!(
-                "{:<8} {:<6} {:<34} {:>10.3e} {:>6} {:>9} {:>12}  {}",
-                l.method,
-                l.init,
-                l.optimizer,
-                l.lr,
-                l.epochs,
-                l.trainable_tensors,
-                l.trainable_elements,
-                l.weight_decay_applied
-            );
-            for n in &l.notes {
-                println!("         note: {n}");
-            }
-        }
-        println!("# passes per epoch = n_train·(train_steps+2) + n_val·(eval_steps+2) forward/backward passes");
-        return Ok(());
+        return dry_run(&plan, a.classes, &a.input);
     }
-    let s = pipeline::run(&cfg, &a.cfg.out)?;
+    let s = pipeline::run(&plan, &a.cfg.out)?;
     println!("{:<8} {:<6} {:>8} {:>8} {:>8}", "method", "init", "clean", "pgd", "aa");
     for r in &s.results {
         print_row(r);
     }
-    println!("summary: {}", a.cfg.out.join("summary.json").display());
+    println!("summary: {}", a.cfg.out.join(crate::artifacts::SUMMARY).display());
     Ok(())
 }
 
-fn print_row(r: &pipeline::MethodResult) {
+/// Prints the plan, then each stage's model as built (optimiser, LR, trainable counts).
+fn dry_run(plan: &StudyPlan, classes: i64, input: &[i64]) -> anyhow::Result<()> {
+    let input: [i64; 3] = match input {
+        [] => match &pipeline::dry_source(&plan.model)? {
+            crate::zoo::BackboneSource::Preset { preset, .. } => roli_models::descriptor(preset)?.input_size(),
+            crate::zoo::BackboneSource::Own { dir } => roli_models::own::read_sidecar(dir)?.descriptor.input_size(),
+            crate::zoo::BackboneSource::Script { .. } => {
+                bail!("--dry-run of a TorchScript backbone needs --input C,H,W")
+            }
+        },
+        [c, h, w] => [*c, *h, *w],
+        _ => bail!("--input takes C,H,W"),
+    };
+    print!("{plan}");
+    println!("# models with K={classes}, input {input:?}");
+    let lines = pipeline::dry_run(plan, classes, input, 1, 1)?;
+    println!(
+        "{:<10} {:<6} {:<34} {:>10} {:>6} {:>9} {:>12}  weight decay",
+        "method", "init", "optimizer", "lr", "epochs", "tensors", "trainable"
+    );
+    for l in &lines {
+        println!(
+            "{:<10} {:<6} {:<34} {:>10.3e} {:>6} {:>9} {:>12}  {}",
+            l.method,
+            l.init,
+            l.optimizer,
+            l.lr,
+            l.epochs,
+            l.trainable_tensors,
+            l.trainable_elements,
+            l.weight_decay_applied
+        );
+        for n in &l.notes {
+            println!("         note: {n}");
+        }
+    }
+    println!("# passes per epoch = n_train·(train_steps+2) + n_val·(eval_steps+2) forward/backward passes");
+    Ok(())
+}
+
+fn print_row(r: &MethodResult) {
     let init = crate::config::init_label(r.method, r.init);
     let aa = r.test.aa_accuracy.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
     println!(
@@ -152,7 +150,7 @@ fn print_row(r: &pipeline::MethodResult) {
     );
 }
 
-fn print_result(r: &pipeline::MethodResult) {
+fn print_result(r: &MethodResult) {
     print_row(r);
     println!(
         "  n={} best epoch {:?} (val robust {:.4}); trainable {} elements ({} effective); {:.0}s; details: {}",

@@ -2,7 +2,7 @@
 //! numbers: nothing here knows what the paper concluded, only what it claimed.
 use super::records::{Loaded, RunRecords};
 use super::stats::{wilson, Paired};
-use crate::config::{Init, Method};
+use crate::config::{Init, StageKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,7 +52,7 @@ impl Estimate {
 /// One (method, init) of a summary with its three accuracies.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    pub method: Method,
+    pub method: StageKind,
     pub init: Init,
     pub clean: Estimate,
     pub pgd: Estimate,
@@ -102,8 +102,8 @@ impl Row {
 }
 
 /// `linear` for the probe, `<method>/<RanLI|RoLI>` otherwise.
-pub fn run_name(method: Method, init: Init) -> String {
-    if method == Method::Linear {
+pub fn run_name(method: StageKind, init: Init) -> String {
+    if method == StageKind::Probe {
         "linear".into()
     } else {
         format!("{}/{}", method.as_str(), init_label(init))
@@ -264,8 +264,8 @@ pub fn describe(c: &Comparison) -> String {
     format!("{} vs {}, {}: {} pp ({stat}) → {}", c.a, c.b, c.metric.label(), signed_pp(c.delta), c.verdict)
 }
 
-fn find<'a, 'b>(ls: &'a [Loaded<'b>], method: Method, init: Init) -> Option<&'a Loaded<'b>> {
-    ls.iter().find(|l| l.result.method == method && (method == Method::Linear || l.result.init == init))
+fn find<'a, 'b>(ls: &'a [Loaded<'b>], method: StageKind, init: Init) -> Option<&'a Loaded<'b>> {
+    ls.iter().find(|l| l.result.method == method && (method == StageKind::Probe || l.result.init == init))
 }
 
 /// The three findings (robust vs standard pretraining, linear probe vs full finetuning, RoLI vs
@@ -308,7 +308,7 @@ fn robust_vs_standard(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, z: f
 fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
     let title = "Linear probing vs full finetuning (RanLI)".to_string();
     let claim = "Adversarial linear probing reaches higher PGD robust accuracy than full adversarial finetuning from a random head (the paper: on some datasets).".to_string();
-    let (Some(lin), Some(full)) = (find(main, Method::Linear, Init::Ranli), find(main, Method::Full, Init::Ranli))
+    let (Some(lin), Some(full)) = (find(main, StageKind::Probe, Init::Ranli), find(main, StageKind::full(), Init::Ranli))
     else {
         return Finding {
             title,
@@ -327,7 +327,7 @@ fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
     // The paper's wider claim: the probe against every other RanLI method, for context.
     for other in main
         .iter()
-        .filter(|l| l.result.init == Init::Ranli && !matches!(l.result.method, Method::Linear | Method::Full))
+        .filter(|l| l.result.init == Init::Ranli && !(l.result.method.is_probe() || l.result.method == StageKind::full()))
     {
         if let Some(c) = compare(lin, other, Metric::Pgd, z, alpha) {
             evidence.push(format!("context: {}", describe(&c)));
@@ -339,8 +339,8 @@ fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
 fn roli_vs_ranli(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
     let title = "RoLI vs RanLI per method".to_string();
     let claim = "Starting finetuning from the robust linear probe (RoLI) gives higher clean and PGD accuracy than a random head (RanLI), for each method.".to_string();
-    let mut methods: Vec<Method> = Vec::new();
-    for m in main.iter().map(|l| l.result.method).filter(|m| *m != Method::Linear) {
+    let mut methods: Vec<StageKind> = Vec::new();
+    for m in main.iter().map(|l| l.result.method).filter(|m| *m != StageKind::Probe) {
         if !methods.contains(&m) {
             methods.push(m);
         }

@@ -2,8 +2,8 @@
 //! the findings, the figures and every caveat the numbers carry.
 use super::compare::{describe, init_label, p_text, pct, signed_pp, Comparison, Estimate, Finding, Metric, Row};
 use super::records::Loaded;
-use crate::config::{Init, Method};
-use crate::pipeline::Summary;
+use crate::config::{Init, StageKind};
+use crate::results::Summary;
 use std::fmt::Write;
 
 /// Everything the page shows, computed beforehand.
@@ -15,7 +15,7 @@ pub struct Page<'a> {
     pub alpha: f64,
     pub rows: &'a [(Row, &'a Loaded<'a>)],
     pub standard_rows: &'a [Row],
-    pub deltas: &'a [(Method, Vec<Comparison>)],
+    pub deltas: &'a [(StageKind, Vec<Comparison>)],
     pub findings: &'a [Finding],
     pub figures: &'a [(String, String)],
     pub notes: &'a [String],
@@ -32,8 +32,8 @@ fn n_cell(e: Option<Estimate>) -> String {
     e.map(|e| e.n.to_string()).unwrap_or_else(|| "–".into())
 }
 
-fn init_cell(method: Method, init: Init) -> &'static str {
-    if method == Method::Linear {
+fn init_cell(method: StageKind, init: Init) -> &'static str {
+    if method == StageKind::Probe {
         "– (stage 1)"
     } else {
         init_label(init)

@@ -18,8 +18,8 @@ pub use compare::{Comparison, Estimate, Finding, Metric, Row, Verdict};
 pub use plots::{font, font_path};
 pub use records::{ExampleRow, Source};
 
-use crate::config::{Init, Method};
-use crate::pipeline::Summary;
+use crate::config::{Init, StageKind};
+use crate::results::Summary;
 use anyhow::Context;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -97,15 +97,15 @@ struct ResultsJson<'a> {
     confidence: f64,
     alpha: f64,
     rows: Vec<(Source, &'a Row)>,
-    roli_minus_ranli: &'a [(Method, Vec<Comparison>)],
+    roli_minus_ranli: &'a [(StageKind, Vec<Comparison>)],
     findings: &'a [Finding],
     records: Vec<ExampleRow>,
 }
 
 /// RoLI vs RanLI on every metric, per method with both runs.
-fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(Method, Vec<Comparison>)> {
-    let mut out: Vec<(Method, Vec<Comparison>)> = Vec::new();
-    for l in loaded.iter().filter(|l| l.result.method != Method::Linear && l.result.init == Init::Roli) {
+fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(StageKind, Vec<Comparison>)> {
+    let mut out: Vec<(StageKind, Vec<Comparison>)> = Vec::new();
+    for l in loaded.iter().filter(|l| l.result.method != StageKind::Probe && l.result.init == Init::Roli) {
         if out.iter().any(|(m, _)| *m == l.result.method) {
             continue;
         }

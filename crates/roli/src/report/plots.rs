@@ -9,7 +9,7 @@
 //! that slipped through in no-text mode fails loudly in the tests instead of using a font by luck.
 use super::compare::{Estimate, Row};
 use super::records::Source;
-use crate::config::{Init, Method};
+use crate::config::{Init, StageKind};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ fn scan_font_dirs() -> Vec<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct ScatterPoint {
     pub source: Source,
-    pub method: Method,
+    pub method: StageKind,
     pub init: Init,
     pub clean: Estimate,
     pub pgd: Estimate,
@@ -115,7 +115,7 @@ const JOIN: RGBColor = RGBColor(150, 150, 150);
 
 fn colour(p: &ScatterPoint) -> RGBColor {
     match (p.method, p.init) {
-        (Method::Linear, _) => PROBE,
+        (StageKind::Probe, _) => PROBE,
         (_, Init::Ranli) => RANLI,
         (_, Init::Roli) => ROLI,
     }
@@ -183,7 +183,7 @@ fn draw_figure1<DB: DrawingBackend>(
     }
     let xy = |p: &ScatterPoint| (p.clean.accuracy * 100.0, p.pgd.accuracy * 100.0);
     // RanLI → RoLI per method and source.
-    for p in points.iter().filter(|p| p.init == Init::Ranli && p.method != Method::Linear) {
+    for p in points.iter().filter(|p| p.init == Init::Ranli && p.method != StageKind::Probe) {
         if let Some(q) = points.iter().find(|q| q.init == Init::Roli && q.method == p.method && q.source == p.source) {
             chart.draw_series(LineSeries::new([xy(p), xy(q)], JOIN.stroke_width(2))).map_err(e)?;
         }
@@ -202,11 +202,11 @@ fn draw_figure1<DB: DrawingBackend>(
     // Markers, one series per legend entry.
     type Keep = fn(&ScatterPoint) -> bool;
     let groups: [(&str, Keep); 5] = [
-        ("RanLI", |p| p.source == Source::Main && p.method != Method::Linear && p.init == Init::Ranli),
-        ("RoLI", |p| p.source == Source::Main && p.method != Method::Linear && p.init == Init::Roli),
-        ("linear probe (stage 1)", |p| p.source == Source::Main && p.method == Method::Linear),
-        ("standard pretraining", |p| p.source == Source::Standard && p.method != Method::Linear),
-        ("standard linear probe", |p| p.source == Source::Standard && p.method == Method::Linear),
+        ("RanLI", |p| p.source == Source::Main && p.method != StageKind::Probe && p.init == Init::Ranli),
+        ("RoLI", |p| p.source == Source::Main && p.method != StageKind::Probe && p.init == Init::Roli),
+        ("linear probe (stage 1)", |p| p.source == Source::Main && p.method == StageKind::Probe),
+        ("standard pretraining", |p| p.source == Source::Standard && p.method != StageKind::Probe),
+        ("standard linear probe", |p| p.source == Source::Standard && p.method == StageKind::Probe),
     ];
     for (label, keep) in groups {
         let sel: Vec<&ScatterPoint> = points.iter().filter(|p| keep(p)).collect();
@@ -215,13 +215,13 @@ fn draw_figure1<DB: DrawingBackend>(
         let hollow = first.source == Source::Standard;
         let style = |p: &ScatterPoint| if hollow { colour(p).stroke_width(2) } else { colour(p).filled() };
         // Each group is all-probe or all-finetuned, so one marker shape per series.
-        let series = if first.method == Method::Linear {
+        let series = if first.method == StageKind::Probe {
             chart.draw_series(sel.iter().map(|p| TriangleMarker::new(xy(p), 8, style(p)))).map_err(e)?
         } else {
             chart.draw_series(sel.iter().map(|p| Circle::new(xy(p), 6, style(p)))).map_err(e)?
         };
         let legend_style = if hollow { legend_colour.stroke_width(2) } else { legend_colour.filled() };
-        if text.is_some() && first.method == Method::Linear {
+        if text.is_some() && first.method == StageKind::Probe {
             series.label(label).legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, legend_style));
         } else if text.is_some() {
             series.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 5, legend_style));
@@ -375,28 +375,28 @@ mod tests {
         vec![
             ScatterPoint {
                 source: Source::Main,
-                method: Method::Linear,
+                method: StageKind::Probe,
                 init: Init::Ranli,
                 clean: est(158),
                 pgd: est(75),
             },
             ScatterPoint {
                 source: Source::Main,
-                method: Method::Full,
+                method: StageKind::full(),
                 init: Init::Ranli,
                 clean: est(152),
                 pgd: est(80),
             },
             ScatterPoint {
                 source: Source::Main,
-                method: Method::Full,
+                method: StageKind::full(),
                 init: Init::Roli,
                 clean: est(168),
                 pgd: est(92),
             },
             ScatterPoint {
                 source: Source::Standard,
-                method: Method::Full,
+                method: StageKind::full(),
                 init: Init::Ranli,
                 clean: est(150),
                 pgd: est(10),

@@ -4,8 +4,8 @@
 //! Only the fields the statistics need are read (`index`, `label`, `clean_correct`, `robust`), so
 //! the report keeps working when the evaluation report grows new fields.
 use super::ReportError;
-use crate::config::{Init, Method};
-use crate::pipeline::{MethodResult, Summary};
+use crate::config::{Init, StageKind};
+use crate::results::{MethodResult, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExampleRow {
     pub source: Source,
-    pub method: Method,
+    pub method: StageKind,
     pub init: Init,
     /// Position in the test split.
     pub index: usize,
@@ -92,7 +92,7 @@ impl RunRecords {
         self.pgd.iter().map(|(&i, &(_, _, r))| (i, r)).collect()
     }
 
-    fn rows(&self, source: Source, method: Method, init: Init) -> impl Iterator<Item = ExampleRow> + '_ {
+    fn rows(&self, source: Source, method: StageKind, init: Init) -> impl Iterator<Item = ExampleRow> + '_ {
         self.pgd.iter().map(move |(&index, &(label, clean_correct, pgd_robust))| ExampleRow {
             source,
             method,
@@ -195,7 +195,7 @@ mod tests {
         let r = RunRecords::read(&p).unwrap();
         assert_eq!(r.pgd[&3], (1, true, false));
         assert_eq!(r.aa.len(), 1);
-        let rows: Vec<_> = r.rows(Source::Main, Method::Full, Init::Roli).collect();
+        let rows: Vec<_> = r.rows(Source::Main, StageKind::full(), Init::Roli).collect();
         assert_eq!(rows[0].aa_robust, Some(false));
         assert_eq!(rows[1].aa_robust, None);
 

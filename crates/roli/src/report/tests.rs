@@ -1,6 +1,6 @@
 //! End-to-end: a synthetic summary with per-example files → report.md, results.json, figures.
 use super::*;
-use crate::pipeline::{MethodResult, TestResult};
+use crate::results::{MethodResult, TestResult};
 use crate::train::optim::OptimizerKind;
 use roli_attacks::ExampleRecord;
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ fn record(index: usize, clean: bool, robust: bool) -> ExampleRecord {
 /// the first AA_N examples (robust = PGD-robust minus every 10th), and returns its result.
 fn result(
     root: &Path,
-    method: Method,
+    method: StageKind,
     init: Init,
     clean: impl Fn(usize) -> bool,
     pgd: impl Fn(usize) -> bool,
@@ -44,7 +44,7 @@ fn result(
         method,
         init,
         dir,
-        optimizer: if method == Method::Linear { OptimizerKind::REFERENCE_SGD } else { OptimizerKind::REFERENCE_ADAMW },
+        optimizer: if method == StageKind::Probe { OptimizerKind::REFERENCE_SGD } else { OptimizerKind::REFERENCE_ADAMW },
         lr: 1.25e-4,
         epochs: 20,
         best_epoch: Some(7),
@@ -83,9 +83,9 @@ fn main_summary(root: &Path) -> Summary {
     summary(
         "synthetic robust",
         vec![
-            result(root, Method::Linear, Init::Ranli, |i| i < 80, |i| i < 40),
-            result(root, Method::Full, Init::Ranli, |i| i < 70, |i| i < 30),
-            result(root, Method::Full, Init::Roli, |i| i < 68 || (70..80).contains(&i), |i| i < 33),
+            result(root, StageKind::Probe, Init::Ranli, |i| i < 80, |i| i < 40),
+            result(root, StageKind::full(), Init::Ranli, |i| i < 70, |i| i < 30),
+            result(root, StageKind::full(), Init::Roli, |i| i < 68 || (70..80).contains(&i), |i| i < 33),
         ],
     )
 }
@@ -96,7 +96,7 @@ fn report_has_table_intervals_paired_tests_findings_and_figures() {
     let main = main_summary(&tmp.path().join("robust"));
     let standard = summary(
         "synthetic standard",
-        vec![result(&tmp.path().join("standard"), Method::Full, Init::Ranli, |i| i < 72, |i| i < 5)],
+        vec![result(&tmp.path().join("standard"), StageKind::full(), Init::Ranli, |i| i < 72, |i| i < 5)],
     );
     let curve = vec![("full/RoLI".to_string(), vec![(0.0, 0.78), (4.0 / 255.0, 0.5), (8.0 / 255.0, 0.33)])];
     let out = tmp.path().join("report");

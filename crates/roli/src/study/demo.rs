@@ -1,0 +1,197 @@
+//! The main job (`roli demo`): the RoLI study of `configs/demo.toml` (embedded) on the robust
+//! backbone and on its standard-trained twin (the paper's finding 1), a robustness curve, and the
+//! report (table with CIs, McNemar tests, findings, Figure 1).
+use crate::config::{RunConfig, StageKind};
+use crate::pipeline;
+use crate::plan::StudyPlan;
+use crate::report::{self, ReportOptions, ReportPaths};
+use crate::results::{MethodResult, Summary};
+use std::cell::Cell;
+use std::path::Path;
+use std::time::Instant;
+
+/// The embedded default study.
+pub const DEMO_TOML: &str = include_str!("../../../../configs/demo.toml");
+
+/// How much data and how many epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Budget {
+    /// Minutes on 2 CPU cores (the defaults of configs/demo.toml).
+    Quick,
+    /// More data and epochs: the properly converged study (about an hour on 2 cores).
+    Full,
+}
+
+/// Overrides that turn the quick demo into the full one.
+pub const FULL_BUDGET: &[&str] = &[
+    "data.train_limit=20000",
+    "data.val_limit=2000",
+    "data.test_limit=5000",
+    "eval.aa_limit=500",
+    "eval.aa_methods=[]",
+];
+/// Epochs of every stage (probe and each method's) under `--budget full`.
+pub const FULL_EPOCHS: u32 = 10;
+
+/// The config of a budget: the quick one is the file as written.
+pub fn budget_config(toml: &str, origin: &str, budget: Budget, set: &[String]) -> anyhow::Result<RunConfig> {
+    let mut overrides: Vec<String> =
+        if budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
+    overrides.extend(set.iter().cloned());
+    let mut cfg = RunConfig::from_toml_str(toml, &overrides, origin)?;
+    if budget == Budget::Full {
+        for s in std::iter::once(&mut cfg.probe)
+            .chain([&mut cfg.finetune.ranli, &mut cfg.finetune.roli])
+            .chain(cfg.finetune.per_method.values_mut())
+        {
+            s.epochs = s.epochs.max(FULL_EPOCHS);
+        }
+    }
+    Ok(cfg)
+}
+
+/// The two studies of the demo: the robust backbone and, unless skipped, its standard twin.
+pub struct DemoPlan {
+    pub robust: StudyPlan,
+    pub standard: Option<StudyPlan>,
+}
+
+impl DemoPlan {
+    /// Resolves the demo's config; `with_standard = false` skips the twin (finding 1 then unjudged).
+    pub fn resolve(cfg: &RunConfig, with_standard: bool) -> DemoPlan {
+        let standard = cfg.standard_twin().filter(|_| with_standard).map(|c| StudyPlan::resolve(&c));
+        DemoPlan { robust: StudyPlan::resolve(cfg), standard }
+    }
+    /// Models trained in all: every stage of each study.
+    pub fn model_count(&self) -> usize {
+        self.robust.model_count() + self.standard.as_ref().map_or(0, |s| s.model_count())
+    }
+}
+
+/// What the demo produced.
+pub struct DemoOutcome {
+    pub robust: Summary,
+    pub standard: Option<Summary>,
+    pub report: ReportPaths,
+}
+
+/// Models done across both backbones, with an ETA from the average time of the models trained
+/// in this invocation (reused ones cost nothing).
+struct Progress {
+    total: usize,
+    start: Instant,
+    done: Cell<usize>,
+    trained: Cell<(usize, f64)>,
+}
+
+impl Progress {
+    fn line(&self, r: &MethodResult, reused: bool) -> String {
+        self.done.set(self.done.get() + 1);
+        if !reused {
+            let (k, s) = self.trained.get();
+            self.trained.set((k + 1, s + r.seconds));
+        }
+        let (k, s) = self.trained.get();
+        let eta = if k > 0 {
+            format!(", ETA {:.1} min", s / k as f64 * (self.total - self.done.get()) as f64 / 60.0)
+        } else {
+            String::new()
+        };
+        format!(
+            "roli demo: {}/{} models ({}{}: clean {:.1}%, PGD {:.1}%), {:.1} min elapsed{eta}",
+            self.done.get(),
+            self.total,
+            r.label(),
+            if reused { ", reused" } else { "" },
+            100.0 * r.test.clean_accuracy,
+            100.0 * r.test.pgd_accuracy,
+            self.start.elapsed().as_secs_f64() / 60.0
+        )
+    }
+}
+
+/// Runs both studies in `out/robust` and `out/standard`, the eps curve and the report in `out`.
+pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
+    let (robust_dir, standard_dir) = (out.join("robust"), out.join("standard"));
+    let runs = 1 + plan.standard.is_some() as usize;
+    eprintln!("roli demo: {} models × {runs} backbones, then the report in {}", plan.robust.model_count(), out.display());
+    let progress =
+        Progress { total: plan.model_count(), start: Instant::now(), done: Cell::new(0), trained: Cell::new((0, 0.0)) };
+    let on_model = |r: &MethodResult, reused: bool| eprintln!("{}", progress.line(r, reused));
+    eprintln!("[1/{}] robust backbone {}", runs + 1, plan.robust.model.backbone);
+    let robust = pipeline::run_with(&plan.robust, &robust_dir, &on_model)?;
+    let standard = match &plan.standard {
+        Some(sp) => {
+            eprintln!("[2/{}] standard backbone {}", runs + 1, sp.model.backbone);
+            Some(pipeline::run_with(sp, &standard_dir, &on_model)?)
+        }
+        None => None,
+    };
+    eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);
+    let curve = eps_curves(&plan.robust, &robust)?;
+    let opts = ReportOptions {
+        title: plan.robust.name.clone(),
+        standard: standard.as_ref(),
+        eps_curve: &curve,
+        run_dir: Some(&robust_dir),
+        standard_run_dir: Some(&standard_dir),
+        ..Default::default()
+    };
+    let report = report::write_report(&robust, out, &opts)?;
+    Ok(DemoOutcome { robust, standard, report })
+}
+
+/// The eps curve of the probe and full finetuning (the configured eps values; none: no curve).
+fn eps_curves(plan: &StudyPlan, summary: &Summary) -> anyhow::Result<Vec<(String, Vec<(f64, f64)>)>> {
+    let mut curve = Vec::new();
+    if plan.eval.eps_curve.is_empty() {
+        return Ok(curve);
+    }
+    let data = pipeline::prepare_data(&plan.data)?;
+    let src = pipeline::source(&plan.model)?;
+    let on_curve = |k: StageKind| k.is_probe() || k.as_str() == crate::peft::full::NAME;
+    for r in summary.results.iter().filter(|r| on_curve(r.method)) {
+        let label = if r.method.is_probe() { r.label() } else { r.label().replace('/', " ") };
+        curve.push((label, pipeline::eps_curve(plan, &src, &data, r, 500)?));
+    }
+    Ok(curve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_config_and_full_budget_parse() {
+        let quick = RunConfig::from_toml_str(DEMO_TOML, &[], "demo").unwrap();
+        // Both backbones of the demo are committed zoo entries.
+        let own: Vec<String> = crate::zoo::list_own().into_iter().map(|(n, _)| n).collect();
+        assert!(own.contains(&quick.model.backbone), "{} not in zoo/ ({own:?})", quick.model.backbone);
+        assert!(own.contains(quick.model.standard_backbone.as_ref().unwrap()));
+        assert_eq!(quick.finetune.methods.len(), 5, "the demo runs every finetuning method of the paper");
+        assert!(quick.eval.aa_limit.is_some() && quick.data.test_limit.is_some());
+        let full = budget_config(DEMO_TOML, "demo", Budget::Full, &[]).unwrap();
+        assert!(full.data.train_limit > quick.data.train_limit && full.probe.epochs > quick.probe.epochs);
+        // Every stage gets the full epochs, including per-method overrides, and AA runs on every model.
+        assert!(!quick.finetune.per_method.is_empty());
+        assert!(full.finetune.per_method.values().all(|s| s.epochs == FULL_EPOCHS));
+        assert!(full.eval.aa_methods.is_empty() && !quick.eval.aa_methods.is_empty());
+        assert!(StageKind::all().all(|k| full.eval.runs_aa(k)));
+        let k = |n| StageKind::named(n).unwrap();
+        assert!(quick.eval.runs_aa(k("full")) && !quick.eval.runs_aa(k("lora")));
+    }
+
+    #[test]
+    fn the_standard_twin_differs_only_in_backbone_and_title() {
+        let cfg = RunConfig::from_toml_str(DEMO_TOML, &[], "demo").unwrap();
+        let plan = DemoPlan::resolve(&cfg, true);
+        let twin = plan.standard.as_ref().expect("the demo names a standard twin");
+        assert_eq!(twin.model.backbone, *cfg.model.standard_backbone.as_ref().unwrap());
+        assert_ne!(twin.model.backbone, plan.robust.model.backbone);
+        assert_eq!(twin.stages, plan.robust.stages);
+        assert_eq!(twin.eval, plan.robust.eval);
+        assert!(twin.name.ends_with("(standard backbone)"));
+        assert_eq!(plan.model_count(), 2 * plan.robust.model_count());
+        assert!(DemoPlan::resolve(&cfg, false).standard.is_none());
+    }
+}
