@@ -413,12 +413,10 @@ mod tests {
 
     #[test]
     fn faithful_adamw_wd0_becomes_sgd_with_a_note() {
-        let cfg = RunConfig::from_toml_str(
-            MIN,
-            &["faithful.adamw_wd0_is_sgd=true".into(), "finetune.ranli.weight_decay=0.0".into()],
-            "t",
-        )
-        .unwrap();
+        let text = format!(
+            "{MIN}[finetune.ranli]\nepochs = 1\nbase_lr = 1e-3\nweight_decay = 0.0\noptimizer = \"adamw\"\n"
+        );
+        let cfg = RunConfig::from_toml_str(&text, &["faithful.adamw_wd0_is_sgd=true".into()], "t").unwrap();
         let p = StudyPlan::resolve(&cfg);
         let full = &p.stages[1].optim;
         assert_eq!(full.optimizer, OptimizerKind::REFERENCE_SGD);
