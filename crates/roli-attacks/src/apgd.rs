@@ -6,10 +6,11 @@
 //! AutoAttack's normalised random start, and the same order of random draws so that, with the same
 //! seed and batch, results match the official code example by example on CPU.
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss;
 use crate::model::{loss_and_grad, Model};
-use crate::presets::StageId;
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::{bcast_shape, Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -197,7 +198,7 @@ impl Apgd {
         let x_adv = match norm {
             Norm::L1 => {
                 // The reference draws this start even when x_init replaces it; keep the draw.
-                let t = crate::attack::randn_like_ref(&x.size(), x.device());
+                let t = crate::rng::randn_like_ref(&x.size(), x.device());
                 x + &t + l1_projection(x, &t, eps)
             }
             _ => ThreatModel::new(norm, eps).random_init_normalized(x),
@@ -360,7 +361,7 @@ impl Apgd {
         let n = self.config.n_iter;
         let a = (0.3 * n as f64).ceil() as usize;
         let plan = [(3.0 * eps, a), (2.0 * eps, a), (eps, n.saturating_sub(2 * a))];
-        let mut x_init = x + crate::attack::randn_like_ref(&x.size(), x.device());
+        let mut x_init = x + crate::rng::randn_like_ref(&x.size(), x.device());
         x_init = &x_init + l1_projection(x, &(&x_init - x), plan[0].0);
         let mut zero = 0;
         let mut last = None;

@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::presets::StageId;
+use crate::stage_id::StageId;
 use crate::threat::Norm;
 
 /// Everything an attack or an evaluation can refuse to do.

@@ -9,7 +9,8 @@ use crate::cascade::{self, CascadeOptions, CascadeState, ProgressEvent, StageRes
 use crate::checks::{self, Flag};
 use crate::model::{Counting, Model, PassCounts};
 use crate::pgd::{PgdConfig, StepSize};
-use crate::presets::{self, AaVersion, Stage, StageId};
+use crate::presets::{self, AaVersion, Stage};
+use crate::stage_id::StageId;
 use crate::threat::{Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};

@@ -7,9 +7,10 @@
 //! and the behaviour of the official `fab_base.py` / `fab_projections.py` (same order of operations,
 //! so results match it on CPU). L∞ and L2 only.
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::model::{predict, Model};
-use crate::presets::StageId;
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::{bcast_shape, Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -270,11 +271,11 @@ impl Fab {
             let r = res2.minimum(&(Tensor::ones([bs], (Kind::Float, dev)) * eps)).view(bsh.as_slice());
             x1 = match norm {
                 Norm::Linf => {
-                    let t = crate::attack::rand_like_ref(&x1.size(), dev) * 2.0 - 1.0;
+                    let t = crate::rng::rand_like_ref(&x1.size(), dev) * 2.0 - 1.0;
                     &im2 + r * &t / t.reshape([bs, -1]).abs().amax([1i64], true).view(bsh.as_slice()) * 0.5
                 }
                 _ => {
-                    let t = crate::attack::randn_like_ref(&x1.size(), dev);
+                    let t = crate::rng::randn_like_ref(&x1.size(), dev);
                     &im2 + r * &t / Norm::L2.per_example(&t).view(bsh.as_slice()) * 0.5
                 }
             };

@@ -2,7 +2,8 @@
 //!
 //! - [`threat`]: threat models (L∞, L2, L1) owning random init, step and projection.
 //! - [`pgd`], [`apgd`], [`fab`], [`square`]: the attacks, configs as values with official defaults.
-//! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables.
+//! - [`stage_id`]: the attack ids ([`StageId`]), a leaf module the attacks and the error type share.
+//! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables; builds the attacks.
 //! - [`cascade`]: the AutoAttack protocol with per-example bookkeeping.
 //! - [`checks`]: evaluation-integrity checks returning typed [`Flag`]s (see `FLAGS.md`).
 //! - [`eval`]: the runner behind `roli eval` and its `results.json` report.
@@ -22,7 +23,9 @@ pub mod loss;
 pub mod model;
 pub mod pgd;
 pub mod presets;
+mod rng;
 pub mod square;
+pub mod stage_id;
 pub mod threat;
 
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
@@ -35,6 +38,7 @@ pub use fab::{Fab, FabConfig};
 pub use loss::LossKind;
 pub use model::{Counting, Model, PassCounts};
 pub use pgd::{BestIterate, Pgd, PgdConfig, StepSize};
-pub use presets::{AaVersion, Stage, StageId};
+pub use presets::{AaVersion, Stage};
 pub use square::{Square, SquareConfig};
+pub use stage_id::StageId;
 pub use threat::{Norm, ThreatModel};

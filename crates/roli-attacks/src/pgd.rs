@@ -3,10 +3,11 @@
 //! The update follows roli-spec §4 (the ARES/RoLI loop): the loss of each iterate is recorded before
 //! stepping and once more after the last step, and the returned point is chosen by [`BestIterate`].
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss::LossKind;
 use crate::model::{loss_and_grad, predict, Model};
-use crate::presets::StageId;
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::ThreatModel;
 use crate::AttackError;
 use serde::{Deserialize, Serialize};

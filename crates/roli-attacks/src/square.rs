@@ -5,10 +5,11 @@
 //! control of AutoAttack. Written from the paper and the behaviour of the official `square.py`
 //! (same random draws in the same order, `resc_schedule=False` as AutoAttack sets it). L∞ and L2.
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss;
 use crate::model::{predict, Model};
-use crate::presets::StageId;
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::{Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -80,7 +81,7 @@ pub struct Square {
 }
 
 fn rand_choice(shape: &[i64], dev: Device) -> Tensor {
-    (crate::attack::rand_like_ref(shape, dev) * 2.0 - 1.0).sign()
+    (crate::rng::rand_like_ref(shape, dev) * 2.0 - 1.0).sign()
 }
 
 /// Uniform integer in [low, high) drawn like the reference (`low + (high-low)·U`, truncated).
