@@ -9,6 +9,7 @@
 use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss;
 use crate::model::{loss_and_grad, Model};
+use crate::restarts::{restart_loop, Round};
 use crate::rng::seed_all;
 use crate::stage_id::StageId;
 use crate::threat::{bcast_shape, Norm, ThreatModel};
@@ -394,10 +395,9 @@ impl Apgd {
             return Err(AttackError::BadConfig("APGD needs n_iter, restarts and eot_iter >= 1".into()));
         }
         let x = x.detach();
-        let mut adv = x.copy();
         let clean_logits = tch::no_grad(|| model.logits(&x));
         let k = clean_logits.size()[1];
-        let mut acc = clean_logits.argmax(1, false).eq_tensor(y);
+        let acc = clean_logits.argmax(1, false).eq_tensor(y);
         let mut zero_grads = 0;
         seed_all(seed);
         let targets = match self.config.loss {
@@ -412,33 +412,24 @@ impl Apgd {
             }
             _ => vec![None],
         };
-        for target_rank in targets {
-            for _ in 0..self.config.restarts {
-                let idx = nonzero1(&acc);
-                if idx.numel() == 0 {
-                    continue;
-                }
-                let xs = x.index_select(0, &idx);
-                let ys = y.index_select(0, &idx);
-                let y_target = target_rank.map(|r| {
-                    let out = tch::no_grad(|| model.logits(&xs));
-                    let (_, order) = out.sort(1, false);
-                    order.select(1, k - r as i64)
-                });
-                let run = if self.config.large_reps {
-                    self.large_reps_run(model, &xs, &ys, y_target.as_ref())?
-                } else {
-                    self.single_run(model, &xs, &ys, y_target.as_ref(), self.threat.eps(), self.config.n_iter, None)?
-                };
-                zero_grads += run.zero_grad_points;
-                let fooled = nonzero1(&run.acc.logical_not());
-                let gidx = idx.index_select(0, &fooled);
-                if gidx.numel() > 0 {
-                    let _ = acc.index_fill_(0, &gidx, 0);
-                }
-                put(&mut adv, &gidx, &run.x_best_adv.index_select(0, &fooled));
-            }
-        }
+        // One round per (target class, restart); the target is ranked on the points still robust.
+        let restarts = self.config.restarts;
+        let rounds = targets.into_iter().flat_map(|t| std::iter::repeat_n(t, restarts));
+        let adv = restart_loop(&x, y, acc, rounds, |target_rank, b| {
+            let y_target = target_rank.map(|r| {
+                let out = tch::no_grad(|| model.logits(&b.x));
+                let (_, order) = out.sort(1, false);
+                order.select(1, k - r as i64)
+            });
+            let run = if self.config.large_reps {
+                self.large_reps_run(model, &b.x, &b.y, y_target.as_ref())?
+            } else {
+                self.single_run(model, &b.x, &b.y, y_target.as_ref(), self.threat.eps(), self.config.n_iter, None)?
+            };
+            zero_grads += run.zero_grad_points;
+            // APGD's own running accuracy decides (as the reference), not a re-classification.
+            Ok(Round { x_adv: run.x_best_adv, fooled: run.acc.logical_not(), keep: None })
+        })?;
         Ok((adv, zero_grads))
     }
 }

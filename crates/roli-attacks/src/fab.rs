@@ -9,6 +9,7 @@
 
 use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::model::{predict, Model};
+use crate::restarts::{restart_loop, Round};
 use crate::rng::seed_all;
 use crate::stage_id::StageId;
 use crate::threat::{bcast_shape, Norm, ThreatModel};
@@ -367,10 +368,9 @@ impl Attack for Fab {
             return Err(AttackError::BadConfig("FAB needs n_iter >= 1 and restarts >= 1".into()));
         }
         let x = x.detach();
-        let mut adv = x.copy();
         let clean = tch::no_grad(|| model.logits(&x));
         let k = clean.size()[1];
-        let mut acc = clean.argmax(1, false).eq_tensor(y);
+        let acc = clean.argmax(1, false).eq_tensor(y);
         seed_all(seed);
         let ranks: Vec<Option<usize>> = match self.config.targets {
             Some(t) => {
@@ -384,27 +384,17 @@ impl Attack for Fab {
             }
             None => vec![None],
         };
-        for rank in ranks {
-            for restart in 0..self.config.restarts {
-                let idx = nonzero1(&acc);
-                if idx.numel() == 0 {
-                    continue;
-                }
-                let xs = x.index_select(0, &idx);
-                let ys = y.index_select(0, &idx);
-                let adv_curr = self.single_run(model, &xs, &ys, restart > 0, rank)?;
-                let still = predict(model, &adv_curr).eq_tensor(&ys);
-                let res = norm.per_example(&(&xs - &adv_curr));
-                let still = still.logical_or(&res.gt(self.threat.eps()));
-                let fooled = nonzero1(&still.logical_not());
-                let gidx = idx.index_select(0, &fooled);
-                if gidx.numel() > 0 {
-                    let _ = acc.index_fill_(0, &gidx, 0);
-                }
-                put(&mut adv, &gidx, &adv_curr.index_select(0, &fooled));
-            }
-        }
-        Ok(adv)
+        // One round per (target rank, restart); restart 0 of each rank starts at the clean point.
+        let restarts = self.config.restarts;
+        let rounds = ranks.into_iter().flat_map(|rank| (0..restarts).map(move |restart| (rank, restart)));
+        restart_loop(&x, y, acc, rounds, |(rank, restart), b| {
+            let adv_curr = self.single_run(model, &b.x, &b.y, restart > 0, rank)?;
+            // Fooled means misclassified *and* within eps (FAB is a minimum-norm attack).
+            let still = predict(model, &adv_curr).eq_tensor(&b.y);
+            let res = norm.per_example(&(&b.x - &adv_curr));
+            let still = still.logical_or(&res.gt(self.threat.eps()));
+            Ok(Round { x_adv: adv_curr, fooled: still.logical_not(), keep: None })
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`threat`]: threat models (L∞, L2, L1) owning random init, step and projection.
 //! - [`pgd`], [`apgd`], [`fab`], [`square`]: the attacks, configs as values with official defaults.
 //! - [`stage_id`]: the attack ids ([`StageId`]), a leaf module the attacks and the error type share.
+//! - `restarts`: the restart loop over still-robust points shared by the four attacks.
 //! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables; builds the attacks.
 //! - [`cascade`]: the AutoAttack protocol with per-example bookkeeping.
 //! - [`checks`]: evaluation-integrity checks returning typed [`Flag`]s (see `FLAGS.md`).
@@ -23,6 +24,7 @@ pub mod loss;
 pub mod model;
 pub mod pgd;
 pub mod presets;
+mod restarts;
 mod rng;
 pub mod square;
 pub mod stage_id;

@@ -8,6 +8,7 @@
 use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss;
 use crate::model::{predict, Model};
+use crate::restarts::{restart_loop, Round};
 use crate::rng::seed_all;
 use crate::stage_id::StageId;
 use crate::threat::{Norm, ThreatModel};
@@ -292,28 +293,16 @@ impl Attack for Square {
         }
         let _guard = tch::no_grad_guard();
         let x = x.detach();
-        let mut adv = x.copy();
-        let mut acc = predict(model, &x).eq_tensor(y);
+        let acc = predict(model, &x).eq_tensor(y);
         seed_all(seed);
-        for _ in 0..self.config.restarts {
-            let idx = nonzero1(&acc);
-            if idx.numel() == 0 {
-                continue;
-            }
-            let xs = x.index_select(0, &idx);
-            let ys = y.index_select(0, &idx);
+        restart_loop(&x, y, acc, 0..self.config.restarts, |_, b| {
             let adv_curr = match norm {
-                Norm::Linf => self.single_run_linf(model, &xs, &ys),
-                _ => self.single_run_l2(model, &xs, &ys),
+                Norm::Linf => self.single_run_linf(model, &b.x, &b.y),
+                _ => self.single_run_l2(model, &b.x, &b.y),
             };
-            let fooled = nonzero1(&predict(model, &adv_curr).ne_tensor(&ys));
-            let gidx = idx.index_select(0, &fooled);
-            if gidx.numel() > 0 {
-                let _ = acc.index_fill_(0, &gidx, 0);
-            }
-            put(&mut adv, &gidx, &adv_curr.index_select(0, &fooled));
-        }
-        Ok(adv)
+            let fooled = predict(model, &adv_curr).ne_tensor(&b.y);
+            Ok(Round { x_adv: adv_curr, fooled, keep: None })
+        })
     }
 }
 
