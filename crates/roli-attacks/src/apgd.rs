@@ -180,7 +180,10 @@ impl Apgd {
     }
 
     /// One run on a batch whose points are all attacked; mirrors `attack_single_run`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the reference's attack_single_run(x, y, x_init) plus eps, n_iter, target"
+    )]
     fn single_run(
         &self,
         model: &dyn Model,
