@@ -6,10 +6,12 @@
 //! AutoAttack's normalised random start, and the same order of random draws so that, with the same
 //! seed and batch, results match the official code example by example on CPU.
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss;
 use crate::model::{loss_and_grad, Model};
-use crate::presets::StageId;
+use crate::restarts::{restart_loop, Round};
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::{bcast_shape, Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -178,7 +180,10 @@ impl Apgd {
     }
 
     /// One run on a batch whose points are all attacked; mirrors `attack_single_run`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the reference's attack_single_run(x, y, x_init) plus eps, n_iter, target"
+    )]
     fn single_run(
         &self,
         model: &dyn Model,
@@ -197,7 +202,7 @@ impl Apgd {
         let x_adv = match norm {
             Norm::L1 => {
                 // The reference draws this start even when x_init replaces it; keep the draw.
-                let t = crate::attack::randn_like_ref(&x.size(), x.device());
+                let t = crate::rng::randn_like_ref(&x.size(), x.device());
                 x + &t + l1_projection(x, &t, eps)
             }
             _ => ThreatModel::new(norm, eps).random_init_normalized(x),
@@ -360,7 +365,7 @@ impl Apgd {
         let n = self.config.n_iter;
         let a = (0.3 * n as f64).ceil() as usize;
         let plan = [(3.0 * eps, a), (2.0 * eps, a), (eps, n.saturating_sub(2 * a))];
-        let mut x_init = x + crate::attack::randn_like_ref(&x.size(), x.device());
+        let mut x_init = x + crate::rng::randn_like_ref(&x.size(), x.device());
         x_init = &x_init + l1_projection(x, &(&x_init - x), plan[0].0);
         let mut zero = 0;
         let mut last = None;
@@ -393,10 +398,9 @@ impl Apgd {
             return Err(AttackError::BadConfig("APGD needs n_iter, restarts and eot_iter >= 1".into()));
         }
         let x = x.detach();
-        let mut adv = x.copy();
         let clean_logits = tch::no_grad(|| model.logits(&x));
         let k = clean_logits.size()[1];
-        let mut acc = clean_logits.argmax(1, false).eq_tensor(y);
+        let acc = clean_logits.argmax(1, false).eq_tensor(y);
         let mut zero_grads = 0;
         seed_all(seed);
         let targets = match self.config.loss {
@@ -411,33 +415,24 @@ impl Apgd {
             }
             _ => vec![None],
         };
-        for target_rank in targets {
-            for _ in 0..self.config.restarts {
-                let idx = nonzero1(&acc);
-                if idx.numel() == 0 {
-                    continue;
-                }
-                let xs = x.index_select(0, &idx);
-                let ys = y.index_select(0, &idx);
-                let y_target = target_rank.map(|r| {
-                    let out = tch::no_grad(|| model.logits(&xs));
-                    let (_, order) = out.sort(1, false);
-                    order.select(1, k - r as i64)
-                });
-                let run = if self.config.large_reps {
-                    self.large_reps_run(model, &xs, &ys, y_target.as_ref())?
-                } else {
-                    self.single_run(model, &xs, &ys, y_target.as_ref(), self.threat.eps(), self.config.n_iter, None)?
-                };
-                zero_grads += run.zero_grad_points;
-                let fooled = nonzero1(&run.acc.logical_not());
-                let gidx = idx.index_select(0, &fooled);
-                if gidx.numel() > 0 {
-                    let _ = acc.index_fill_(0, &gidx, 0);
-                }
-                put(&mut adv, &gidx, &run.x_best_adv.index_select(0, &fooled));
-            }
-        }
+        // One round per (target class, restart); the target is ranked on the points still robust.
+        let restarts = self.config.restarts;
+        let rounds = targets.into_iter().flat_map(|t| std::iter::repeat_n(t, restarts));
+        let adv = restart_loop(&x, y, acc, rounds, |target_rank, b| {
+            let y_target = target_rank.map(|r| {
+                let out = tch::no_grad(|| model.logits(&b.x));
+                let (_, order) = out.sort(1, false);
+                order.select(1, k - r as i64)
+            });
+            let run = if self.config.large_reps {
+                self.large_reps_run(model, &b.x, &b.y, y_target.as_ref())?
+            } else {
+                self.single_run(model, &b.x, &b.y, y_target.as_ref(), self.threat.eps(), self.config.n_iter, None)?
+            };
+            zero_grads += run.zero_grad_points;
+            // APGD's own running accuracy decides (as the reference), not a re-classification.
+            Ok(Round { x_adv: run.x_best_adv, fooled: run.acc.logical_not(), keep: None })
+        })?;
         Ok((adv, zero_grads))
     }
 }

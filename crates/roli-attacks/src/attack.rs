@@ -1,7 +1,7 @@
 //! The attack trait and small tensor helpers shared by the attacks.
 
 use crate::model::Model;
-use crate::presets::StageId;
+use crate::stage_id::StageId;
 use crate::AttackError;
 use tch::{Kind, Tensor};
 
@@ -53,20 +53,4 @@ pub(crate) fn put(dst: &mut Tensor, idx: &Tensor, src: &Tensor) {
     if idx.numel() > 0 {
         let _ = dst.index_copy_(0, idx, src);
     }
-}
-
-/// Seeds libtorch's global CPU (and CUDA) generator, as `torch.manual_seed` does.
-pub(crate) fn seed_all(seed: u64) {
-    tch::manual_seed(seed as i64);
-}
-
-/// U[0, 1) noise drawn from the CPU generator and moved to `dev`, as the reference does
-/// (`torch.rand(shape).to(device)`), so CPU and GPU runs draw the same numbers.
-pub(crate) fn rand_like_ref(shape: &[i64], dev: tch::Device) -> Tensor {
-    Tensor::rand(shape, (Kind::Float, tch::Device::Cpu)).to_device(dev)
-}
-
-/// N(0, 1) noise drawn like [`rand_like_ref`].
-pub(crate) fn randn_like_ref(shape: &[i64], dev: tch::Device) -> Tensor {
-    Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)).to_device(dev)
 }

@@ -8,7 +8,8 @@
 
 use crate::attack::nonzero1;
 use crate::model::{predict, Counting, PassCounts};
-use crate::presets::{Stage, StageId};
+use crate::presets::Stage;
+use crate::stage_id::StageId;
 use crate::threat::ThreatModel;
 use crate::AttackError;
 use serde::{Deserialize, Serialize};

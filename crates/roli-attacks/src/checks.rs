@@ -6,7 +6,7 @@
 //! whether a flag blocks a headline number. `FLAGS.md` in this crate explains each flag.
 
 use crate::model::Model;
-use crate::presets::StageId;
+use crate::stage_id::StageId;
 use crate::threat::ThreatModel;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};

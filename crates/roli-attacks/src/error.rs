@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use crate::presets::StageId;
+use crate::stage_id::StageId;
 use crate::threat::Norm;
 
 /// Everything an attack or an evaluation can refuse to do.
@@ -26,7 +26,8 @@ pub enum AttackError {
     /// A configuration value is out of range.
     #[error("invalid attack configuration: {0}")]
     BadConfig(String),
-    /// The attack name on the command line is unknown.
+    /// The attack name on the command line is unknown. The list is a literal so that this bottom-layer
+    /// module needs no import from `spec`; `spec`'s tests check it equals [`crate::ATTACK_NAMES`].
     #[error("unknown attack `{0}`; expected one of: none, pgd, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, aa-standard, aa-plus, aa-rand")]
     UnknownAttack(String),
     /// The model's logits do not depend on the input through autograd (a `no_grad` forward,

@@ -1,4 +1,4 @@
-//! Robust evaluation behind `roli eval`: attack spec parsing, the runner, the report and eps sweeps.
+//! Robust evaluation behind `roli eval`: the runner, the report and eps sweeps (attack names: [`crate::spec`]).
 //!
 //! `evaluate` runs the clean pass, the integrity checks and the cascade of the chosen attack, and
 //! returns an [`EvalReport`] that serialises to the `results.json` contract (n, clean_accuracy,
@@ -8,90 +8,18 @@
 use crate::cascade::{self, CascadeOptions, CascadeState, ProgressEvent, StageResult};
 use crate::checks::{self, Flag};
 use crate::model::{Counting, Model, PassCounts};
-use crate::pgd::{PgdConfig, StepSize};
-use crate::presets::{self, AaVersion, Stage, StageId};
+use crate::presets::{AaVersion, Stage};
+use crate::stage_id::StageId;
 use crate::threat::{Norm, ThreatModel};
 use crate::AttackError;
+
+/// Moved to [`crate::spec`] (the attack-name table); re-exported so `eval::AttackSpec` keeps working.
+pub use crate::spec::{AttackSpec, ATTACK_NAMES};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 use tch::{Kind, Tensor};
-
-/// The attack named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttackSpec {
-    /// Clean accuracy only.
-    None,
-    /// One attack with its official (or given PGD) settings.
-    Single(Stage),
-    /// An AutoAttack version.
-    AutoAttack(AaVersion),
-}
-
-/// Names accepted by [`AttackSpec::from_str`], in help order.
-pub const ATTACK_NAMES: &[&str] =
-    &["none", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square", "aa-standard", "aa-plus", "aa-rand"];
-
-impl FromStr for AttackSpec {
-    type Err = AttackError;
-    /// Single attacks get AutoAttack's values: APGD-CE/DLR 1 restart (standard), APGD-T and FAB-T
-    /// 9 targets, FAB 5 restarts (plus), Square 5000 queries; `pgd` gets [`PgdConfig::default`]
-    /// (override with [`AttackSpec::with_pgd`]).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "none" | "clean" => AttackSpec::None,
-            "pgd" => AttackSpec::Single(Stage::Pgd(PgdConfig::default())),
-            "apgd-ce" => AttackSpec::Single(presets::AA_STANDARD[0]),
-            "apgd-dlr" => AttackSpec::Single(Stage::ApgdDlr { restarts: 1, eot_iter: 1 }),
-            "apgd-t" => AttackSpec::Single(presets::AA_STANDARD[1]),
-            "fab-t" => AttackSpec::Single(presets::AA_STANDARD[2]),
-            "fab" => AttackSpec::Single(presets::AA_PLUS[2]),
-            "square" => AttackSpec::Single(presets::AA_STANDARD[3]),
-            "aa-standard" => AttackSpec::AutoAttack(AaVersion::Standard),
-            "aa-plus" => AttackSpec::AutoAttack(AaVersion::Plus),
-            "aa-rand" => AttackSpec::AutoAttack(AaVersion::Rand),
-            other => return Err(AttackError::UnknownAttack(other.to_string())),
-        })
-    }
-}
-
-impl fmt::Display for AttackSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttackSpec::None => f.write_str("none"),
-            AttackSpec::Single(s) => f.write_str(s.id().as_str()),
-            AttackSpec::AutoAttack(AaVersion::Standard) => f.write_str("aa-standard"),
-            AttackSpec::AutoAttack(AaVersion::Plus) => f.write_str("aa-plus"),
-            AttackSpec::AutoAttack(AaVersion::Rand) => f.write_str("aa-rand"),
-        }
-    }
-}
-
-impl AttackSpec {
-    /// PGD with explicit steps, absolute step size (None keeps eps/4) and restarts.
-    pub fn with_pgd(steps: usize, step_size: Option<f64>, restarts: usize) -> Self {
-        let d = PgdConfig::default();
-        AttackSpec::Single(Stage::Pgd(PgdConfig {
-            steps,
-            step_size: step_size.map(StepSize::Absolute).unwrap_or(d.step_size),
-            restarts,
-            ..d
-        }))
-    }
-
-    /// The resolved stage list for a norm (written into the report; print it for a dry run).
-    pub fn stages(&self, norm: Norm) -> Result<Vec<Stage>, AttackError> {
-        Ok(match self {
-            AttackSpec::None => Vec::new(),
-            AttackSpec::Single(s) => vec![*s],
-            AttackSpec::AutoAttack(v) => presets::aa(*v, norm)?.to_vec(),
-        })
-    }
-}
 
 /// Options of one evaluation.
 pub struct EvalOptions<'a> {
@@ -462,20 +390,12 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_cli_name_parses_and_round_trips() {
-        for name in ATTACK_NAMES {
-            let spec: AttackSpec = name.parse().unwrap();
-            assert_eq!(&spec.to_string(), name);
-        }
-        assert!(matches!("pgd-9".parse::<AttackSpec>(), Err(AttackError::UnknownAttack(_))));
-    }
+    use crate::pgd::StepSize;
 
     #[test]
     fn spec_stages_resolve_presets() {
         let aa: AttackSpec = "aa-standard".parse().unwrap();
-        assert_eq!(aa.stages(Norm::Linf).unwrap(), presets::AA_STANDARD.to_vec());
+        assert_eq!(aa.stages(Norm::Linf).unwrap(), crate::presets::AA_STANDARD.to_vec());
         assert!(aa.stages(Norm::L1).is_err());
         let p = AttackSpec::with_pgd(40, Some(0.01), 2);
         match p.stages(Norm::Linf).unwrap()[0] {

@@ -7,9 +7,11 @@
 //! and the behaviour of the official `fab_base.py` / `fab_projections.py` (same order of operations,
 //! so results match it on CPU). L∞ and L2 only.
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::model::{predict, Model};
-use crate::presets::StageId;
+use crate::restarts::{restart_loop, Round};
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::{bcast_shape, Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -270,11 +272,11 @@ impl Fab {
             let r = res2.minimum(&(Tensor::ones([bs], (Kind::Float, dev)) * eps)).view(bsh.as_slice());
             x1 = match norm {
                 Norm::Linf => {
-                    let t = crate::attack::rand_like_ref(&x1.size(), dev) * 2.0 - 1.0;
+                    let t = crate::rng::rand_like_ref(&x1.size(), dev) * 2.0 - 1.0;
                     &im2 + r * &t / t.reshape([bs, -1]).abs().amax([1i64], true).view(bsh.as_slice()) * 0.5
                 }
                 _ => {
-                    let t = crate::attack::randn_like_ref(&x1.size(), dev);
+                    let t = crate::rng::randn_like_ref(&x1.size(), dev);
                     &im2 + r * &t / Norm::L2.per_example(&t).view(bsh.as_slice()) * 0.5
                 }
             };
@@ -366,10 +368,9 @@ impl Attack for Fab {
             return Err(AttackError::BadConfig("FAB needs n_iter >= 1 and restarts >= 1".into()));
         }
         let x = x.detach();
-        let mut adv = x.copy();
         let clean = tch::no_grad(|| model.logits(&x));
         let k = clean.size()[1];
-        let mut acc = clean.argmax(1, false).eq_tensor(y);
+        let acc = clean.argmax(1, false).eq_tensor(y);
         seed_all(seed);
         let ranks: Vec<Option<usize>> = match self.config.targets {
             Some(t) => {
@@ -383,27 +384,17 @@ impl Attack for Fab {
             }
             None => vec![None],
         };
-        for rank in ranks {
-            for restart in 0..self.config.restarts {
-                let idx = nonzero1(&acc);
-                if idx.numel() == 0 {
-                    continue;
-                }
-                let xs = x.index_select(0, &idx);
-                let ys = y.index_select(0, &idx);
-                let adv_curr = self.single_run(model, &xs, &ys, restart > 0, rank)?;
-                let still = predict(model, &adv_curr).eq_tensor(&ys);
-                let res = norm.per_example(&(&xs - &adv_curr));
-                let still = still.logical_or(&res.gt(self.threat.eps()));
-                let fooled = nonzero1(&still.logical_not());
-                let gidx = idx.index_select(0, &fooled);
-                if gidx.numel() > 0 {
-                    let _ = acc.index_fill_(0, &gidx, 0);
-                }
-                put(&mut adv, &gidx, &adv_curr.index_select(0, &fooled));
-            }
-        }
-        Ok(adv)
+        // One round per (target rank, restart); restart 0 of each rank starts at the clean point.
+        let restarts = self.config.restarts;
+        let rounds = ranks.into_iter().flat_map(|rank| (0..restarts).map(move |restart| (rank, restart)));
+        restart_loop(&x, y, acc, rounds, |(rank, restart), b| {
+            let adv_curr = self.single_run(model, &b.x, &b.y, restart > 0, rank)?;
+            // Fooled means misclassified *and* within eps (FAB is a minimum-norm attack).
+            let still = predict(model, &adv_curr).eq_tensor(&b.y);
+            let res = norm.per_example(&(&b.x - &adv_curr));
+            let still = still.logical_or(&res.gt(self.threat.eps()));
+            Ok(Round { x_adv: adv_curr, fooled: still.logical_not(), keep: None })
+        })
     }
 }
 

@@ -2,7 +2,10 @@
 //!
 //! - [`threat`]: threat models (L∞, L2, L1) owning random init, step and projection.
 //! - [`pgd`], [`apgd`], [`fab`], [`square`]: the attacks, configs as values with official defaults.
-//! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables.
+//! - [`stage_id`]: the attack ids ([`StageId`]), a leaf module the attacks and the error type share.
+//! - `restarts`: the restart loop over still-robust points shared by the four attacks.
+//! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables; builds the attacks.
+//! - [`spec`]: the table of attack names ([`ATTACKS`]) behind `--attack` parsing, help and [`ATTACK_NAMES`].
 //! - [`cascade`]: the AutoAttack protocol with per-example bookkeeping.
 //! - [`checks`]: evaluation-integrity checks returning typed [`Flag`]s (see `FLAGS.md`).
 //! - [`eval`]: the runner behind `roli eval` and its `results.json` report.
@@ -22,7 +25,11 @@ pub mod loss;
 pub mod model;
 pub mod pgd;
 pub mod presets;
+mod restarts;
+mod rng;
+pub mod spec;
 pub mod square;
+pub mod stage_id;
 pub mod threat;
 
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
@@ -30,11 +37,13 @@ pub use attack::Attack;
 pub use cascade::{CascadeState, ProgressEvent, StageResult};
 pub use checks::Flag;
 pub use error::AttackError;
-pub use eval::{evaluate, sweep, AttackSpec, EvalOptions, EvalReport, EvalState, ExampleRecord, Sweep, ATTACK_NAMES};
+pub use eval::{evaluate, sweep, EvalOptions, EvalReport, EvalState, ExampleRecord, Sweep};
 pub use fab::{Fab, FabConfig};
 pub use loss::LossKind;
 pub use model::{Counting, Model, PassCounts};
 pub use pgd::{BestIterate, Pgd, PgdConfig, StepSize};
-pub use presets::{AaVersion, Stage, StageId};
+pub use presets::{AaVersion, Stage};
+pub use spec::{attack_help, AttackSpec, NamedAttack, ATTACKS, ATTACK_NAMES};
 pub use square::{Square, SquareConfig};
+pub use stage_id::StageId;
 pub use threat::{Norm, ThreatModel};

@@ -3,10 +3,12 @@
 //! The update follows roli-spec §4 (the ARES/RoLI loop): the loss of each iterate is recorded before
 //! stepping and once more after the last step, and the returned point is chosen by [`BestIterate`].
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss::LossKind;
 use crate::model::{loss_and_grad, predict, Model};
-use crate::presets::StageId;
+use crate::restarts::{restart_loop, Round};
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::ThreatModel;
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -221,28 +223,17 @@ impl Attack for Pgd {
         self.validate()?;
         let n = x.size()[0];
         seed_all(seed);
-        let mut adv = x.copy();
         let mut best_loss = Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, x.device()));
-        let mut robust = predict(model, x).eq_tensor(y);
-        for _ in 0..self.config.restarts {
-            let idx = nonzero1(&robust);
-            if idx.numel() == 0 {
-                break;
-            }
-            let xs = x.index_select(0, &idx);
-            let ys = y.index_select(0, &idx);
-            let (cand, loss) = self.single_run(model, &xs, &Goal::Untargeted(&ys))?;
-            let fooled = predict(model, &cand).ne_tensor(&ys);
-            let better = loss.gt_tensor(&best_loss.index_select(0, &idx)).logical_or(&fooled);
+        let robust = predict(model, x).eq_tensor(y);
+        restart_loop(x, y, robust, 0..self.config.restarts, |_, b| {
+            let (cand, loss) = self.single_run(model, &b.x, &Goal::Untargeted(&b.y))?;
+            let fooled = predict(model, &cand).ne_tensor(&b.y);
+            // Unlike the other attacks, PGD also keeps a not-yet-fooled point's highest-loss iterate.
+            let better = loss.gt_tensor(&best_loss.index_select(0, &b.idx)).logical_or(&fooled);
             let take = nonzero1(&better);
-            put(&mut adv, &idx.index_select(0, &take), &cand.index_select(0, &take));
-            put(&mut best_loss, &idx.index_select(0, &take), &loss.index_select(0, &take));
-            let newly = idx.index_select(0, &nonzero1(&fooled));
-            if newly.numel() > 0 {
-                let _ = robust.index_fill_(0, &newly, 0);
-            }
-        }
-        Ok(adv)
+            put(&mut best_loss, &b.idx.index_select(0, &take), &loss.index_select(0, &take));
+            Ok(Round { x_adv: cand, fooled, keep: Some(better) })
+        })
     }
 }
 

@@ -14,59 +14,9 @@ use crate::square::{Square, SquareConfig};
 use crate::threat::{Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// Attack ids, spelled as AutoAttack spells them (plus `pgd`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum StageId {
-    /// Projected gradient descent.
-    #[serde(rename = "pgd")]
-    Pgd,
-    /// APGD on cross-entropy.
-    #[serde(rename = "apgd-ce")]
-    ApgdCe,
-    /// APGD on the DLR loss.
-    #[serde(rename = "apgd-dlr")]
-    ApgdDlr,
-    /// Targeted APGD on the targeted DLR loss, over the top-k classes.
-    #[serde(rename = "apgd-t")]
-    ApgdT,
-    /// Untargeted FAB.
-    #[serde(rename = "fab")]
-    Fab,
-    /// Targeted FAB over the top-k classes.
-    #[serde(rename = "fab-t")]
-    FabT,
-    /// Square Attack (black-box).
-    #[serde(rename = "square")]
-    Square,
-}
-
-impl StageId {
-    /// The AutoAttack spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageId::Pgd => "pgd",
-            StageId::ApgdCe => "apgd-ce",
-            StageId::ApgdDlr => "apgd-dlr",
-            StageId::ApgdT => "apgd-t",
-            StageId::Fab => "fab",
-            StageId::FabT => "fab-t",
-            StageId::Square => "square",
-        }
-    }
-
-    /// Whether the attack uses gradients (false only for Square).
-    pub fn is_white_box(self) -> bool {
-        self != StageId::Square
-    }
-}
-
-impl fmt::Display for StageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Re-exported from [`crate::stage_id`], where it moved so that attacks need not import presets.
+pub use crate::stage_id::StageId;
 
 /// One stage of a cascade: an attack with its budget.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -244,21 +194,6 @@ mod tests {
         assert_eq!((f.n_iter, f.alpha_max, f.eta, f.beta), (100, 0.1, 1.05, 0.9));
         let s = SquareConfig::OFFICIAL;
         assert_eq!((s.n_queries, s.p_init, s.restarts, s.rescale_schedule), (5000, 0.8, 1, false));
-    }
-
-    #[test]
-    fn stage_ids_serialize_as_autoattack() {
-        for (id, s) in [
-            (StageId::ApgdCe, "apgd-ce"),
-            (StageId::ApgdT, "apgd-t"),
-            (StageId::FabT, "fab-t"),
-            (StageId::Square, "square"),
-            (StageId::ApgdDlr, "apgd-dlr"),
-            (StageId::Fab, "fab"),
-        ] {
-            assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{s}\""));
-            assert_eq!(id.to_string(), s);
-        }
     }
 
     #[test]

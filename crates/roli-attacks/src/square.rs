@@ -5,10 +5,12 @@
 //! control of AutoAttack. Written from the paper and the behaviour of the official `square.py`
 //! (same random draws in the same order, `resc_schedule=False` as AutoAttack sets it). L∞ and L2.
 
-use crate::attack::{check_inputs, nonzero1, put, seed_all, Attack};
+use crate::attack::{check_inputs, nonzero1, put, Attack};
 use crate::loss;
 use crate::model::{predict, Model};
-use crate::presets::StageId;
+use crate::restarts::{restart_loop, Round};
+use crate::rng::seed_all;
+use crate::stage_id::StageId;
 use crate::threat::{Norm, ThreatModel};
 use crate::AttackError;
 use serde::{Deserialize, Serialize};
@@ -80,7 +82,7 @@ pub struct Square {
 }
 
 fn rand_choice(shape: &[i64], dev: Device) -> Tensor {
-    (crate::attack::rand_like_ref(shape, dev) * 2.0 - 1.0).sign()
+    (crate::rng::rand_like_ref(shape, dev) * 2.0 - 1.0).sign()
 }
 
 /// Uniform integer in [low, high) drawn like the reference (`low + (high-low)·U`, truncated).
@@ -291,28 +293,16 @@ impl Attack for Square {
         }
         let _guard = tch::no_grad_guard();
         let x = x.detach();
-        let mut adv = x.copy();
-        let mut acc = predict(model, &x).eq_tensor(y);
+        let acc = predict(model, &x).eq_tensor(y);
         seed_all(seed);
-        for _ in 0..self.config.restarts {
-            let idx = nonzero1(&acc);
-            if idx.numel() == 0 {
-                continue;
-            }
-            let xs = x.index_select(0, &idx);
-            let ys = y.index_select(0, &idx);
+        restart_loop(&x, y, acc, 0..self.config.restarts, |_, b| {
             let adv_curr = match norm {
-                Norm::Linf => self.single_run_linf(model, &xs, &ys),
-                _ => self.single_run_l2(model, &xs, &ys),
+                Norm::Linf => self.single_run_linf(model, &b.x, &b.y),
+                _ => self.single_run_l2(model, &b.x, &b.y),
             };
-            let fooled = nonzero1(&predict(model, &adv_curr).ne_tensor(&ys));
-            let gidx = idx.index_select(0, &fooled);
-            if gidx.numel() > 0 {
-                let _ = acc.index_fill_(0, &gidx, 0);
-            }
-            put(&mut adv, &gidx, &adv_curr.index_select(0, &fooled));
-        }
-        Ok(adv)
+            let fooled = predict(model, &adv_curr).ne_tensor(&b.y);
+            Ok(Round { x_adv: adv_curr, fooled, keep: None })
+        })
     }
 }
 

@@ -136,10 +136,10 @@ impl ThreatModel {
     pub fn random_init(&self, x: &Tensor) -> Tensor {
         let eps = self.eps();
         let delta = match self {
-            ThreatModel::Linf { .. } => (crate::attack::rand_like_ref(&x.size(), x.device()) * 2.0 - 1.0) * eps,
-            ThreatModel::L2 { .. } => Norm::L2.normalize(&crate::attack::randn_like_ref(&x.size(), x.device())) * eps,
+            ThreatModel::Linf { .. } => (crate::rng::rand_like_ref(&x.size(), x.device()) * 2.0 - 1.0) * eps,
+            ThreatModel::L2 { .. } => Norm::L2.normalize(&crate::rng::randn_like_ref(&x.size(), x.device())) * eps,
             ThreatModel::L1 { .. } => {
-                let t = crate::attack::randn_like_ref(&x.size(), x.device());
+                let t = crate::rng::randn_like_ref(&x.size(), x.device());
                 Norm::L1.normalize(&t) * eps
             }
         };
@@ -153,11 +153,11 @@ impl ThreatModel {
         let eps = self.eps();
         match self {
             ThreatModel::Linf { .. } => {
-                let t = crate::attack::rand_like_ref(&x.size(), x.device()) * 2.0 - 1.0;
+                let t = crate::rng::rand_like_ref(&x.size(), x.device()) * 2.0 - 1.0;
                 (x + Norm::Linf.normalize(&t) * eps).clamp(0.0, 1.0)
             }
             ThreatModel::L2 { .. } => {
-                let t = crate::attack::randn_like_ref(&x.size(), x.device());
+                let t = crate::rng::randn_like_ref(&x.size(), x.device());
                 (x + Norm::L2.normalize(&t) * eps).clamp(0.0, 1.0)
             }
             ThreatModel::L1 { .. } => self.random_init(x),

@@ -1,6 +1,6 @@
 //! Shared by the conformance example and the integration tests: raw MNIST IDX reading and advertorch's
 //! LeNet-5 written directly in tch (this crate must not depend on roli-data or roli-models).
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared by the example and the tests; each uses only part of it")]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
