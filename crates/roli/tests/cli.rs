@@ -85,3 +85,25 @@ fn dry_run_reports_trainable_counts_without_data() {
     }
     assert!(text.contains("SGD(momentum 0.9)") && text.contains("AdamW-HF"), "{text}");
 }
+
+/// `--dry-run` prints the resolved plan, and LayerNorm tuning on Swin-B trains exactly the norm
+/// layers' affine parameters plus the head: 2·(24 blocks × 2 norms, widths 128/256/512/1024 in
+/// depths 2/2/18/2) + 2·(merge norms 512+1024+2048) + 2·128 (patch embedding) + 2·1024 (final)
+/// = 57,600 elements, + the 10-class head (10,250).
+#[test]
+fn dry_run_prints_the_plan_and_counts_layernorm_tuning_on_swin_b() {
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/paper/full/cifar10_ranli.toml");
+    let out = roli()
+        .args(["run", cfg, "--dry-run", "--set", "finetune.methods=[\"layernorm\"]", "--set", "finetune.inits=[\"roli\"]"])
+        .output()
+        .expect("roli runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for part in ["data:", "model:  swin_base_patch4_window7_224", "threat: linf", "stages:", "layernorm/roli", "eval:"] {
+        assert!(text.contains(part), "missing {part:?} in:\n{text}");
+    }
+    let line = text.lines().find(|l| l.starts_with("layernorm ")).expect("a layernorm row");
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let (tensors, elements) = (cols[cols.len() - 8], cols[cols.len() - 7]);
+    assert_eq!((tensors, elements), ("108", "67850"), "{line}");
+}

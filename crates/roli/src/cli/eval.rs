@@ -23,8 +23,8 @@ pub struct EvalArgs {
     /// Evaluate only the first N examples of the split.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// none, pgd, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, aa-standard, aa-plus, aa-rand.
-    #[arg(long, default_value = "pgd")]
+    /// The attack (see --help for the list).
+    #[arg(long, default_value = "pgd", long_help = roli_attacks::attack_help())]
     pub attack: String,
     /// Radius in [0,1] pixel units (e.g. 0.3 for MNIST, 0.031373 = 8/255 for CIFAR).
     #[arg(long)]
