@@ -142,11 +142,9 @@ impl EvalState {
     /// Writes atomically (temp file + rename), so a crash never leaves a half-written state.
     pub fn save(&self, path: &Path) -> Result<(), AttackError> {
         let err = |e: std::io::Error| AttackError::State { path: path.into(), detail: format!("cannot write: {e}") };
-        let tmp = path.with_extension("json.tmp");
         let text =
             serde_json::to_string(self).map_err(|e| AttackError::State { path: path.into(), detail: e.to_string() })?;
-        std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        roli_io::write_atomic(path, text.as_bytes()).map_err(err)
     }
 }
 
