@@ -3,6 +3,7 @@
 //!   pixel bytes) and `train.bin`/`test.bin` (CIFAR-100, rows of coarse + fine label + 3072).
 //! * Python: pickled dicts `data_batch_{1..5}`/`test_batch` (CIFAR-10, `labels`) and
 //!   `train`/`test` (CIFAR-100, `fine_labels`), `data` a uint8 array `[N, 3072]`.
+//!
 //! Pixels are stored plane by plane (R then G then B), 32×32 each: exactly CHW.
 use crate::dataset::{Split, TensorDataset};
 use crate::error::{DataError, Result};

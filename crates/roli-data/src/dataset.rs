@@ -192,52 +192,6 @@ pub fn vtab_cut(n: usize, train_percent: u32) -> (std::ops::Range<usize>, std::o
     (0..cut, cut..n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn toy(n: i64) -> TensorDataset {
-        let images = Tensor::arange(n * 4, (Kind::Float, tch::Device::Cpu)).view([n, 1, 2, 2]) / (n * 4) as f64;
-        let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)).remainder(3);
-        TensorDataset::new("toy", images, labels, vec!["a".into(), "b".into(), "c".into()]).unwrap()
-    }
-
-    #[test]
-    fn batch_returns_requested_rows() {
-        let d = toy(10);
-        let (x, y) = d.batch(&[7, 2], None).unwrap();
-        assert_eq!(x.size(), vec![2, 1, 2, 2]);
-        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), vec![1, 2]);
-        assert!(d.batch(&[10], None).unwrap_err().to_string().contains("out of range"));
-    }
-
-    #[test]
-    fn validation_rejects_bad_ranges() {
-        let x = Tensor::ones([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu)) * 2.0;
-        let y = Tensor::from_slice(&[0i64, 1]);
-        let e = TensorDataset::new("bad", x, y.shallow_clone(), vec!["a".into(), "b".into()]).unwrap_err();
-        assert!(e.to_string().contains("[0,1]"), "{e}");
-        let x = Tensor::zeros([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
-        let e = TensorDataset::new("bad", x, y, vec!["a".into()]).unwrap_err();
-        assert!(e.to_string().contains("labels must lie"), "{e}");
-    }
-
-    #[test]
-    fn vtab_cut_is_first_90_last_10() {
-        assert_eq!(vtab_cut(50000, 90), (0..45000, 45000..50000));
-        assert_eq!(vtab_cut(60000, 90), (0..54000, 54000..60000));
-        assert_eq!(vtab_cut(7, 100), (0..7, 7..7));
-    }
-
-    #[test]
-    fn fingerprint_changes_with_content() {
-        let a = toy(5);
-        let b = toy(6);
-        assert_eq!(a.fingerprint(), toy(5).fingerprint());
-        assert_ne!(a.fingerprint(), b.fingerprint());
-    }
-}
-
 /// A view of some examples of another dataset (a fixed evaluation subset, a size limit).
 pub struct Subset {
     pub inner: Box<dyn Dataset>,
@@ -288,5 +242,51 @@ impl Dataset for Subset {
     }
     fn fingerprint(&self) -> String {
         crate::cache::sha256_bytes(format!("{}:{:?}", self.inner.fingerprint(), self.indices).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy(n: i64) -> TensorDataset {
+        let images = Tensor::arange(n * 4, (Kind::Float, tch::Device::Cpu)).view([n, 1, 2, 2]) / (n * 4) as f64;
+        let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu)).remainder(3);
+        TensorDataset::new("toy", images, labels, vec!["a".into(), "b".into(), "c".into()]).unwrap()
+    }
+
+    #[test]
+    fn batch_returns_requested_rows() {
+        let d = toy(10);
+        let (x, y) = d.batch(&[7, 2], None).unwrap();
+        assert_eq!(x.size(), vec![2, 1, 2, 2]);
+        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), vec![1, 2]);
+        assert!(d.batch(&[10], None).unwrap_err().to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn validation_rejects_bad_ranges() {
+        let x = Tensor::ones([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu)) * 2.0;
+        let y = Tensor::from_slice(&[0i64, 1]);
+        let e = TensorDataset::new("bad", x, y.shallow_clone(), vec!["a".into(), "b".into()]).unwrap_err();
+        assert!(e.to_string().contains("[0,1]"), "{e}");
+        let x = Tensor::zeros([2, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
+        let e = TensorDataset::new("bad", x, y, vec!["a".into()]).unwrap_err();
+        assert!(e.to_string().contains("labels must lie"), "{e}");
+    }
+
+    #[test]
+    fn vtab_cut_is_first_90_last_10() {
+        assert_eq!(vtab_cut(50000, 90), (0..45000, 45000..50000));
+        assert_eq!(vtab_cut(60000, 90), (0..54000, 54000..60000));
+        assert_eq!(vtab_cut(7, 100), (0..7, 7..7));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_content() {
+        let a = toy(5);
+        let b = toy(6);
+        assert_eq!(a.fingerprint(), toy(5).fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
     }
 }

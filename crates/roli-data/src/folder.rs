@@ -123,11 +123,14 @@ impl ImageListDataset {
     }
 }
 
+/// A remapped JSON split: `(path, class id)` sorted by path, and the class names by id.
+pub type RemappedSplit = (Vec<(String, i64)>, Vec<String>);
+
 /// Sorted-unique label remap of a JSON split (pure, tested). Ints sort numerically, strings
 /// lexicographically (as Python's `sorted` does); mixing them is an error.
 pub fn remap_json_labels(
     map: &serde_json::Map<String, serde_json::Value>,
-) -> std::result::Result<(Vec<(String, i64)>, Vec<String>), String> {
+) -> std::result::Result<RemappedSplit, String> {
     #[derive(PartialEq, Eq, PartialOrd, Ord, Clone)]
     enum Key {
         I(i64),

@@ -1,6 +1,8 @@
 //! A minimal, safe pickle reader: enough of the pickle VM (protocols 0–4, binary opcodes) to read
 //! the CIFAR "python version" batches, which are Python-2 `cPickle` dicts holding a numpy array.
 //! Nothing is executed: `GLOBAL`/`REDUCE`/`BUILD` only build inert [`Value`] nodes.
+//! `roli_models::torch_pickle` is a second pickle machine of the same shape; its module note
+//! says why the two are not shared.
 use std::collections::HashMap;
 
 /// A decoded pickle value.
@@ -73,6 +75,7 @@ impl Value {
     }
 }
 
+/// A cursor over a pickle stream.
 struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
@@ -91,10 +94,12 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<usize, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()) as usize)
+        let s = self.take(2)?;
+        Ok(u16::from_le_bytes([s[0], s[1]]) as usize)
     }
     fn u32(&mut self) -> Result<usize, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()) as usize)
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
     }
     fn line(&mut self) -> Result<String, String> {
         let start = self.pos;
@@ -109,192 +114,223 @@ impl<'a> Reader<'a> {
 
 /// Parses a pickle byte stream into a [`Value`].
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    let mut r = Reader { b: bytes, pos: 0 };
-    let mut stack: Vec<Value> = Vec::new();
-    let mut marks: Vec<usize> = Vec::new();
-    let mut memo: HashMap<usize, Value> = HashMap::new();
-    fn pop(stack: &mut Vec<Value>) -> Result<Value, String> {
-        stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+    Machine { r: Reader { b: bytes, pos: 0 }, stack: vec![], marks: vec![], memo: HashMap::new() }.run()
+}
+
+/// Appends `k1, v1, k2, v2, …` to a dict (a trailing lone key is dropped).
+fn set_items(target: &mut Value, kv: Vec<Value>) -> Result<(), String> {
+    let Value::Dict(d) = target else { return Err("SETITEMS on a non-dict".into()) };
+    let mut it = kv.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        d.push((k, v));
     }
-    fn pop_mark(stack: &mut Vec<Value>, marks: &mut Vec<usize>) -> Result<Vec<Value>, String> {
-        let m = marks.pop().ok_or("pickle MARK missing")?;
-        if m > stack.len() {
+    Ok(())
+}
+
+/// The pickle machine: one method per opcode group, each returning whether it knew the opcode.
+/// Same shape as `roli_models::torch_pickle`'s; see the note there on why the two stay apart.
+struct Machine<'a> {
+    r: Reader<'a>,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<usize, Value>,
+}
+
+impl Machine<'_> {
+    fn pop(&mut self) -> Result<Value, String> {
+        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+    }
+    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
+        let m = self.marks.pop().ok_or("pickle MARK missing")?;
+        if m > self.stack.len() {
             return Err("pickle MARK beyond stack".into());
         }
-        Ok(stack.split_off(m))
+        Ok(self.stack.split_off(m))
     }
-    fn set_items(target: &mut Value, kv: Vec<Value>) -> Result<(), String> {
-        let Value::Dict(d) = target else { return Err("SETITEMS on a non-dict".into()) };
-        let mut it = kv.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            d.push((k, v));
+    /// Pushes `v` and reports the opcode as known (the tail of most opcode groups).
+    fn push_known(&mut self, v: Value) -> Result<bool, String> {
+        self.stack.push(v);
+        Ok(true)
+    }
+
+    fn run(&mut self) -> Result<Value, String> {
+        loop {
+            let op = self.r.u8()?;
+            if op == b'.' {
+                return self.pop(); // STOP
+            }
+            let known = self.control(op)?
+                || self.scalar(op)?
+                || self.text(op)?
+                || self.collection(op)?
+                || self.fill(op)?
+                || self.memo_op(op)?
+                || self.object(op)?;
+            if !known {
+                return Err(format!("unsupported pickle opcode 0x{op:02x} at offset {}", self.r.pos - 1));
+            }
         }
-        Ok(())
     }
-    loop {
-        let op = r.u8()?;
+
+    /// PROTO, FRAME, MARK.
+    fn control(&mut self, op: u8) -> Result<bool, String> {
         match op {
             0x80 => {
-                r.u8()?;
-            } // PROTO
+                self.r.u8()?;
+            }
             0x95 => {
-                r.take(8)?;
-            } // FRAME
-            b'.' => return pop(&mut stack),
-            b'(' => marks.push(stack.len()),
-            b'}' => stack.push(Value::Dict(vec![])),
-            b']' => stack.push(Value::List(vec![])),
-            b')' => stack.push(Value::Tuple(vec![])),
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
-            b'J' => {
-                let v = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
-                stack.push(Value::Int(v as i64));
+                self.r.take(8)?;
             }
-            b'K' => {
-                let v = r.u8()?;
-                stack.push(Value::Int(v as i64));
-            }
-            b'M' => {
-                let v = r.u16()?;
-                stack.push(Value::Int(v as i64));
-            }
+            b'(' => self.marks.push(self.stack.len()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// NONE, NEWTRUE/NEWFALSE, BININT/BININT1/BININT2, LONG1 (≤ 64 bits), BINFLOAT.
+    fn scalar(&mut self, op: u8) -> Result<bool, String> {
+        let v = match op {
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            b'J' => Value::Int(i32::from_le_bytes(self.r.take(4)?.try_into().unwrap()) as i64),
+            b'K' => Value::Int(self.r.u8()? as i64),
+            b'M' => Value::Int(self.r.u16()? as i64),
             0x8a => {
-                let n = r.u8()? as usize;
-                let b = r.take(n)?;
+                let n = self.r.u8()? as usize;
+                let b = self.r.take(n)?;
                 if n > 8 {
                     return Err("LONG1 wider than 64 bits".into());
                 }
                 let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
                 buf[..n].copy_from_slice(b);
-                stack.push(Value::Int(i64::from_le_bytes(buf)));
+                Value::Int(i64::from_le_bytes(buf))
             }
-            b'G' => {
-                let v = f64::from_be_bytes(r.take(8)?.try_into().unwrap());
-                stack.push(Value::Float(v));
-            }
-            b'U' => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'T' => {
-                let n = r.u32()?;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'C' => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'B' => {
-                let n = r.u32()?;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
-            }
-            b'X' => {
-                let n = r.u32()?;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
-            }
-            0x8c => {
-                let n = r.u8()? as usize;
-                stack.push(Value::Str(String::from_utf8_lossy(r.take(n)?).into_owned()));
-            }
-            b'q' => {
-                let i = r.u8()? as usize;
-                memo.insert(i, stack.last().cloned().ok_or("BINPUT on empty stack")?);
-            }
-            b'r' => {
-                let i = r.u32()?;
-                memo.insert(i, stack.last().cloned().ok_or("LONG_BINPUT on empty stack")?);
-            }
-            0x94 => {
-                let i = memo.len();
-                memo.insert(i, stack.last().cloned().ok_or("MEMOIZE on empty stack")?);
-            }
-            b'h' => {
-                let i = r.u8()? as usize;
-                stack.push(memo.get(&i).cloned().ok_or("BINGET of unknown memo")?);
-            }
-            b'j' => {
-                let i = r.u32()?;
-                stack.push(memo.get(&i).cloned().ok_or("LONG_BINGET of unknown memo")?);
-            }
-            b'c' => {
-                let m = r.line()?;
-                let n = r.line()?;
-                stack.push(Value::Global(format!("{m}.{n}")));
-            }
-            0x93 => {
-                let n = pop(&mut stack)?;
-                let m = pop(&mut stack)?;
-                match (m, n) {
-                    (Value::Str(m), Value::Str(n)) => stack.push(Value::Global(format!("{m}.{n}"))),
-                    _ => return Err("STACK_GLOBAL needs two strings".into()),
+            b'G' => Value::Float(f64::from_be_bytes(self.r.take(8)?.try_into().unwrap())),
+            _ => return Ok(false),
+        };
+        self.push_known(v)
+    }
+
+    /// SHORT_BINSTRING/BINSTRING (Python 2 `str`, read as bytes), SHORT_BINBYTES/BINBYTES,
+    /// BINUNICODE/SHORT_BINUNICODE.
+    fn text(&mut self, op: u8) -> Result<bool, String> {
+        let n = match op {
+            b'U' | b'C' | 0x8c => self.r.u8()? as usize,
+            b'T' | b'B' | b'X' => self.r.u32()?,
+            _ => return Ok(false),
+        };
+        let s = self.r.take(n)?;
+        let v = if matches!(op, b'X' | 0x8c) {
+            Value::Str(String::from_utf8_lossy(s).into_owned())
+        } else {
+            Value::Bytes(s.to_vec())
+        };
+        self.push_known(v)
+    }
+
+    /// Opcodes that build a tuple, list or dict.
+    fn collection(&mut self, op: u8) -> Result<bool, String> {
+        let v = match op {
+            b'}' => Value::Dict(vec![]),
+            b']' => Value::List(vec![]),
+            b')' => Value::Tuple(vec![]),
+            b't' => Value::Tuple(self.pop_mark()?),
+            0x85..=0x87 => {
+                let mut items = Vec::new();
+                for _ in 0x84..op {
+                    items.push(self.pop()?);
                 }
+                items.reverse();
+                Value::Tuple(items)
             }
-            b't' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                stack.push(Value::Tuple(items));
-            }
-            0x85 => {
-                let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a]));
-            }
-            0x86 => {
-                let b = pop(&mut stack)?;
-                let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a, b]));
-            }
-            0x87 => {
-                let c = pop(&mut stack)?;
-                let b = pop(&mut stack)?;
-                let a = pop(&mut stack)?;
-                stack.push(Value::Tuple(vec![a, b, c]));
-            }
-            b'l' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                stack.push(Value::List(items));
-            }
+            b'l' => Value::List(self.pop_mark()?),
             b'd' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
                 let mut d = Value::Dict(vec![]);
-                set_items(&mut d, items)?;
-                stack.push(d);
+                set_items(&mut d, self.pop_mark()?)?;
+                d
             }
-            b'a' => {
-                let v = pop(&mut stack)?;
-                match stack.last_mut() {
-                    Some(Value::List(l)) => l.push(v),
-                    _ => return Err("APPEND on a non-list".into()),
-                }
-            }
-            b'e' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                match stack.last_mut() {
+            _ => return Ok(false),
+        };
+        self.push_known(v)
+    }
+
+    /// APPEND(S), SETITEM(S): fill the list or dict on top of the stack.
+    fn fill(&mut self, op: u8) -> Result<bool, String> {
+        match op {
+            b'a' | b'e' => {
+                let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
+                match self.stack.last_mut() {
                     Some(Value::List(l)) => l.extend(items),
-                    _ => return Err("APPENDS on a non-list".into()),
+                    _ => return Err(format!("{} on a non-list", if op == b'a' { "APPEND" } else { "APPENDS" })),
                 }
             }
             b's' => {
-                let v = pop(&mut stack)?;
-                let k = pop(&mut stack)?;
-                set_items(stack.last_mut().ok_or("SETITEM on empty stack")?, vec![k, v])?;
+                let v = self.pop()?;
+                let k = self.pop()?;
+                set_items(self.stack.last_mut().ok_or("SETITEM on empty stack")?, vec![k, v])?;
             }
             b'u' => {
-                let items = pop_mark(&mut stack, &mut marks)?;
-                set_items(stack.last_mut().ok_or("SETITEMS on empty stack")?, items)?;
+                let items = self.pop_mark()?;
+                set_items(self.stack.last_mut().ok_or("SETITEMS on empty stack")?, items)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET.
+    fn memo_op(&mut self, op: u8) -> Result<bool, String> {
+        match op {
+            b'q' | b'r' | 0x94 => {
+                let (i, name) = match op {
+                    b'q' => (self.r.u8()? as usize, "BINPUT"),
+                    b'r' => (self.r.u32()?, "LONG_BINPUT"),
+                    _ => (self.memo.len(), "MEMOIZE"),
+                };
+                let v = self.stack.last().cloned().ok_or_else(|| format!("{name} on empty stack"))?;
+                self.memo.insert(i, v);
+                Ok(true)
+            }
+            b'h' | b'j' => {
+                let (i, name) =
+                    if op == b'h' { (self.r.u8()? as usize, "BINGET") } else { (self.r.u32()?, "LONG_BINGET") };
+                let v = self.memo.get(&i).cloned().ok_or_else(|| format!("{name} of unknown memo"))?;
+                self.push_known(v)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// GLOBAL, STACK_GLOBAL, REDUCE/NEWOBJ, BUILD: inert nodes, nothing is called.
+    fn object(&mut self, op: u8) -> Result<bool, String> {
+        let v = match op {
+            b'c' => {
+                let m = self.r.line()?;
+                let n = self.r.line()?;
+                Value::Global(format!("{m}.{n}"))
+            }
+            0x93 => {
+                let n = self.pop()?;
+                let m = self.pop()?;
+                match (m, n) {
+                    (Value::Str(m), Value::Str(n)) => Value::Global(format!("{m}.{n}")),
+                    _ => return Err("STACK_GLOBAL needs two strings".into()),
+                }
             }
             b'R' | 0x81 => {
-                let args = pop(&mut stack)?;
-                let f = pop(&mut stack)?;
-                stack.push(Value::Reduce(Box::new(f), Box::new(args)));
+                let args = self.pop()?;
+                let f = self.pop()?;
+                Value::Reduce(Box::new(f), Box::new(args))
             }
             b'b' => {
-                let st = pop(&mut stack)?;
-                let obj = pop(&mut stack)?;
-                stack.push(Value::Build(Box::new(obj), Box::new(st)));
+                let st = self.pop()?;
+                let obj = self.pop()?;
+                Value::Build(Box::new(obj), Box::new(st))
             }
-            other => return Err(format!("unsupported pickle opcode 0x{other:02x} at offset {}", r.pos - 1)),
-        }
+            _ => return Ok(false),
+        };
+        self.push_known(v)
     }
 }
 

@@ -64,7 +64,7 @@ impl ImageTransform {
             img = img.crop_imm(x, y, cw, ch);
         }
         if self.hflip {
-            if let Some(r) = rng.as_deref_mut() {
+            if let Some(r) = rng {
                 if r.gen_bool(0.5) {
                     img = img.fliph();
                 }

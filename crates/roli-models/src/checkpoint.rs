@@ -274,6 +274,9 @@ fn listing<T>(title: &str, items: &[T], show: impl Fn(&T) -> String) -> String {
 
 /// Loads the backbone (and, with [`HeadPolicy::Load`], the head) of `model` from `path`.
 /// `vs` must be the `VarStore` the classifier was built in.
+///
+/// Steps: read the file (unwrapping a wrapper dict), strip a `module.` prefix, map every key
+/// through the layout's remap table, match names and shapes strictly, copy, report.
 pub fn load_backbone(
     vs: &nn::VarStore,
     model: &Classifier,
@@ -288,83 +291,153 @@ pub fn load_backbone(
         wrapper: sd.wrapper.clone(),
         ..Default::default()
     };
-    let mut tensors = sd.tensors;
+    let tensors = strip_data_parallel_prefix(sd.tensors, &mut report);
+    let mut m = Matcher::new(file, vs, model, opts, report);
+    for (key, t) in tensors {
+        if let Some(target) = m.target(&key, &t)? {
+            m.place(key, target, t);
+        }
+    }
+    m.note_missing();
+    m.report.unexpected.sort();
+    if opts.strict && !m.report.is_clean() {
+        return Err(m.mismatch(strict_details(&m.report)));
+    }
+    m.copy_into_model()?;
+    Ok(m.finish())
+}
+
+/// Strips [`DATA_PARALLEL_PREFIX`] when every key carries it, recording it in the report.
+fn strip_data_parallel_prefix(mut tensors: Vec<(String, Tensor)>, report: &mut LoadReport) -> Vec<(String, Tensor)> {
     if !tensors.is_empty() && tensors.iter().all(|(k, _)| k.starts_with(DATA_PARALLEL_PREFIX)) {
         for (k, _) in tensors.iter_mut() {
             *k = k[DATA_PARALLEL_PREFIX.len()..].to_string();
         }
         report.stripped_prefix = Some(DATA_PARALLEL_PREFIX.to_string());
     }
-    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    let bb = model.backbone();
-    let desc = bb.descriptor();
-    let derived: HashMap<String, Tensor> = bb.derived_buffers().into_iter().collect();
-    let mut assign: Vec<(String, Tensor)> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mismatch = |details: String| CheckpointError::Mismatch {
-        file: file.to_path_buf(),
-        model: desc.name.clone(),
-        layout: opts.layout.to_string(),
-        details,
-    };
+    tensors
+}
 
-    for (key, t) in tensors {
-        let target = match bb.map_checkpoint_key(opts.layout, &key) {
+/// The error details of a failed strict load: every missing, unexpected and mis-shaped name.
+fn strict_details(report: &LoadReport) -> String {
+    let mut details = listing("missing from the checkpoint", &report.missing, |s| s.clone());
+    details += &listing("unexpected in the checkpoint", &report.unexpected, |s| s.clone());
+    details += &listing("shape mismatch", &report.mismatched, |m| {
+        format!("{}: checkpoint {:?} vs model {:?}", m.name, m.checkpoint, m.model)
+    });
+    details += "\n  hint: check the preset/configuration and the key layout (SourceLayout::SwinLegacy for official/timm<0.9 Swin files); pass HeadPolicy::Drop to ignore a classifier of another size";
+    details
+}
+
+/// One [`load_backbone`] call: the model's variables, the tensors chosen for them, and the
+/// report of what happened to every checkpoint key.
+struct Matcher<'a> {
+    file: &'a Path,
+    model: &'a Classifier,
+    opts: &'a LoadOptions,
+    vars: BTreeMap<String, Tensor>,
+    derived: HashMap<String, Tensor>,
+    /// Model variables a checkpoint tensor was found for.
+    seen: HashSet<String>,
+    /// `(model variable, checkpoint tensor)` to copy.
+    assign: Vec<(String, Tensor)>,
+    report: LoadReport,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(
+        file: &'a Path,
+        vs: &nn::VarStore,
+        model: &'a Classifier,
+        opts: &'a LoadOptions,
+        report: LoadReport,
+    ) -> Self {
+        Matcher {
+            file,
+            model,
+            opts,
+            vars: vs.variables().into_iter().collect(),
+            derived: model.backbone().derived_buffers().into_iter().collect(),
+            seen: HashSet::new(),
+            assign: Vec::new(),
+            report,
+        }
+    }
+
+    fn mismatch(&self, details: String) -> CheckpointError {
+        CheckpointError::Mismatch {
+            file: self.file.to_path_buf(),
+            model: self.model.backbone().descriptor().name.clone(),
+            layout: self.opts.layout.to_string(),
+            details,
+        }
+    }
+
+    /// The model variable checkpoint key `key` goes to, by the layout's remap table; `None` when
+    /// the key is dropped on purpose or has no place in the model (both recorded in the report).
+    fn target(&mut self, key: &str, t: &Tensor) -> Result<Option<String>, CheckpointError> {
+        let bb = self.model.backbone();
+        let name = match bb.map_checkpoint_key(self.opts.layout, key) {
             KeyFate::WrongLayout => {
-                return Err(mismatch(format!(
+                return Err(self.mismatch(format!(
                     "\n  layout {} does not apply to the {:?} family; use SourceLayout::Native",
-                    opts.layout, desc.layout
+                    self.opts.layout,
+                    bb.descriptor().layout
                 )))
             }
-            KeyFate::Ignore(reason) => {
-                report.dropped.push((key, reason.to_string()));
-                continue;
-            }
+            KeyFate::Ignore(reason) => return Ok(self.drop_key(key, reason.to_string())),
             KeyFate::Derived(name) => {
-                let same = derived.get(&name).is_some_and(|d| {
-                    d.size() == t.size() && d.to_kind(t.kind()).to_device(Device::Cpu).f_equal(&t).unwrap_or(false)
-                });
-                if !same {
-                    return Err(CheckpointError::BufferMismatch {
-                        file: file.to_path_buf(),
-                        model_shape: derived.get(&name).map(|d| d.size()).unwrap_or_default(),
-                        name,
-                        ckpt_shape: t.size(),
-                    });
-                }
-                report.dropped.push((key, "derived buffer, equal to the computed value".into()));
-                continue;
+                self.check_derived(name, t)?;
+                return Ok(self.drop_key(key, "derived buffer, equal to the computed value".into()));
             }
-            KeyFate::Head(name) => {
-                if opts.head == HeadPolicy::Drop {
-                    report.dropped.push((key, "classifier head (HeadPolicy::Drop)".into()));
-                    continue;
-                }
-                if !model.is_head_var(&name) {
-                    report.unexpected.push(key);
-                    continue;
-                }
-                name
+            KeyFate::Head(_) if self.opts.head == HeadPolicy::Drop => {
+                return Ok(self.drop_key(key, "classifier head (HeadPolicy::Drop)".into()))
             }
-            KeyFate::Param(name) => {
-                if model.is_head_var(&name) {
-                    report.unexpected.push(key);
-                    continue;
-                }
-                name
+            KeyFate::Head(name) if self.model.is_head_var(&name) => name,
+            KeyFate::Param(name) if !self.model.is_head_var(&name) => name,
+            KeyFate::Head(_) | KeyFate::Param(_) => {
+                self.report.unexpected.push(key.to_string());
+                return Ok(None);
             }
         };
-        let Some(v) = vars.get(&target) else {
+        Ok(Some(name))
+    }
+
+    fn drop_key(&mut self, key: &str, reason: String) -> Option<String> {
+        self.report.dropped.push((key.to_string(), reason));
+        None
+    }
+
+    /// A checkpoint copy of a derived buffer must equal the model's own (computed) value.
+    fn check_derived(&self, name: String, t: &Tensor) -> Result<(), CheckpointError> {
+        let same = self.derived.get(&name).is_some_and(|d| {
+            d.size() == t.size() && d.to_kind(t.kind()).to_device(Device::Cpu).f_equal(t).unwrap_or(false)
+        });
+        if same {
+            return Ok(());
+        }
+        Err(CheckpointError::BufferMismatch {
+            file: self.file.to_path_buf(),
+            model_shape: self.derived.get(&name).map(|d| d.size()).unwrap_or_default(),
+            name,
+            ckpt_shape: t.size(),
+        })
+    }
+
+    /// Schedules `t` (checkpoint key `key`) for model variable `target`, or records why not.
+    fn place(&mut self, key: String, target: String, t: Tensor) {
+        let report = &mut self.report;
+        let Some(v) = self.vars.get(&target) else {
             report.unexpected.push(key);
-            continue;
+            return;
         };
-        if !seen.insert(target.clone()) {
+        if !self.seen.insert(target.clone()) {
             report.unexpected.push(format!("{key} (second tensor for {target})"));
-            continue;
+            return;
         }
         if v.size() != t.size() {
             report.mismatched.push(ShapeMismatch { name: target, checkpoint: t.size(), model: v.size() });
-            continue;
+            return;
         }
         if target != key {
             report.remapped.push((key, target.clone()));
@@ -372,51 +445,50 @@ pub fn load_backbone(
         if v.kind() != t.kind() {
             report.converted.push(target.clone());
         }
-        assign.push((target, t));
+        self.assign.push((target, t));
     }
 
-    let allowed = |n: &str| opts.allow_missing_containing.iter().any(|s| n.contains(s.as_str()));
-    for name in vars.keys() {
-        if seen.contains(name) {
-            continue;
-        }
-        if model.is_head_var(name) {
-            if opts.head == HeadPolicy::Load {
-                report.missing.push(name.clone());
+    /// Records the model variables no checkpoint tensor was found for: head variables count
+    /// only under [`HeadPolicy::Load`], PEFT variables go to `allowed_missing`.
+    fn note_missing(&mut self) {
+        let allowed = |n: &str| self.opts.allow_missing_containing.iter().any(|s| n.contains(s.as_str()));
+        for name in self.vars.keys().filter(|n| !self.seen.contains(*n)) {
+            if self.model.is_head_var(name) {
+                if self.opts.head == HeadPolicy::Load {
+                    self.report.missing.push(name.clone());
+                }
+            } else if allowed(name) {
+                self.report.allowed_missing.push(name.clone());
+            } else {
+                self.report.missing.push(name.clone());
             }
-        } else if allowed(name) {
-            report.allowed_missing.push(name.clone());
-        } else {
-            report.missing.push(name.clone());
         }
     }
-    report.unexpected.sort();
-    if opts.strict && !report.is_clean() {
-        let mut details = listing("missing from the checkpoint", &report.missing, |s| s.clone());
-        details += &listing("unexpected in the checkpoint", &report.unexpected, |s| s.clone());
-        details += &listing("shape mismatch", &report.mismatched, |m| {
-            format!("{}: checkpoint {:?} vs model {:?}", m.name, m.checkpoint, m.model)
-        });
-        details += "\n  hint: check the preset/configuration and the key layout (SourceLayout::SwinLegacy for official/timm<0.9 Swin files); pass HeadPolicy::Drop to ignore a classifier of another size";
-        return Err(mismatch(details));
+
+    fn copy_into_model(&self) -> Result<(), CheckpointError> {
+        tch::no_grad(|| {
+            for (name, t) in &self.assign {
+                let mut v = self.vars[name].shallow_clone();
+                v.f_copy_(t).map_err(|source| CheckpointError::Torch { file: self.file.to_path_buf(), source })?;
+            }
+            Ok(())
+        })
     }
-    tch::no_grad(|| -> Result<(), CheckpointError> {
-        for (name, t) in &assign {
-            let mut v = vars[name].shallow_clone();
-            v.f_copy_(t).map_err(|source| CheckpointError::Torch { file: file.to_path_buf(), source })?;
-        }
-        Ok(())
-    })?;
-    report.head_loaded = opts.head == HeadPolicy::Load && model.head_var_names().iter().all(|h| seen.contains(h));
-    report.loaded = assign.into_iter().map(|(n, _)| n).collect();
-    report.loaded.sort();
-    let backbone: Vec<(String, Tensor)> = vars
-        .iter()
-        .filter(|(n, _)| !model.is_head_var(n) && !report.allowed_missing.contains(n))
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
-        .collect();
-    report.backbone_fingerprint = fingerprint(&backbone);
-    Ok(report)
+
+    /// The final report: loaded names, whether the head was loaded, the backbone fingerprint.
+    fn finish(self) -> LoadReport {
+        let Matcher { model, opts, vars, seen, assign, mut report, .. } = self;
+        report.head_loaded = opts.head == HeadPolicy::Load && model.head_var_names().iter().all(|h| seen.contains(h));
+        report.loaded = assign.into_iter().map(|(n, _)| n).collect();
+        report.loaded.sort();
+        let backbone: Vec<(String, Tensor)> = vars
+            .iter()
+            .filter(|(n, _)| !model.is_head_var(n) && !report.allowed_missing.contains(n))
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        report.backbone_fingerprint = fingerprint(&backbone);
+        report
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The project's own classifier checkpoints: `model.safetensors` (every `VarStore` variable:
 //! backbone under timm names, head, BatchNorm statistics) plus a `model.json` sidecar with the
 //! descriptor, class count, fingerprints and free-form training / threat-model information.
-//! Both files are written to a temporary name and renamed, so a crash never leaves a
-//! half-written checkpoint under the final name. Loading rebuilds the model from the sidecar,
-//! requires an exact name/shape match and verifies the fingerprint.
+//! Both files are written to a temporary name and renamed (the crate-private `atomic` module),
+//! so a crash never leaves a half-written checkpoint under the final name. Loading rebuilds the
+//! model from the sidecar, requires an exact name/shape match and verifies the fingerprint.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
+use crate::atomic::{write_atomic, Writer};
 use crate::checkpoint::{fingerprint, ShapeMismatch};
 use crate::classifier::{Classifier, ClassifierOptions, HeadInit};
 use crate::descriptor::{ArchConfig, BackboneDescriptor};
@@ -106,16 +107,15 @@ pub fn save_classifier(
         backbone_fingerprint: fingerprint(&backbone),
         info,
     };
-    let tmp_w = weights.with_extension(format!("safetensors.tmp{}", std::process::id()));
-    Tensor::write_safetensors(&tensors, &tmp_w)
-        .map_err(|source| CheckpointError::Torch { file: tmp_w.clone(), source })?;
     let json = serde_json::to_vec_pretty(&sidecar)
         .map_err(|e| CheckpointError::Sidecar { file: sidecar_path.clone(), reason: e.to_string() })?;
-    let tmp_j = sidecar_path.with_extension(format!("json.tmp{}", std::process::id()));
-    std::fs::write(&tmp_j, json).map_err(|source| CheckpointError::Io { file: tmp_j.clone(), source })?;
-    std::fs::rename(&tmp_w, &weights).map_err(|source| CheckpointError::Io { file: weights.clone(), source })?;
-    std::fs::rename(&tmp_j, &sidecar_path)
-        .map_err(|source| CheckpointError::Io { file: sidecar_path.clone(), source })?;
+    let write_weights: Writer = Box::new(|tmp: &Path| {
+        Tensor::write_safetensors(&tensors, tmp).map_err(|source| CheckpointError::Torch { file: tmp.into(), source })
+    });
+    let write_json: Writer = Box::new(|tmp: &Path| {
+        std::fs::write(tmp, json).map_err(|source| CheckpointError::Io { file: tmp.into(), source })
+    });
+    write_atomic(vec![(&weights, write_weights), (&sidecar_path, write_json)])?;
     Ok(sidecar)
 }
 
