@@ -2,7 +2,7 @@
 //! atomic-write helpers. Root is `$ROLI_CACHE`, else `~/.cache/roli`.
 use crate::error::{DataError, Result};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the cache root.
@@ -42,21 +42,7 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
 /// A run killed midway leaves either the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(DataError::io(path, e));
-    }
-    Ok(())
+    roli_io::write_atomic(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
 /// Checks a file against a pinned hash.

@@ -20,25 +20,33 @@ fn parent(path: &Path) -> &Path {
 
 /// Writes `bytes` to `path` atomically, creating the folder if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })
+    write_atomic_with(
+        path,
+        |tmp| {
+            let mut f = std::fs::File::create(tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        },
+        |e| e,
+    )
 }
 
 /// Atomic write for writers that take a path (e.g. libtorch's safetensors writer): `write`
-/// fills the temporary file, which is then flushed and renamed over `path`.
-pub fn write_atomic_with<E: From<io::Error>>(
+/// fills the temporary file, which is then flushed and renamed over `path`; `io_error` turns
+/// this function's own I/O errors into the writer's error type.
+pub fn write_atomic_with<E>(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), E>,
+    io_error: impl Fn(io::Error) -> E,
 ) -> Result<(), E> {
-    std::fs::create_dir_all(parent(path))?;
+    std::fs::create_dir_all(parent(path)).map_err(&io_error)?;
     let tmp = temp_path(path);
     let res = write(&tmp).and_then(|()| {
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        let finish = || -> io::Result<()> {
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        finish().map_err(&io_error)
     });
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -66,10 +74,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("w.bin");
         write_atomic(&p, b"old").unwrap();
-        let e = write_atomic_with(&p, |tmp| -> io::Result<()> {
-            std::fs::write(tmp, b"half")?;
-            Err(io::Error::other("killed"))
-        })
+        let e = write_atomic_with(
+            &p,
+            |tmp| -> io::Result<()> {
+                std::fs::write(tmp, b"half")?;
+                Err(io::Error::other("killed"))
+            },
+            |e| e,
+        )
         .unwrap_err();
         assert_eq!(e.to_string(), "killed");
         assert_eq!(std::fs::read(&p).unwrap(), b"old");

@@ -14,7 +14,6 @@
 //! * [`peft`]: the build-time seam for LoRA / adapters and the VPT switch.
 //! * [`prompt`]: VPT-deep (and shallow) prompt tuning for ViT and Swin ([`Vpt`], [`VptConfig`]).
 
-mod atomic;
 pub mod backbone;
 pub mod checkpoint;
 pub mod classifier;

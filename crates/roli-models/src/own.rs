@@ -1,7 +1,7 @@
 //! The project's own classifier checkpoints: `model.safetensors` (every `VarStore` variable:
 //! backbone under timm names, head, BatchNorm statistics) plus a `model.json` sidecar with the
 //! descriptor, class count, fingerprints and free-form training / threat-model information.
-//! Both files are written to a temporary name and renamed (the crate-private `atomic` module),
+//! Both files are written to a temporary name and renamed (`roli_io`, the project's one atomic write),
 //! so a crash never leaves a half-written checkpoint under the final name. Loading rebuilds the
 //! model from the sidecar, requires an exact name/shape match and verifies the fingerprint.
 
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
-use crate::atomic::{write_atomic, Writer};
 use crate::checkpoint::{fingerprint, ShapeMismatch};
 use crate::classifier::{Classifier, ClassifierOptions, HeadInit};
 use crate::descriptor::{ArchConfig, BackboneDescriptor};
@@ -109,13 +108,20 @@ pub fn save_classifier(
     };
     let json = serde_json::to_vec_pretty(&sidecar)
         .map_err(|e| CheckpointError::Sidecar { file: sidecar_path.clone(), reason: e.to_string() })?;
-    let write_weights: Writer = Box::new(|tmp: &Path| {
-        Tensor::write_safetensors(&tensors, tmp).map_err(|source| CheckpointError::Torch { file: tmp.into(), source })
-    });
-    let write_json: Writer = Box::new(|tmp: &Path| {
-        std::fs::write(tmp, json).map_err(|source| CheckpointError::Io { file: tmp.into(), source })
-    });
-    write_atomic(vec![(&weights, write_weights), (&sidecar_path, write_json)])?;
+    // Weights first, the sidecar last: a sidecar means a complete checkpoint.
+    let io = |file: &Path| {
+        let file = file.to_path_buf();
+        move |source| CheckpointError::Io { file: file.clone(), source }
+    };
+    roli_io::write_atomic_with(
+        &weights,
+        |tmp| {
+            Tensor::write_safetensors(&tensors, tmp)
+                .map_err(|source| CheckpointError::Torch { file: tmp.into(), source })
+        },
+        io(&weights),
+    )?;
+    roli_io::write_atomic(&sidecar_path, &json).map_err(io(&sidecar_path))?;
     Ok(sidecar)
 }
 

@@ -56,7 +56,14 @@ pub fn prepare_data(d: &DataPlan) -> anyhow::Result<PreparedData> {
             bail!("the {n} split of '{}' is empty (check data.train_percent and the limits)", d.name);
         }
     }
-    Ok(PreparedData { spec: spec.describe(), num_classes: train.num_classes(), input: train.image_shape(), train, val, test })
+    Ok(PreparedData {
+        spec: spec.describe(),
+        num_classes: train.num_classes(),
+        input: train.image_shape(),
+        train,
+        val,
+        test,
+    })
 }
 
 pub fn source(m: &ModelPlan) -> anyhow::Result<BackboneSource> {
@@ -171,7 +178,12 @@ pub fn evaluate_test(
 }
 
 /// Trains one stage (resuming in `dir`) behind a progress bar over its batches.
-pub fn train_with_bar(built: &Built, data: &PreparedData, plan: &StagePlan, dir: &Path) -> anyhow::Result<StageOutcome> {
+pub fn train_with_bar(
+    built: &Built,
+    data: &PreparedData,
+    plan: &StagePlan,
+    dir: &Path,
+) -> anyhow::Result<StageOutcome> {
     let per = data.train.len().div_ceil(plan.batch_size.max(1)) as u64;
     let pb = crate::progress::bar(per * plan.epochs as u64, &plan.label);
     // A resumed stage starts the bar at its completed epochs.

@@ -413,9 +413,8 @@ mod tests {
 
     #[test]
     fn faithful_adamw_wd0_becomes_sgd_with_a_note() {
-        let text = format!(
-            "{MIN}[finetune.ranli]\nepochs = 1\nbase_lr = 1e-3\nweight_decay = 0.0\noptimizer = \"adamw\"\n"
-        );
+        let text =
+            format!("{MIN}[finetune.ranli]\nepochs = 1\nbase_lr = 1e-3\nweight_decay = 0.0\noptimizer = \"adamw\"\n");
         let cfg = RunConfig::from_toml_str(&text, &["faithful.adamw_wd0_is_sgd=true".into()], "t").unwrap();
         let p = StudyPlan::resolve(&cfg);
         let full = &p.stages[1].optim;

@@ -169,10 +169,7 @@ pub struct Built {
 
 /// Names of the backbone tensors (everything except head and PEFT tensors).
 pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
-    all.iter()
-        .filter(|n| !head.contains(n) && !crate::peft::is_added_tensor(n))
-        .cloned()
-        .collect()
+    all.iter().filter(|n| !head.contains(n) && !crate::peft::is_added_tensor(n)).cloned().collect()
 }
 
 /// Builds and loads a classifier.

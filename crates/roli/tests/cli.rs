@@ -94,12 +94,21 @@ fn dry_run_reports_trainable_counts_without_data() {
 fn dry_run_prints_the_plan_and_counts_layernorm_tuning_on_swin_b() {
     let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/paper/full/cifar10_ranli.toml");
     let out = roli()
-        .args(["run", cfg, "--dry-run", "--set", "finetune.methods=[\"layernorm\"]", "--set", "finetune.inits=[\"roli\"]"])
+        .args([
+            "run",
+            cfg,
+            "--dry-run",
+            "--set",
+            "finetune.methods=[\"layernorm\"]",
+            "--set",
+            "finetune.inits=[\"roli\"]",
+        ])
         .output()
         .expect("roli runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for part in ["data:", "model:  swin_base_patch4_window7_224", "threat: linf", "stages:", "layernorm/roli", "eval:"] {
+    for part in ["data:", "model:  swin_base_patch4_window7_224", "threat: linf", "stages:", "layernorm/roli", "eval:"]
+    {
         assert!(text.contains(part), "missing {part:?} in:\n{text}");
     }
     let line = text.lines().find(|l| l.starts_with("layernorm ")).expect("a layernorm row");

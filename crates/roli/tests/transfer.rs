@@ -4,8 +4,8 @@
 //! reference's zero-init LoRA.
 use roli::config::{Init, RunConfig};
 use roli::peft::Method;
-use roli::plan::{Stage, StudyPlan};
 use roli::pipeline::{self, PreparedData};
+use roli::plan::{Stage, StudyPlan};
 use roli::train::adversarial::{self, StagePlan};
 use roli::zoo::BackboneSource;
 use roli_data::TensorDataset;

@@ -35,7 +35,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let plan = DemoPlan::resolve(&cfg, !a.no_standard);
     let outcome = demo::run(&plan, &a.out)?;
     println!("{:<10} {:<8} {:>8} {:>8} {:>8}", "backbone", "method", "clean", "pgd", "aa");
-    let studies = std::iter::once(("robust", &outcome.robust)).chain(outcome.standard.as_ref().map(|s| ("standard", s)));
+    let studies =
+        std::iter::once(("robust", &outcome.robust)).chain(outcome.standard.as_ref().map(|s| ("standard", s)));
     for (tag, s) in studies {
         for r in &s.results {
             let m = if r.method.is_probe() { r.method.as_str().to_string() } else { r.label() };

@@ -1,6 +1,6 @@
 //! `roli report`: the report (table with CIs, McNemar tests, findings, Figure 1) of finished runs.
-use crate::results::Summary;
 use crate::report::{self, ReportOptions};
+use crate::results::Summary;
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};

@@ -308,7 +308,8 @@ fn robust_vs_standard(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, z: f
 fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
     let title = "Linear probing vs full finetuning (RanLI)".to_string();
     let claim = "Adversarial linear probing reaches higher PGD robust accuracy than full adversarial finetuning from a random head (the paper: on some datasets).".to_string();
-    let (Some(lin), Some(full)) = (find(main, StageKind::Probe, Init::Ranli), find(main, StageKind::full(), Init::Ranli))
+    let (Some(lin), Some(full)) =
+        (find(main, StageKind::Probe, Init::Ranli), find(main, StageKind::full(), Init::Ranli))
     else {
         return Finding {
             title,
@@ -325,10 +326,9 @@ fn linear_vs_full(main: &[Loaded<'_>], z: f64, alpha: f64) -> Finding {
         .map(|c| format!("{}{}", describe(c), if c.metric == Metric::Pgd { " (decides the claim)" } else { "" }))
         .collect();
     // The paper's wider claim: the probe against every other RanLI method, for context.
-    for other in main
-        .iter()
-        .filter(|l| l.result.init == Init::Ranli && !(l.result.method.is_probe() || l.result.method == StageKind::full()))
-    {
+    for other in main.iter().filter(|l| {
+        l.result.init == Init::Ranli && !(l.result.method.is_probe() || l.result.method == StageKind::full())
+    }) {
         if let Some(c) = compare(lin, other, Metric::Pgd, z, alpha) {
             evidence.push(format!("context: {}", describe(&c)));
         }

@@ -44,7 +44,11 @@ fn result(
         method,
         init,
         dir,
-        optimizer: if method == StageKind::Probe { OptimizerKind::REFERENCE_SGD } else { OptimizerKind::REFERENCE_ADAMW },
+        optimizer: if method == StageKind::Probe {
+            OptimizerKind::REFERENCE_SGD
+        } else {
+            OptimizerKind::REFERENCE_ADAMW
+        },
         lr: 1.25e-4,
         epochs: 20,
         best_epoch: Some(7),

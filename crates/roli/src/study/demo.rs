@@ -114,7 +114,11 @@ impl Progress {
 pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
     let (robust_dir, standard_dir) = (out.join("robust"), out.join("standard"));
     let runs = 1 + plan.standard.is_some() as usize;
-    eprintln!("roli demo: {} models × {runs} backbones, then the report in {}", plan.robust.model_count(), out.display());
+    eprintln!(
+        "roli demo: {} models × {runs} backbones, then the report in {}",
+        plan.robust.model_count(),
+        out.display()
+    );
     let progress =
         Progress { total: plan.model_count(), start: Instant::now(), done: Cell::new(0), trained: Cell::new((0, 0.0)) };
     let on_model = |r: &MethodResult, reused: bool| eprintln!("{}", progress.line(r, reused));

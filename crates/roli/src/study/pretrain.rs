@@ -179,10 +179,8 @@ pub fn pretrain(spec: &PretrainSpec, out: &Path) -> anyhow::Result<Pretrained> {
             (src, true, Some(fingerprint))
         }
     };
-    let opts = zoo::BuildOptions {
-        keep_head,
-        ..pipeline::build_options(&plan.model, data.num_classes, data.input, full)
-    };
+    let opts =
+        zoo::BuildOptions { keep_head, ..pipeline::build_options(&plan.model, data.num_classes, data.input, full) };
     let built = zoo::build(&src, &opts, &roli_models::peft::NoPeft)?;
     tracing::info!("pretrain {}: {}", spec.preset, built.load_summary);
     let sp = pipeline::stage_plan(&plan, &stage, &built, &format!("pretrain {}", spec.preset));

@@ -125,12 +125,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Trains every factor of one stage; returns the stage at the winning LR.
-    fn tune_stage(
-        &self,
-        spec: &StageSpec,
-        head: Option<&Path>,
-        all: &mut Vec<Candidate>,
-    ) -> anyhow::Result<StageSpec> {
+    fn tune_stage(&self, spec: &StageSpec, head: Option<&Path>, all: &mut Vec<Candidate>) -> anyhow::Result<StageSpec> {
         let (stage, batch) = (spec.stage, self.plan.data.batch_size);
         let mut cands = Vec::new();
         for &f in self.req.factors {
