@@ -10,7 +10,7 @@ CARGO ?= cargo
 ROLI := $(ROOT)/target/release/roli
 DEMO_ARGS ?=
 
-.PHONY: setup build test demo data clean-data
+.PHONY: setup build test lint demo data clean-data
 
 setup:
 	@bash scripts/setup.sh
@@ -18,10 +18,16 @@ setup:
 build: setup
 	$(CARGO) build --release --workspace --bins
 
-## The whole test suite (unit + integration, every crate), on the optimised build.
-test: build
+## The whole test suite: formatting, clippy (warnings are errors), then unit + integration
+## tests of every crate on the optimised build.
+test: build lint
 	$(ROLI) data fetch all
 	$(CARGO) test --release --workspace
+
+## rustfmt and clippy, as CI runs them.
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 ## The main job on the embedded default (see README).
 demo: build

@@ -47,6 +47,9 @@ pub enum ReportError {
     Confidence(f64),
 }
 
+/// A labelled robustness curve: (eps, robust accuracy) points.
+pub type EpsCurve = (String, Vec<(f64, f64)>);
+
 /// How to write the report.
 pub struct ReportOptions<'a> {
     /// Heading of report.md and caption of Figure 1.
@@ -55,7 +58,7 @@ pub struct ReportOptions<'a> {
     /// of Figure 1.
     pub standard: Option<&'a Summary>,
     /// Robust accuracy vs eps: `(label, [(eps, accuracy in [0, 1])])`; empty: no eps plot.
-    pub eps_curve: &'a [(String, Vec<(f64, f64)>)],
+    pub eps_curve: &'a [EpsCurve],
     /// The main run's output folder: resolves per-example files when the folder was moved or the
     /// recorded paths are relative to another working directory.
     pub run_dir: Option<&'a Path>,

@@ -4,7 +4,7 @@
 use crate::config::{RunConfig, StageKind};
 use crate::pipeline;
 use crate::plan::StudyPlan;
-use crate::report::{self, ReportOptions, ReportPaths};
+use crate::report::{self, EpsCurve, ReportOptions, ReportPaths};
 use crate::results::{MethodResult, Summary};
 use std::cell::Cell;
 use std::path::Path;
@@ -146,7 +146,7 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
 }
 
 /// The eps curve of the probe and full finetuning (the configured eps values; none: no curve).
-fn eps_curves(plan: &StudyPlan, summary: &Summary) -> anyhow::Result<Vec<(String, Vec<(f64, f64)>)>> {
+fn eps_curves(plan: &StudyPlan, summary: &Summary) -> anyhow::Result<Vec<EpsCurve>> {
     let mut curve = Vec::new();
     if plan.eval.eps_curve.is_empty() {
         return Ok(curve);
