@@ -3,6 +3,7 @@
 //! The library crates do the work — `roli_data` (datasets), `roli_models` (backbones,
 //! checkpoints), `roli_attacks` (PGD, AutoAttack, integrity checks) — and this crate ties them
 //! into commands: `roli data …`, `roli eval …`.
+pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod head;
@@ -10,6 +11,7 @@ pub mod peft;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod seed;
 pub mod train;
 pub mod zoo;
 
