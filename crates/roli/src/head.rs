@@ -42,7 +42,7 @@ pub fn paths(p: &Path) -> (PathBuf, PathBuf) {
     } else {
         p.to_path_buf()
     };
-    (dir.join("head.safetensors"), dir.join("head.json"))
+    (dir.join(crate::artifacts::HEAD_TENSORS), dir.join(crate::artifacts::HEAD_JSON))
 }
 
 /// Writes the artifact atomically (tensors first, the JSON last: a JSON means a complete artifact).

@@ -104,7 +104,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     eo.batch_size = a.batch_size;
     eo.progress = Some(&cb);
     // The state always records progress; without --resume a stale one is discarded first.
-    let state = a.out.join("state.json");
+    let state = a.out.join(crate::artifacts::STATE);
     if !a.resume && state.exists() {
         std::fs::remove_file(&state)?;
     }
@@ -113,7 +113,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if a.eps_list.is_empty() {
         let rep = roli_attacks::evaluate(&model, &x, &y, &spec, &eo)?;
         pb.finish_and_clear();
-        roli_data::cache::write_atomic(&out, serde_json::to_string_pretty(&rep)?.as_bytes())?;
+        crate::artifacts::write_json(&out, &rep)?;
         println!(
             "{} on {} {} (n={}): clean {:.2}%  robust {:.2}%  [{} {} eps {}]  flags: {}",
             a.model,
@@ -141,7 +141,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     } else {
         let sw = roli_attacks::sweep(&model, &x, &y, &spec, &a.eps_list, &eo)?;
         pb.finish_and_clear();
-        roli_data::cache::write_atomic(&out, serde_json::to_string_pretty(&sw)?.as_bytes())?;
+        crate::artifacts::write_json(&out, &sw)?;
         for r in &sw.reports {
             println!(
                 "eps {:<8} clean {:.2}%  robust {:.2}%",

@@ -20,7 +20,7 @@ pub struct ReportArgs {
 }
 
 fn read_summary(dir: &Path) -> anyhow::Result<Summary> {
-    let p = dir.join("summary.json");
+    let p = dir.join(crate::artifacts::SUMMARY);
     serde_json::from_slice(
         &std::fs::read(&p)
             .with_context(|| format!("no {} — is {} a finished `roli run` folder?", p.display(), dir.display()))?,

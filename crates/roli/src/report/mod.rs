@@ -122,7 +122,7 @@ fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(StageKind,
 }
 
 fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    roli_data::cache::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    crate::artifacts::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

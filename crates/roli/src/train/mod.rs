@@ -1,5 +1,16 @@
 //! Adversarial training: optimisers, LR schedules, and the PGD training loop used by linear
 //! probing and every finetuning method.
+//!
+//! Top-down: [`stage`] runs a stage's epochs; [`step`] trains one batch; [`validate`] measures
+//! clean/PGD accuracy; [`checkpoint`] resumes and saves; [`audit`] checks that the declared
+//! trainable tensors do receive gradient; [`plan`] holds the plan and state types.
+//! [`adversarial`] re-exports the loop's public items under their historical paths.
 pub mod adversarial;
+pub mod audit;
+pub mod checkpoint;
 pub mod optim;
+pub mod plan;
 pub mod schedule;
+pub mod stage;
+pub mod step;
+pub mod validate;

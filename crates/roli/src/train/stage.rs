@@ -1,0 +1,153 @@
+//! The stage loop: freeze all but the declared set, resume or start, then per epoch train on
+//! every batch, audit trainability once, validate, and checkpoint; finally restore the best.
+use super::audit::GradientAudit;
+use super::checkpoint::Checkpoint;
+use super::optim::Optimizer;
+use super::plan::{EpochLog, ProgressFn, StageOutcome, StagePlan, StageState};
+use super::step::{BatchAt, Trainer};
+use super::validate::Validator;
+use crate::artifacts::write_state;
+use anyhow::{bail, Context};
+use roli_attacks::pgd::Pgd;
+use roli_data::loader::{epoch_rng, BatchPlan};
+use roli_data::Dataset;
+use roli_models::Classifier;
+use std::path::Path;
+use tch::{nn, Tensor};
+
+/// Trains one stage in `dir` (resuming if `dir` holds an unfinished run of the same plan).
+pub fn train_stage(
+    model: &Classifier,
+    vs: &nn::VarStore,
+    train: &dyn Dataset,
+    val: &dyn Dataset,
+    plan: &StagePlan,
+    dir: &Path,
+    progress: ProgressFn<'_>,
+) -> anyhow::Result<StageOutcome> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let params = unfreeze_only(vs, &plan.trainable)?;
+    let mut opt = optimizer_for(plan, &params);
+    let files = Checkpoint::new(dir);
+    let mut st = files.resume_or_start(vs, plan, &mut opt)?;
+    let trainer = Trainer {
+        model,
+        vs,
+        plan,
+        files: &files,
+        params,
+        attack: Pgd::new(plan.threat, plan.train_pgd),
+        batches_per_epoch: BatchPlan::shuffled(train.len(), plan.batch_size, plan.seed).num_batches(),
+    };
+    let validator = Validator::new(plan);
+    let mut audit = GradientAudit::default();
+    for epoch in st.epochs_done..plan.epochs {
+        let t0 = std::time::Instant::now();
+        let lr = plan.lr_at(epoch);
+        opt.lr = lr;
+        let audit_now = st.trainability.is_none().then_some(&mut audit);
+        let (train_loss, train_adv_accuracy) = train_epoch(&trainer, &mut opt, audit_now, train, epoch, lr, progress)?;
+        conclude_audit(&trainer, &mut audit, &mut st, lr)?;
+        let (val_clean, val_robust) = validator.run(model, val, plan, epoch)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let log = EpochLog { epoch, lr, train_loss, train_adv_accuracy, val_clean, val_robust, seconds };
+        end_epoch(&trainer, &opt, &mut st, log)?;
+    }
+    files.finish(vs, &mut st)?;
+    for t in vs.variables().values() {
+        let _ = t.shallow_clone().set_requires_grad(false);
+    }
+    Ok(StageOutcome { plan: plan.clone(), state: st, best_weights: files.best })
+}
+
+/// The plan's optimiser over the trainable tensors.
+fn optimizer_for(plan: &StagePlan, params: &[(String, Tensor)]) -> Optimizer {
+    Optimizer::new(
+        plan.optimizer,
+        params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+        plan.weight_decay,
+        plan.lr,
+        &plan.head_bias,
+    )
+}
+
+/// Trainability check after the first epoch that could move anything (epoch 0 may run at LR 0);
+/// dead tensors stop the stage (with `state.json` as it was) unless the plan allows them.
+fn conclude_audit(
+    trainer: &Trainer<'_>,
+    audit: &mut GradientAudit,
+    st: &mut StageState,
+    lr: f64,
+) -> anyhow::Result<()> {
+    if st.trainability.is_none() && lr > 0.0 {
+        let tr = audit.conclude(&trainer.params);
+        if let Err(e) = tr.check(&trainer.plan.label, trainer.plan.allow_dead) {
+            write_state(&trainer.files.dir, st)?;
+            return Err(e);
+        }
+        st.trainability = Some(tr);
+    }
+    Ok(())
+}
+
+/// Freezes every tensor of `vs` but the `trainable` ones (which must exist); returns those, in order.
+fn unfreeze_only(vs: &nn::VarStore, trainable: &[String]) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let vars = vs.variables();
+    for n in trainable {
+        if !vars.contains_key(n) {
+            bail!("trainable tensor '{n}' does not exist in the model");
+        }
+    }
+    for (n, t) in &vars {
+        let _ = t.shallow_clone().set_requires_grad(trainable.contains(n));
+    }
+    Ok(trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect())
+}
+
+/// One pass over the shuffled training set; returns (mean loss, adversarial accuracy).
+fn train_epoch(
+    trainer: &Trainer<'_>,
+    opt: &mut Optimizer,
+    mut audit: Option<&mut GradientAudit>,
+    train: &dyn Dataset,
+    epoch: u32,
+    lr: f64,
+    progress: ProgressFn<'_>,
+) -> anyhow::Result<(f64, f64)> {
+    let plan = trainer.plan;
+    let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0i64);
+    let mut aug = epoch_rng(plan.seed, epoch as u64, 1);
+    for (bi, idx) in
+        BatchPlan::shuffled(train.len(), plan.batch_size, plan.seed).batches(epoch as u64).iter().enumerate()
+    {
+        let (x, y) = train.batch(idx, Some(&mut aug))?;
+        let at = BatchAt { epoch, batch: bi, lr };
+        let (lv, c) = trainer.train_batch(opt, audit.as_deref_mut(), &x, &y, at)?;
+        loss_sum += lv * idx.len() as f64;
+        correct += c;
+        seen += idx.len() as i64;
+        progress(epoch, bi, trainer.batches_per_epoch, lv);
+    }
+    Ok((loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64))
+}
+
+/// Logs the epoch, keeps the best weights, and checkpoints.
+fn end_epoch(trainer: &Trainer<'_>, opt: &Optimizer, st: &mut StageState, log: EpochLog) -> anyhow::Result<()> {
+    let (plan, vs) = (trainer.plan, trainer.vs);
+    let (epoch, lr) = (log.epoch, log.lr);
+    tracing::info!(
+        "{} epoch {epoch}: lr {lr:.2e} loss {:.4} val clean {:.4} robust {:.4}",
+        plan.label,
+        log.train_loss,
+        log.val_clean,
+        log.val_robust
+    );
+    let is_best = st.record_validation(epoch, log.val_robust);
+    st.history.push(log);
+    if is_best {
+        trainer.files.save_best(vs)?;
+    }
+    st.epochs_done = epoch + 1;
+    st.optimizer_steps = opt.steps;
+    trainer.files.save_epoch(vs, opt, st)
+}

@@ -1,0 +1,97 @@
+//! Validation: clean and PGD accuracy on a dataset, model in eval mode.
+use super::plan::StagePlan;
+use crate::seed::{derive_seed, EPOCH_VALIDATION};
+use anyhow::bail;
+use roli_attacks::pgd::Pgd;
+use roli_attacks::Attack;
+use roli_data::loader::BatchPlan;
+use roli_data::Dataset;
+use roli_models::Classifier;
+use tch::{Kind, Tensor};
+
+/// Clean and PGD accuracy of `model` (eval mode) on `ds`, in batches. `pgd = None`: clean only.
+/// Batch `b` of the attack is seeded with `[seed, b]`.
+pub fn accuracy(
+    model: &Classifier,
+    ds: &dyn Dataset,
+    batch_size: usize,
+    pgd: Option<&Pgd>,
+    seed: u64,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let n = ds.len();
+    if n == 0 {
+        bail!("cannot evaluate on an empty dataset '{}'", ds.name());
+    }
+    let eval = |x: &Tensor| model.forward_with(x, false);
+    let (mut clean, mut robust) = (0i64, 0i64);
+    for (bi, idx) in BatchPlan::sequential(n, batch_size).batches(0).iter().enumerate() {
+        let (x, y) = ds.batch(idx, None)?;
+        let logits = tch::no_grad(|| eval(&x));
+        clean += correct(&logits, &y);
+        if let Some(p) = pgd {
+            let xa = p.perturb(&eval, &x, &y, derive_seed(&[seed, bi as u64]))?;
+            let la = tch::no_grad(|| eval(&xa));
+            robust += correct(&la, &y);
+        }
+    }
+    Ok((clean as f64 / n as f64, pgd.map(|_| robust as f64 / n as f64)))
+}
+
+/// Number of rows whose arg-max logit is the label.
+pub fn correct(logits: &Tensor, y: &Tensor) -> i64 {
+    logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[])
+}
+
+/// A stage's validation attack: the plan's evaluation PGD, or none without steps or radius.
+pub struct Validator {
+    pgd: Pgd,
+    attacked: bool,
+}
+
+impl Validator {
+    pub fn new(plan: &StagePlan) -> Self {
+        Validator {
+            pgd: Pgd::new(plan.threat, plan.eval_pgd),
+            attacked: plan.eval_pgd.steps > 0 && plan.threat.eps() > 0.0,
+        }
+    }
+
+    /// (clean, robust) validation accuracy after `epoch`. Without an attack (standard training)
+    /// robust is the clean accuracy, so the best epoch is chosen by it.
+    pub fn run(
+        &self,
+        model: &Classifier,
+        val: &dyn Dataset,
+        plan: &StagePlan,
+        epoch: u32,
+    ) -> anyhow::Result<(f64, f64)> {
+        let attack = self.attacked.then_some(&self.pgd);
+        let seed = derive_seed(&[plan.seed, epoch as u64, EPOCH_VALIDATION]);
+        let (vc, vr) = accuracy(model, val, plan.batch_size, attack, seed)?;
+        Ok((vc, vr.unwrap_or(vc)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::plan::test_plan;
+    use roli_attacks::threat::ThreatModel;
+
+    #[test]
+    fn validation_attacks_only_with_steps_and_radius() {
+        let plan = test_plan();
+        assert!(Validator::new(&plan).attacked);
+        let mut no_steps = plan.clone();
+        no_steps.eval_pgd.steps = 0;
+        assert!(!Validator::new(&no_steps).attacked);
+        assert!(!Validator::new(&StagePlan { threat: ThreatModel::Linf { eps: 0.0 }, ..plan }).attacked);
+    }
+
+    #[test]
+    fn correct_counts_argmax_hits() {
+        let logits = Tensor::from_slice(&[0.1f32, 0.9, 0.8, 0.2, 0.3, 0.7]).view([3, 2]);
+        let y = Tensor::from_slice(&[1i64, 1, 1]);
+        assert_eq!(correct(&logits, &y), 2);
+    }
+}
