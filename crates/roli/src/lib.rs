@@ -18,6 +18,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod seed;
+pub mod stage;
 pub mod study;
 pub mod train;
 pub mod zoo;
