@@ -243,11 +243,9 @@ pub fn probe(
     src: &BackboneSource,
     dir: &Path,
 ) -> anyhow::Result<(MethodResult, PathBuf)> {
-    let opts = build_options(&plan.model, data.num_classes, data.input, Stage::Probe);
-    let built = build_model(&plan.model, src, &opts, Stage::Probe)?;
+    let (built, spec, sp) = prepare_stage(plan, spec, data, src, None)?;
     tracing::info!("stage 1 (linear probe): {}; {}", src.describe(), built.load_summary);
-    let sp = stage_plan(plan, spec, &built, &Stage::Probe.label());
-    let (outcome, result) = train_and_test(eval, &built, data, spec, &sp, dir)?;
+    let (outcome, result) = train_and_test(eval, &built, data, &spec, &sp, dir)?;
     let vars = built.vs.variables();
     let names = built.model.head_var_names().to_vec();
     let tensors: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
@@ -309,14 +307,37 @@ fn stage2_model(
     Ok(built)
 }
 
-/// The stage of a stage-2 spec with the init that `init_head` gives (RoLI when present).
-fn finetune_stage(spec: &StageSpec, init_head: Option<&Path>) -> anyhow::Result<Stage> {
+/// The stage a spec trains as: the probe, or a stage-2 method with the init that `init_head`
+/// gives (RoLI when present).
+fn resolved_stage(spec: &StageSpec, init_head: Option<&Path>) -> Stage {
     match spec.stage {
-        Stage::Probe => bail!("'linear' is stage 1: use `roli probe`"),
+        Stage::Probe => Stage::Probe,
         Stage::Finetune { method, .. } => {
-            Ok(Stage::Finetune { method, init: if init_head.is_some() { Init::Roli } else { Init::Ranli } })
+            Stage::Finetune { method, init: if init_head.is_some() { Init::Roli } else { Init::Ranli } }
         }
     }
+}
+
+/// The model and training plan of a spec: the probe's fresh model, or a stage-2 model whose
+/// head is random (RanLI) or the stage-1 artifact's (RoLI).
+fn prepare_stage(
+    plan: &StudyPlan,
+    spec: &StageSpec,
+    data: &PreparedData,
+    src: &BackboneSource,
+    init_head: Option<&Path>,
+) -> anyhow::Result<(Built, StageSpec, StagePlan)> {
+    let stage = resolved_stage(spec, init_head);
+    let built = match stage {
+        Stage::Probe => {
+            let opts = build_options(&plan.model, data.num_classes, data.input, stage);
+            build_model(&plan.model, src, &opts, stage)?
+        }
+        Stage::Finetune { .. } => stage2_model(plan, data, src, stage, init_head)?,
+    };
+    let spec = StageSpec { stage, optim: spec.optim.clone() };
+    let sp = stage_plan(plan, &spec, &built, &stage.label());
+    Ok((built, spec, sp))
 }
 
 /// Stage 2 for one method: RanLI (`init_head = None`) or RoLI (the stage-1 artifact).
@@ -328,10 +349,10 @@ pub fn finetune(
     init_head: Option<&Path>,
     dir: &Path,
 ) -> anyhow::Result<MethodResult> {
-    let stage = finetune_stage(spec, init_head)?;
-    let spec = StageSpec { stage, optim: spec.optim.clone() };
-    let built = stage2_model(plan, data, src, stage, init_head)?;
-    let sp = stage_plan(plan, &spec, &built, &stage.label());
+    if spec.stage == Stage::Probe {
+        bail!("'linear' is stage 1: use `roli probe`");
+    }
+    let (built, spec, sp) = prepare_stage(plan, spec, data, src, init_head)?;
     let (_, result) = train_and_test(&plan.eval, &built, data, &spec, &sp, dir)?;
     Ok(result)
 }
@@ -346,18 +367,7 @@ pub fn train_only(
     init_head: Option<&Path>,
     dir: &Path,
 ) -> anyhow::Result<StageOutcome> {
-    let (built, stage) = match spec.stage {
-        Stage::Probe => {
-            let opts = build_options(&plan.model, data.num_classes, data.input, Stage::Probe);
-            (build_model(&plan.model, src, &opts, Stage::Probe)?, Stage::Probe)
-        }
-        _ => {
-            let stage = finetune_stage(spec, init_head)?;
-            (stage2_model(plan, data, src, stage, init_head)?, stage)
-        }
-    };
-    let spec = StageSpec { stage, optim: spec.optim.clone() };
-    let sp = stage_plan(plan, &spec, &built, &stage.label());
+    let (built, _, sp) = prepare_stage(plan, spec, data, src, init_head)?;
     train_with_bar(&built, data, &sp, dir)
 }
 

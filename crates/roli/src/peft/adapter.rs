@@ -44,9 +44,6 @@ impl PeftMethod for Adapter {
     fn prefix(&self) -> Option<&'static str> {
         Some(PREFIX)
     }
-    fn trains(&self, name: &str) -> bool {
-        name.contains(PREFIX)
-    }
     fn needs_blocks(&self) -> bool {
         true
     }

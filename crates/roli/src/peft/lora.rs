@@ -55,9 +55,6 @@ impl PeftMethod for Lora {
     fn prefix(&self) -> Option<&'static str> {
         Some(PREFIX)
     }
-    fn trains(&self, name: &str) -> bool {
-        name.contains(PREFIX)
-    }
     fn needs_blocks(&self) -> bool {
         true
     }

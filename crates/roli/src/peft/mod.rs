@@ -31,8 +31,11 @@ pub trait PeftMethod: Sync + Send {
     fn prefix(&self) -> Option<&'static str> {
         None
     }
-    /// Whether a model tensor (not the head) trains under this method.
-    fn trains(&self, name: &str) -> bool;
+    /// Whether a model tensor (not the head) trains under this method; by default, exactly the
+    /// tensors the method adds (those whose name contains its prefix).
+    fn trains(&self, name: &str) -> bool {
+        self.prefix().is_some_and(|p| name.contains(p))
+    }
     /// Backbone in train mode during the training forward (dropout, drop path): full finetuning.
     fn backbone_train(&self) -> bool {
         false

@@ -46,9 +46,6 @@ impl PeftMethod for Prompt {
     fn prefix(&self) -> Option<&'static str> {
         Some(PROMPT_MARKER)
     }
-    fn trains(&self, name: &str) -> bool {
-        name.contains(PROMPT_MARKER)
-    }
     fn peft_train(&self) -> bool {
         true
     }
