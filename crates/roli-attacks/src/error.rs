@@ -26,10 +26,15 @@ pub enum AttackError {
     /// A configuration value is out of range.
     #[error("invalid attack configuration: {0}")]
     BadConfig(String),
-    /// The attack name on the command line is unknown. The list is a literal so that this bottom-layer
-    /// module needs no import from `spec`; `spec`'s tests check it equals [`crate::ATTACK_NAMES`].
-    #[error("unknown attack `{0}`; expected one of: none, pgd, apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, aa-standard, aa-plus, aa-rand")]
-    UnknownAttack(String),
+    /// The attack name on the command line is unknown; `known` lists the valid names (filled from
+    /// the attack table by `spec`, so this bottom-layer module keeps no copy of the list).
+    #[error("unknown attack `{name}`; expected one of: {known}")]
+    UnknownAttack {
+        /// The name given.
+        name: String,
+        /// The valid names, comma-separated.
+        known: String,
+    },
     /// The model's logits do not depend on the input through autograd (a `no_grad` forward,
     /// detached output or a TorchScript module loaded without gradient support).
     #[error("no input gradient: {0}. Call the model outside tch::no_grad and keep its output attached to the input")]

@@ -2,9 +2,8 @@
 //!
 //! [`ATTACKS`] lists each name with a one-line description and the [`AttackSpec`] it stands for.
 //! Parsing ([`AttackSpec::from_str`]), printing ([`AttackSpec`]'s `Display`), the name list
-//! [`ATTACK_NAMES`] and the help text [`attack_help`] are all derived from it, so a new attack name
-//! is one table row. (The "unknown attack" message in [`AttackError`] is a literal, kept in the
-//! bottom-layer error module; a test checks it lists exactly [`ATTACK_NAMES`].)
+//! [`ATTACK_NAMES`], the help text [`attack_help`] and the "unknown attack" error's list of valid
+//! names are all derived from it, so a new attack name is one table row.
 
 use crate::pgd::{PgdConfig, StepSize};
 use crate::presets::{self, AaVersion, Stage};
@@ -121,7 +120,10 @@ impl FromStr for AttackSpec {
     /// Looks `s` up in [`ATTACKS`] (and its aliases).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let name = ALIASES.iter().find(|(alias, _)| *alias == s).map_or(s, |&(_, name)| name);
-        ATTACKS.iter().find(|a| a.name == name).map(|a| a.spec).ok_or_else(|| AttackError::UnknownAttack(s.to_string()))
+        ATTACKS.iter().find(|a| a.name == name).map(|a| a.spec).ok_or_else(|| AttackError::UnknownAttack {
+            name: s.to_string(),
+            known: ATTACKS.iter().map(|a| a.name).collect::<Vec<_>>().join(", "),
+        })
     }
 }
 
@@ -250,7 +252,7 @@ mod tests {
     #[test]
     fn unknown_names_are_refused_with_the_valid_names() {
         let e = "pgd-9".parse::<AttackSpec>().unwrap_err();
-        assert!(matches!(e, AttackError::UnknownAttack(ref s) if s == "pgd-9"));
+        assert!(matches!(e, AttackError::UnknownAttack { ref name, .. } if name == "pgd-9"));
         assert_eq!(e.to_string(), format!("unknown attack `pgd-9`; expected one of: {}", ATTACK_NAMES.join(", ")));
         assert!("".parse::<AttackSpec>().is_err());
         assert!("APGD-CE".parse::<AttackSpec>().is_err(), "names are case-sensitive, as before");
