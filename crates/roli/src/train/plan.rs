@@ -167,16 +167,7 @@ mod tests {
     }
 
     fn state() -> StageState {
-        StageState {
-            plan_fingerprint: String::new(),
-            epochs_done: 0,
-            optimizer_steps: 0,
-            best_epoch: None,
-            best_val_robust: 0.0,
-            history: vec![],
-            trainability: None,
-            finished: false,
-        }
+        StageState::fresh(&test_plan())
     }
 
     #[test]
