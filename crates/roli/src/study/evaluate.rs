@@ -1,0 +1,148 @@
+//! Robust accuracy of any classifier (zoo name, roli checkpoint, TorchScript) on any dataset
+//! under any attack (`roli eval`): one radius, or a sweep over several, with per-example records
+//! and a resumable state.
+use anyhow::{bail, Context};
+use roli_attacks::threat::{Norm, ThreatModel};
+use roli_attacks::{AttackSpec, EvalOptions, EvalReport, ProgressEvent, Sweep};
+use roli_data::Split;
+use roli_models::HeadInit;
+use std::path::{Path, PathBuf};
+
+/// What to evaluate, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub model: String,
+    pub data: String,
+    pub split: Split,
+    pub limit: Option<usize>,
+    pub attack: AttackSpec,
+    pub norm: Norm,
+    pub eps: f64,
+    /// Several radii for a robustness curve (empty: `eps` only).
+    pub eps_list: Vec<f64>,
+    pub seed: u64,
+    pub batch_size: usize,
+    /// Output folder (`results.json`, `state.json` while running).
+    pub out: PathBuf,
+    /// Continue from `out/state.json` instead of starting over.
+    pub resume: bool,
+}
+
+/// The evaluation's report: one radius or a sweep.
+pub enum EvalOutcome {
+    Single(EvalReport),
+    Sweep(Sweep),
+}
+
+/// An evaluated request and where its records are.
+pub struct Evaluated {
+    pub outcome: EvalOutcome,
+    pub results: PathBuf,
+}
+
+/// `--norm`: the threat models roli evaluates (L1 has no FAB/Square, so no AutoAttack).
+pub fn parse_norm(s: &str) -> anyhow::Result<Norm> {
+    match s {
+        "linf" => Ok(Norm::Linf),
+        "l2" => Ok(Norm::L2),
+        other => bail!("--norm {other}: use linf or l2"),
+    }
+}
+
+/// `--attack`: a name from the attack table; `pgd` takes the given steps, step size and restarts.
+pub fn parse_attack(name: &str, steps: usize, step_size: Option<f64>, restarts: usize) -> anyhow::Result<AttackSpec> {
+    Ok(match name {
+        "pgd" => AttackSpec::with_pgd(steps, step_size, restarts),
+        other => other.parse().map_err(|e| {
+            anyhow::anyhow!("--attack {other}: {e}; choose one of {}", roli_attacks::ATTACK_NAMES.join(", "))
+        })?,
+    })
+}
+
+/// Runs the request: loads the data and the model (with its own head), attacks, writes
+/// `out/results.json`, removes the state when done.
+pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::Result<Evaluated> {
+    let ds = roli_data::load(&roli_data::resolve(&r.data)?, r.split, &Default::default())?;
+    let n = r.limit.unwrap_or(ds.len()).min(ds.len());
+    if n == 0 {
+        bail!("no examples to evaluate in {} / {}", r.data, r.split);
+    }
+    let (x, y) = ds.batch(&(0..n).collect::<Vec<_>>(), None)?;
+    let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
+    let opts = crate::zoo::BuildOptions {
+        num_classes: ds.num_classes(),
+        head_init: HeadInit::TorchDefault,
+        resize: true,
+        input: ds.image_shape(),
+        keep_head: true,
+        drop_path: 0.0,
+        trainable_script: false,
+        init_seed: r.seed,
+    };
+    let built = crate::zoo::build(&src, &opts, &roli_models::peft::NoPeft)
+        .with_context(|| format!("building model '{}'", r.model))?;
+    tracing::info!(
+        "model: {} ({}); data: {} {} n={n}; attack {}",
+        src.describe(),
+        built.load_summary,
+        r.data,
+        r.split,
+        r.attack
+    );
+    let model = |t: &tch::Tensor| built.model.forward_with(t, false);
+    std::fs::create_dir_all(&r.out)?;
+    let mut eo = EvalOptions::new(ThreatModel::new(r.norm, r.eps));
+    eo.seed = r.seed;
+    eo.batch_size = r.batch_size;
+    eo.progress = Some(progress);
+    eo.state_path = Some(fresh_state(&r.out, r.resume)?);
+    let results = r.out.join("results.json");
+    let outcome = if r.eps_list.is_empty() {
+        let rep = roli_attacks::evaluate(&model, &x, &y, &r.attack, &eo)?;
+        crate::artifacts::write_json(&results, &rep)?;
+        EvalOutcome::Single(rep)
+    } else {
+        let sw = roli_attacks::sweep(&model, &x, &y, &r.attack, &r.eps_list, &eo)?;
+        crate::artifacts::write_json(&results, &sw)?;
+        EvalOutcome::Sweep(sw)
+    };
+    let _ = std::fs::remove_file(r.out.join(crate::artifacts::STATE));
+    Ok(Evaluated { outcome, results })
+}
+
+/// The state file of `out`. It always records progress; without `resume` a stale one is
+/// discarded first.
+fn fresh_state(out: &Path, resume: bool) -> anyhow::Result<PathBuf> {
+    let state = out.join(crate::artifacts::STATE);
+    if !resume && state.exists() {
+        std::fs::remove_file(&state)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norms_and_attacks_parse_with_named_errors() {
+        assert_eq!(parse_norm("l2").unwrap(), Norm::L2);
+        assert!(parse_norm("l1").unwrap_err().to_string().contains("use linf or l2"));
+        let pgd = parse_attack("pgd", 40, Some(0.01), 2).unwrap();
+        assert_eq!(pgd, AttackSpec::with_pgd(40, Some(0.01), 2));
+        assert!(matches!(parse_attack("aa-standard", 10, None, 1).unwrap(), AttackSpec::AutoAttack(_)));
+        let e = parse_attack("pgd-9", 10, None, 1).unwrap_err().to_string();
+        assert!(e.contains("--attack pgd-9") && e.contains("aa-rand"), "{e}");
+    }
+
+    #[test]
+    fn a_stale_state_is_discarded_unless_resuming() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(crate::artifacts::STATE);
+        std::fs::write(&p, "{}").unwrap();
+        assert_eq!(fresh_state(d.path(), true).unwrap(), p);
+        assert!(p.exists(), "--resume keeps it");
+        fresh_state(d.path(), false).unwrap();
+        assert!(!p.exists(), "a new evaluation starts over");
+    }
+}
