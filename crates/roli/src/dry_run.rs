@@ -4,7 +4,7 @@ use crate::config::init_label;
 use crate::peft;
 use crate::pipeline::{build_model, build_options, dry_source, stage_plan};
 use crate::plan::StudyPlan;
-use crate::train::optim::{weight_decay_for, OptimizerKind};
+use crate::train::optim::weight_decay_for;
 use serde::Serialize;
 
 /// One line of a dry-run plan.
@@ -71,10 +71,7 @@ pub fn dry_run(
         out.push(PlanLine {
             method,
             init,
-            optimizer: match sp.optimizer {
-                OptimizerKind::Sgd { momentum } => format!("SGD(momentum {momentum})"),
-                OptimizerKind::AdamW { beta1, beta2, eps } => format!("AdamW-HF(β {beta1}/{beta2}, eps {eps:e})"),
-            },
+            optimizer: sp.optimizer.to_string(),
             lr: sp.lr,
             weight_decay_applied: format!("{} on {decayed} of {total} elements", sp.weight_decay),
             epochs: sp.epochs,

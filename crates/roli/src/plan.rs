@@ -302,6 +302,20 @@ impl StudyPlan {
     }
 }
 
+/// `PGD-7 step 0.007843`, `PGD-10 step eps×0.25`: a PGD configuration in one phrase.
+fn pgd_label(p: &PgdConfig) -> String {
+    let step = match p.step_size {
+        StepSize::Absolute(s) => format!("{s:.6}"),
+        StepSize::RelativeToEps(r) => format!("eps×{r}"),
+    };
+    let best = match p.best {
+        BestIterate::PerExample => "",
+        BestIterate::FaithfulBatch => ", batch-best (faithful)",
+        BestIterate::Last => ", last iterate",
+    };
+    format!("PGD-{} step {step}{}{best}", p.steps, if p.random_start { "" } else { ", no random start" })
+}
+
 impl fmt::Display for StudyPlan {
     /// The plan as `--dry-run` prints it, before any model is built.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -332,13 +346,11 @@ impl fmt::Display for StudyPlan {
         let t = &self.threat;
         writeln!(
             f,
-            "threat: {} eps {:.6}; train PGD-{} step {:?}; eval PGD-{} step {:?}; eps warm-up {} epochs",
+            "threat: {} eps {:.6}; train {}; eval {}; eps warm-up {} epochs",
             t.threat.norm(),
             t.threat.eps(),
-            t.train_pgd.steps,
-            t.train_pgd.step_size,
-            t.eval_pgd.steps,
-            t.eval_pgd.step_size,
+            pgd_label(&t.train_pgd),
+            pgd_label(&t.eval_pgd),
             t.eps_warmup_epochs
         )?;
         writeln!(f, "stages:")?;
@@ -346,9 +358,9 @@ impl fmt::Display for StudyPlan {
             let o = &s.optim;
             writeln!(
                 f,
-                "  {:<16} {:?} lr {:.3e} (base {:.3e}) wd {} epochs {} warm-up {}",
+                "  {:<16} {:<32} lr {:.3e} (base {:.3e}) wd {} epochs {} warm-up {}",
                 s.stage.label(),
-                o.optimizer,
+                o.optimizer.to_string(),
                 o.lr,
                 o.base_lr,
                 o.weight_decay,
@@ -357,7 +369,14 @@ impl fmt::Display for StudyPlan {
             )?;
         }
         let e = &self.eval;
-        let names: Vec<String> = e.attacks.iter().map(|a| format!("{a:?}")).collect();
+        let names: Vec<String> = e
+            .attacks
+            .iter()
+            .map(|a| match a {
+                AttackSpec::Single(AttackStage::Pgd(p)) => pgd_label(p),
+                other => other.to_string(),
+            })
+            .collect();
         let aa_for: Vec<&str> = e.aa_for.iter().map(|k| k.as_str()).collect();
         writeln!(
             f,
@@ -421,6 +440,6 @@ mod tests {
         assert_eq!(full.optimizer, OptimizerKind::REFERENCE_SGD);
         assert!(full.notes[0].contains("faithful"));
         let text = p.to_string();
-        assert!(text.contains("full/ranli") && text.contains("eval:"), "{text}");
+        assert!(text.contains("full/ranli") && text.contains("eval:   PGD-10 step 0.007843 + aa-standard"), "{text}");
     }
 }

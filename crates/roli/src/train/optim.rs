@@ -26,6 +26,16 @@ impl OptimizerKind {
 
 /// Weight decay of one parameter under the reference's rules. SGD: `wd` except the head bias
 /// (`head_bias`, the classifier's own bias name: `head.fc.bias`, `linear2.bias`, …);
+impl std::fmt::Display for OptimizerKind {
+    /// `SGD(momentum 0.9)`, `AdamW-HF(β 0.9/0.999, eps 1e-6)`: plans and dry runs print this.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptimizerKind::Sgd { momentum } => write!(f, "SGD(momentum {momentum})"),
+            OptimizerKind::AdamW { beta1, beta2, eps } => write!(f, "AdamW-HF(β {beta1}/{beta2}, eps {eps:e})"),
+        }
+    }
+}
+
 /// AdamW: `wd` except names containing "bias".
 pub fn weight_decay_for(kind: &OptimizerKind, name: &str, wd: f64, head_bias: &str) -> f64 {
     match kind {
