@@ -106,6 +106,9 @@ impl<'a> Reader<'a> {
         while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
             self.pos += 1;
         }
+        if self.pos >= self.b.len() {
+            return Err("truncated pickle: a text line has no end".into());
+        }
         let s = String::from_utf8_lossy(&self.b[start..self.pos]).into_owned();
         self.pos += 1;
         Ok(s)
@@ -361,5 +364,9 @@ mod tests {
     fn truncated_and_unknown_opcode_are_errors() {
         assert!(parse(&[0x80, 2, b'}', b'U', 9, b'a']).unwrap_err().contains("truncated"));
         assert!(parse(&[0x80, 2, 0xff]).unwrap_err().contains("opcode"));
+        // A GLOBAL whose name line never ends (a cut file) is an error, not a panic.
+        for cut in [&b"c__main__"[..], b"c__main__\nFoo", b"\x80\x02cnumpy\ndtyp"] {
+            assert!(parse(cut).unwrap_err().contains("truncated"), "{cut:?}");
+        }
     }
 }
