@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 use roli_attacks::pgd::{PgdConfig, StepSize};
 use roli_attacks::{AttackSpec, EvalOptions, EvalReport, Stage as AttackStage};
 use roli_data::{Dataset, ImageTransform, LoadOptions, Split, Subset};
+use roli_models::ArchConfig;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -96,14 +97,25 @@ pub fn build_options(m: &ModelPlan, num_classes: i64, input: [i64; 3], stage: St
     }
 }
 
-/// Builds the model of a stage with a fresh head, the stage's PEFT layers injected.
+/// Builds the model of a stage with a fresh head, the stage's PEFT layers injected. A method that
+/// attaches to transformer blocks is refused on a backbone without them (it would silently train
+/// only the head).
 pub fn build_model(m: &ModelPlan, src: &BackboneSource, opts: &BuildOptions, stage: Stage) -> anyhow::Result<Built> {
     let injector = match stage.method() {
         Some(method) => method.injector(&m.peft)?,
         None => None,
     };
     let none = roli_models::peft::NoPeft;
-    zoo::build(src, opts, injector.as_deref().unwrap_or(&none))
+    let built = zoo::build(src, opts, injector.as_deref().unwrap_or(&none))?;
+    let has_blocks = matches!(built.descriptor.arch, ArchConfig::Vit(_) | ArchConfig::Swin(_));
+    if let Some(method) = stage.method().filter(|m| m.needs_blocks() && !has_blocks) {
+        bail!(
+            "finetuning method '{method}' needs transformer blocks (ViT, Swin), and backbone '{}' has none; \
+             use full or bias finetuning, or a ViT/Swin backbone",
+            built.descriptor.name
+        );
+    }
+    Ok(built)
 }
 
 /// The training plan of a stage on a built model.

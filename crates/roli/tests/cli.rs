@@ -116,3 +116,22 @@ fn dry_run_prints_the_plan_and_counts_layernorm_tuning_on_swin_b() {
     let (tensors, elements) = (cols[cols.len() - 8], cols[cols.len() - 7]);
     assert_eq!((tensors, elements), ("108", "67850"), "{line}");
 }
+
+/// A method that attaches to transformer blocks is refused on a CNN (LeNet) instead of silently
+/// training only the head; bias tuning still builds there.
+#[test]
+fn block_methods_are_refused_on_a_backbone_without_blocks() {
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/lenet-fmnist.toml");
+    let out = roli()
+        .args(["run", cfg, "--dry-run", "--set", "finetune.methods=[\"lora\",\"layernorm\",\"bias\"]"])
+        .output()
+        .expect("roli runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for m in ["lora", "layernorm"] {
+        let refused = text.lines().skip_while(|l| !l.starts_with(&format!("{m} "))).nth(1).unwrap_or_default();
+        assert!(refused.contains("cannot build") && refused.contains("needs transformer blocks"), "{m}:\n{text}");
+    }
+    let bias = text.lines().find(|l| l.starts_with("bias ")).expect("a bias row");
+    assert!(!bias.contains(" 0 "), "bias tuning builds on LeNet: {bias}");
+}
