@@ -172,9 +172,39 @@ pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
     all.iter().filter(|n| !head.contains(n) && !crate::peft::is_added_tensor(n)).cloned().collect()
 }
 
-/// Builds and loads a classifier.
+/// Builds and loads a classifier: the architecture of the source, PEFT layers injected, the
+/// weights loaded strictly (or a seeded random backbone, the same for every method), and the
+/// backbone's fingerprint.
 pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) -> anyhow::Result<Built> {
-    let (desc, weights, layout) = match source {
+    let (desc, weights, layout) = architecture(source, opts)?;
+    let desc = if opts.drop_path > 0.0 { desc.with_drop_path(opts.drop_path)? } else { desc };
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let copts = ClassifierOptions { num_classes: opts.num_classes, head_init: opts.head_init, resize: opts.resize };
+    let plain_backbone = match (&weights, source) {
+        (None, BackboneSource::Preset { .. } | BackboneSource::Own { .. }) => {
+            Some(random_backbone(&desc, &copts, opts.init_seed)?)
+        }
+        _ => None,
+    };
+    tch::manual_seed(opts.init_seed.wrapping_add(1) as i64);
+    let model = Classifier::with_peft(&vs.root(), &desc, &copts, peft)?;
+    if let Some(bb) = plain_backbone {
+        copy_into(&vs, &bb);
+    }
+    let load_summary = match &weights {
+        Some(w) => load_weights(&vs, &model, w, layout, opts.keep_head)?,
+        None => "no weights file: random initialisation".to_string(),
+    };
+    let backbone_fingerprint = fingerprint_backbone(&vs, &model);
+    Ok(Built { vs, model, descriptor: desc, backbone_fingerprint, source: source.clone(), load_summary })
+}
+
+/// The source's architecture, its weights file (if any) and the file's key layout.
+fn architecture(
+    source: &BackboneSource,
+    opts: &BuildOptions,
+) -> anyhow::Result<(BackboneDescriptor, Option<PathBuf>, SourceLayout)> {
+    Ok(match source {
         BackboneSource::Preset { preset, weights, layout } => {
             (roli_models::descriptor(preset)?, weights.clone(), *layout)
         }
@@ -196,55 +226,62 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
             )?;
             (d, None, SourceLayout::Native)
         }
-    };
-    let desc = if opts.drop_path > 0.0 { desc.with_drop_path(opts.drop_path)? } else { desc };
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let copts = ClassifierOptions { num_classes: opts.num_classes, head_init: opts.head_init, resize: opts.resize };
-    // PEFT tensors are created block by block while the backbone is built, which would shift a
-    // random backbone initialisation; so a random backbone is drawn once without PEFT and copied
-    // in, making it identical for every method (same fingerprint, RoLI heads transfer).
-    let plain_backbone: Option<Vec<(String, tch::Tensor)>> =
-        if weights.is_none() && !matches!(source, BackboneSource::Script { .. }) {
-            tch::manual_seed(opts.init_seed as i64);
-            let pvs = nn::VarStore::new(tch::Device::Cpu);
-            let plain = Classifier::new(&pvs.root(), &desc, &copts)?;
-            let head = plain.head_var_names().to_vec();
-            Some(pvs.variables().into_iter().filter(|(n, _)| !head.contains(n)).collect())
-        } else {
-            None
-        };
-    tch::manual_seed(opts.init_seed.wrapping_add(1) as i64);
-    let model = Classifier::with_peft(&vs.root(), &desc, &copts, peft)?;
-    if let Some(bb) = plain_backbone {
-        let vars = vs.variables();
-        tch::no_grad(|| {
-            for (n, t) in &bb {
-                if let Some(v) = vars.get(n) {
-                    v.shallow_clone().copy_(t);
-                }
-            }
-        });
-    }
-    let load_summary = match &weights {
-        Some(w) => {
-            let lo = LoadOptions {
-                layout,
-                head: if opts.keep_head { HeadPolicy::Load } else { HeadPolicy::Drop },
-                allow_missing_containing: crate::peft::added_markers().into_iter().map(String::from).collect(),
-                strict: true,
-            };
-            let rep =
-                roli_models::load_backbone(&vs, &model, w, &lo).with_context(|| format!("loading {}", w.display()))?;
-            format!("{} tensors loaded strictly from {}", rep.loaded.len(), w.display())
-        }
-        None => "no weights file: random initialisation".to_string(),
-    };
-    let all: Vec<String> = vs.variables().into_keys().collect();
-    let bb = backbone_names(&all, model.head_var_names());
+    })
+}
+
+/// A random backbone drawn from `seed` without PEFT layers. PEFT tensors are created block by
+/// block while the backbone is built, which would shift a random initialisation; drawing it once
+/// without them and copying it in makes it identical for every method (same fingerprint, RoLI
+/// heads transfer).
+fn random_backbone(
+    desc: &BackboneDescriptor,
+    copts: &ClassifierOptions,
+    seed: u64,
+) -> anyhow::Result<Vec<(String, tch::Tensor)>> {
+    tch::manual_seed(seed as i64);
+    let pvs = nn::VarStore::new(tch::Device::Cpu);
+    let plain = Classifier::new(&pvs.root(), desc, copts)?;
+    let head = plain.head_var_names().to_vec();
+    Ok(pvs.variables().into_iter().filter(|(n, _)| !head.contains(n)).collect())
+}
+
+/// Copies tensors into the same-named variables of `vs` (names it lacks are skipped).
+fn copy_into(vs: &nn::VarStore, tensors: &[(String, tch::Tensor)]) {
     let vars = vs.variables();
-    let named: Vec<(String, tch::Tensor)> = bb.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
-    let backbone_fingerprint = roli_models::fingerprint(&named);
-    Ok(Built { vs, model, descriptor: desc, backbone_fingerprint, source: source.clone(), load_summary })
+    tch::no_grad(|| {
+        for (n, t) in tensors {
+            if let Some(v) = vars.get(n) {
+                v.shallow_clone().copy_(t);
+            }
+        }
+    });
+}
+
+/// Loads a weights file strictly (PEFT tensors may be missing: the registry names them).
+fn load_weights(
+    vs: &nn::VarStore,
+    model: &Classifier,
+    w: &Path,
+    layout: SourceLayout,
+    keep_head: bool,
+) -> anyhow::Result<String> {
+    let lo = LoadOptions {
+        layout,
+        head: if keep_head { HeadPolicy::Load } else { HeadPolicy::Drop },
+        allow_missing_containing: crate::peft::added_markers().into_iter().map(String::from).collect(),
+        strict: true,
+    };
+    let rep = roli_models::load_backbone(vs, model, w, &lo).with_context(|| format!("loading {}", w.display()))?;
+    Ok(format!("{} tensors loaded strictly from {}", rep.loaded.len(), w.display()))
+}
+
+/// SHA-256 over the backbone tensors (not head, not PEFT).
+fn fingerprint_backbone(vs: &nn::VarStore, model: &Classifier) -> String {
+    let vars = vs.variables();
+    let all: Vec<String> = vars.keys().cloned().collect();
+    let named: Vec<(String, tch::Tensor)> =
+        backbone_names(&all, model.head_var_names()).iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
+    roli_models::fingerprint(&named)
 }
 
 #[cfg(test)]

@@ -84,10 +84,21 @@ fn delta_cell(c: Option<&Comparison>) -> String {
     }
 }
 
-/// Renders the page.
+/// Renders the page, section by section.
 pub fn render(p: &Page<'_>) -> String {
     let ci = format!("{:.0}% CI", p.confidence * 100.0);
     let mut out = String::new();
+    header(&mut out, p, &ci);
+    results(&mut out, p, &ci);
+    deltas(&mut out, p);
+    findings(&mut out, p, &ci);
+    figures(&mut out, p);
+    flags_and_notes(&mut out, p);
+    out
+}
+
+/// Title, what ran, and how the statistics are computed.
+fn header(out: &mut String, p: &Page<'_>, ci: &str) {
     let s = p.summary;
     let _ = writeln!(out, "# {}\n", p.title);
     let _ = writeln!(out, "- run: {}", s.name);
@@ -102,35 +113,44 @@ pub fn render(p: &Page<'_>) -> String {
          p = exact two-sided McNemar test on the examples both runs evaluated, matched by index; significance level α = {}.\n",
         p.alpha
     );
+}
 
+/// The results table of the run, and of the standard-pretraining run if any.
+fn results(out: &mut String, p: &Page<'_>, ci: &str) {
     let _ = writeln!(out, "## Results\n");
     let rows: Vec<Row> = p.rows.iter().map(|(r, _)| r.clone()).collect();
-    results_table(&mut out, &rows, Some(p.rows), &ci);
+    results_table(out, &rows, Some(p.rows), ci);
     if !p.standard_rows.is_empty() {
         let _ = writeln!(out, "\nStandard (non-robust) pretraining:\n");
-        results_table(&mut out, p.standard_rows, None, &ci);
+        results_table(out, p.standard_rows, None, ci);
     }
+}
 
+/// RoLI − RanLI per method, with McNemar p-values.
+fn deltas(out: &mut String, p: &Page<'_>) {
     let _ = writeln!(out, "\n## RoLI − RanLI\n");
     if p.deltas.is_empty() {
         let _ = writeln!(out, "No method has both a RanLI and a RoLI run.");
-    } else {
-        let _ = writeln!(out, "Accuracy difference in percentage points, RoLI minus RanLI on the same test examples; in brackets the McNemar p-value and the discordant counts (RoLI-only correct / RanLI-only correct).\n");
-        let _ = writeln!(out, "| method | Δ clean (pp) | Δ PGD (pp) | Δ AA (pp) |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for (m, cs) in p.deltas {
-            let get = |k: Metric| cs.iter().find(|c| c.metric == k);
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                m.as_str(),
-                delta_cell(get(Metric::Clean)),
-                delta_cell(get(Metric::Pgd)),
-                delta_cell(get(Metric::Aa))
-            );
-        }
+        return;
     }
+    let _ = writeln!(out, "Accuracy difference in percentage points, RoLI minus RanLI on the same test examples; in brackets the McNemar p-value and the discordant counts (RoLI-only correct / RanLI-only correct).\n");
+    let _ = writeln!(out, "| method | Δ clean (pp) | Δ PGD (pp) | Δ AA (pp) |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (m, cs) in p.deltas {
+        let get = |k: Metric| cs.iter().find(|c| c.metric == k);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            m.as_str(),
+            delta_cell(get(Metric::Clean)),
+            delta_cell(get(Metric::Pgd)),
+            delta_cell(get(Metric::Aa))
+        );
+    }
+}
 
+/// The paper's claims judged on these runs.
+fn findings(out: &mut String, p: &Page<'_>, ci: &str) {
     let _ = writeln!(out, "\n## Findings\n");
     let _ = writeln!(out, "Each claim of the paper is checked on these runs only: **holds** = significant in the claimed direction, **does not hold** = significant in the opposite direction, **inconclusive** = neither (or mixed). Small test subsets make \"inconclusive\" the honest answer more often than not.\n");
     for (i, f) in p.findings.iter().enumerate() {
@@ -149,14 +169,19 @@ pub fn render(p: &Page<'_>) -> String {
             unpaired.iter().map(|c| describe(c)).collect::<Vec<_>>().join("; ")
         );
     }
+}
 
+fn figures(out: &mut String, p: &Page<'_>) {
     if !p.figures.is_empty() {
         let _ = writeln!(out, "\n## Figures\n");
         for (caption, file) in p.figures {
             let _ = writeln!(out, "![{caption}]({file})\n");
         }
     }
+}
 
+/// Integrity flags of the evaluations and notes of the runs (e.g. a faithful optimiser switch).
+fn flags_and_notes(out: &mut String, p: &Page<'_>) {
     let flagged: Vec<String> = p
         .rows
         .iter()
@@ -175,5 +200,4 @@ pub fn render(p: &Page<'_>) -> String {
             let _ = writeln!(out, "- {line}");
         }
     }
-    out
 }
