@@ -120,17 +120,17 @@ pub fn build_model(m: &ModelPlan, src: &BackboneSource, opts: &BuildOptions, sta
 
 /// The training plan of a stage on a built model.
 pub fn stage_plan(plan: &StudyPlan, spec: &StageSpec, built: &Built, label: &str) -> StagePlan {
-    let o = &spec.optim;
+    let (o, t) = (&spec.optim, &spec.optim.source);
     let method = spec.stage.method();
     let all: Vec<String> = built.vs.variables().into_keys().collect();
     let head = built.model.head_var_names();
     StagePlan {
         label: label.to_string(),
-        epochs: o.epochs,
+        epochs: t.epochs,
         lr: o.lr,
         optimizer: o.optimizer,
-        weight_decay: o.weight_decay,
-        schedule: Schedule::WarmupCosine { warmup_epochs: o.warmup_epochs },
+        weight_decay: t.weight_decay,
+        schedule: Schedule::WarmupCosine { warmup_epochs: t.warmup_epochs },
         batch_size: plan.data.batch_size,
         threat: plan.threat.threat,
         train_pgd: plan.threat.train_pgd,
@@ -283,9 +283,9 @@ pub fn probe(
     Ok((result, path))
 }
 
-/// Builds the model of a stage-2 spec: a random head (RanLI, `init_head = None`) or the
+/// Builds the model of a stage with a random head (the probe, RanLI: `init_head = None`) or the
 /// stage-1 artifact's head (RoLI), refusing a head of another backbone, class count or width.
-fn stage2_model(
+fn stage_model(
     plan: &StudyPlan,
     data: &PreparedData,
     src: &BackboneSource,
@@ -340,13 +340,7 @@ fn prepare_stage(
     init_head: Option<&Path>,
 ) -> anyhow::Result<(Built, StageSpec, StagePlan)> {
     let stage = resolved_stage(spec, init_head);
-    let built = match stage {
-        Stage::Probe => {
-            let opts = build_options(&plan.model, data.num_classes, data.input, stage);
-            build_model(&plan.model, src, &opts, stage)?
-        }
-        Stage::Finetune { .. } => stage2_model(plan, data, src, stage, init_head)?,
-    };
+    let built = stage_model(plan, data, src, stage, init_head)?;
     let spec = StageSpec { stage, optim: spec.optim.clone() };
     let sp = stage_plan(plan, &spec, &built, &stage.label());
     Ok((built, spec, sp))

@@ -126,19 +126,16 @@ pub struct StageSpec {
     pub optim: Optimisation,
 }
 
-/// A stage's optimisation as it will actually run.
+/// A stage's optimisation as it will actually run: its TOML table (epochs, base LR, weight
+/// decay, warm-up) and what is resolved from it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Optimisation {
     /// The TOML face of this stage (`[probe]`, `[finetune.ranli]`, or a per-method table).
     pub source: StageConfig,
-    pub epochs: u32,
-    pub base_lr: f64,
     /// Effective LR: `base_lr · batch / 256`, as in the reference.
     pub lr: f64,
     /// The optimiser actually used (the faithful AdamW-wd0→SGD switch applied).
     pub optimizer: OptimizerKind,
-    pub weight_decay: f64,
-    pub warmup_epochs: u32,
     /// Why the optimiser differs from the configured one, if it does.
     pub notes: Vec<String>,
 }
@@ -159,12 +156,8 @@ impl Optimisation {
         };
         Optimisation {
             source: s.clone(),
-            epochs: s.epochs,
-            base_lr: s.base_lr,
             lr: scaled_lr(s.base_lr, batch_size),
             optimizer,
-            weight_decay: s.weight_decay,
-            warmup_epochs: s.warmup_epochs,
             notes: note.into_iter().collect(),
         }
     }
@@ -173,7 +166,6 @@ impl Optimisation {
     pub fn with_base_lr(&self, base_lr: f64, batch_size: usize) -> Self {
         Optimisation {
             source: StageConfig { base_lr, ..self.source.clone() },
-            base_lr,
             lr: scaled_lr(base_lr, batch_size),
             ..self.clone()
         }
@@ -355,17 +347,17 @@ impl fmt::Display for StudyPlan {
         )?;
         writeln!(f, "stages:")?;
         for s in &self.stages {
-            let o = &s.optim;
+            let (o, t) = (&s.optim, &s.optim.source);
             writeln!(
                 f,
                 "  {:<16} {:<32} lr {:.3e} (base {:.3e}) wd {} epochs {} warm-up {}",
                 s.stage.label(),
                 o.optimizer.to_string(),
                 o.lr,
-                o.base_lr,
-                o.weight_decay,
-                o.epochs,
-                o.warmup_epochs
+                t.base_lr,
+                t.weight_decay,
+                t.epochs,
+                t.warmup_epochs
             )?;
         }
         let e = &self.eval;

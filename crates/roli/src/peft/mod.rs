@@ -60,7 +60,7 @@ pub static REGISTRY: &[&dyn PeftMethod] =
 
 /// The settings of every method with a config (`[finetune.lora]`, …) and the faithful switches
 /// that change their initialisation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Settings {
     pub lora: lora::LoraConfig,
     pub adapter: adapter::AdapterConfig,
@@ -163,7 +163,7 @@ pub fn names() -> Vec<&'static str> {
 /// Is this tensor added by a PEFT method (not part of the backbone)? Such tensors stay out of
 /// the backbone fingerprint, and a strict checkpoint load may miss them.
 pub fn is_added_tensor(name: &str) -> bool {
-    added_markers().iter().any(|p| name.contains(p))
+    REGISTRY.iter().filter_map(|m| m.prefix()).any(|p| name.contains(p))
 }
 
 /// The name markers of every method that adds tensors (for the strict loader's allow list).
@@ -183,11 +183,6 @@ pub fn trainable_names(method: Option<Method>, all: &[String], head: &[String]) 
 /// Total elements of the named tensors.
 pub fn count_elements(vars: &std::collections::HashMap<String, tch::Tensor>, names: &[String]) -> i64 {
     names.iter().filter_map(|n| vars.get(n)).map(|t| t.numel() as i64).sum()
-}
-
-/// Does this method apply to a backbone family? (Methods that attach to blocks need a transformer.)
-pub fn applies_to(method: Option<Method>, is_transformer: bool) -> bool {
-    is_transformer || method.is_none_or(|m| !m.needs_blocks())
 }
 
 #[cfg(test)]
@@ -237,7 +232,7 @@ mod tests {
         }
         // Every method that adds layers declares its prefix, and the tensors it creates carry it.
         for m in Method::all() {
-            let s = crate::peft::tests_support::settings();
+            let s = Settings::default();
             if m.injector(&s).unwrap().is_some() {
                 assert!(m.prefix().is_some(), "{m} adds layers but declares no prefix");
             }
@@ -270,19 +265,5 @@ mod tests {
             t(Some("layernorm")),
             vec!["head.fc.bias", "head.fc.weight", "layers.0.blocks.0.norm1.bias", "layers.0.blocks.0.norm1.weight"]
         );
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod tests_support {
-    /// Default settings of every method (for tests).
-    pub fn settings() -> super::Settings {
-        super::Settings {
-            lora: Default::default(),
-            adapter: Default::default(),
-            prompt: Default::default(),
-            lora_zero_init: false,
-            adapter_zero_init: false,
-        }
     }
 }

@@ -129,10 +129,10 @@ impl Ctx<'_> {
         let (stage, batch) = (spec.stage, self.plan.data.batch_size);
         let mut cands = Vec::new();
         for &f in self.req.factors {
-            let cand = StageSpec { stage, optim: spec.optim.with_base_lr(spec.optim.base_lr * f, batch) };
+            let cand = StageSpec { stage, optim: spec.optim.with_base_lr(spec.optim.source.base_lr * f, batch) };
             let name = format!("{}_{}_x{f}", stage.kind().as_str(), init_label(stage.kind(), stage.init()));
             let o = pipeline::train_only(self.plan, &cand, self.data, self.src, head, &self.req.out.join(name))?;
-            let c = Candidate::of(stage, f, cand.optim.base_lr, &o);
+            let c = Candidate::of(stage, f, cand.optim.source.base_lr, &o);
             eprintln!(
                 "tune {:>8} {:>5} lr×{f:<5} base_lr {:.2e}: val PGD {:.2}%  clean {:.2}%  (best epoch {:?})",
                 c.method,
@@ -144,7 +144,7 @@ impl Ctx<'_> {
             );
             cands.push(c);
         }
-        let best = pick_best(&cands).map(|i| cands[i].base_lr).unwrap_or(spec.optim.base_lr);
+        let best = pick_best(&cands).map(|i| cands[i].base_lr).unwrap_or(spec.optim.source.base_lr);
         all.extend(cands);
         Ok(StageSpec { stage, optim: spec.optim.with_base_lr(best, batch) })
     }
