@@ -36,9 +36,11 @@ pub const HEAD_TENSORS: &str = "head.safetensors";
 /// Name prefix of the optimiser state tensors stored next to the model's in [`LAST`].
 pub const OPTIM_PREFIX: &str = "__optim__/";
 
-/// Writes tensors to a safetensors file atomically (the project's one atomic write, `roli_io`).
+/// Writes tensors to a safetensors file atomically (the project's one atomic write, `roli_io`),
+/// from CPU copies: a file written on any device loads onto any other.
 pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
-    let contiguous: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.detach().contiguous())).collect();
+    let contiguous: Vec<(String, Tensor)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
     roli_io::write_atomic_with(
         path,
         |tmp| Tensor::write_safetensors(&contiguous, tmp).with_context(|| format!("writing {}", path.display())),

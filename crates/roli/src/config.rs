@@ -4,10 +4,12 @@
 //!
 //! Defaults are the reference's (spec §4–§5) unless a comment says otherwise; the sound choices
 //! that differ from the reference code are switched back by [`FaithfulConfig`].
+use crate::device::DeviceChoice;
 use crate::peft::adapter::AdapterConfig;
 use crate::peft::lora::LoraConfig;
 use crate::peft::vpt::PromptConfig;
 use crate::peft::Method;
+use crate::precision::Precision;
 pub use crate::stage::{init_label, run_key, Init, StageKind};
 use anyhow::{bail, Context};
 use roli_attacks::threat::Norm;
@@ -26,6 +28,10 @@ pub struct RunConfig {
     /// Seeds data order, head init, attacks' random starts (each stage derives its own stream).
     #[serde(default)]
     pub seed: u64,
+    /// `auto` (CUDA when visible, else CPU), `cpu`, `cuda` or `cuda:N`. Not a setting of the
+    /// results: a run started on one device resumes on another (`--device` overrides it).
+    #[serde(default)]
+    pub device: DeviceChoice,
     pub data: DataConfig,
     pub model: ModelConfig,
     #[serde(default)]
@@ -35,6 +41,9 @@ pub struct RunConfig {
     pub probe: StageConfig,
     #[serde(default)]
     pub finetune: FinetuneConfig,
+    /// How every training stage computes.
+    #[serde(default)]
+    pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
     #[serde(default)]
@@ -187,6 +196,16 @@ pub struct FinetuneConfig {
     pub prompt: PromptConfig,
 }
 
+/// How every training stage computes (probe and finetuning alike).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `fp32` (default), `tf32` or `bf16` (autocast) for the training forward/backward, the
+    /// training attack and validation.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
 /// Final evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,6 +223,10 @@ pub struct EvalConfig {
     /// AA costs ~45 s per robust model on 2 cores whatever the subset size); empty: every method.
     #[serde(default)]
     pub aa_methods: Vec<StageKind>,
+    /// Precision of the test attacks: `fp32` (default, the field's norm for AutoAttack), `tf32`
+    /// or `bf16` (faster, but low precision can mask gradients and fake robustness).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// `eval.autoattack`: an AutoAttack version, or none.
@@ -467,11 +490,11 @@ pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// Do two resolved configs describe the same run? The title (`name`) may differ; unreadable
-/// text never matches.
+/// Do two resolved configs describe the same run? The title (`name`) and the device may differ
+/// (a run resumes on another device); unreadable text never matches.
 pub fn same_settings(old: &str, new: &str) -> bool {
     match (toml::from_str::<RunConfig>(old), toml::from_str::<RunConfig>(new)) {
-        (Ok(a), Ok(b)) => RunConfig { name: b.name.clone(), ..a } == b,
+        (Ok(a), Ok(b)) => RunConfig { name: b.name.clone(), device: b.device, ..a } == b,
         _ => false,
     }
 }
@@ -481,6 +504,25 @@ mod tests {
     use super::*;
 
     const MIN: &str = "[data]\nname = \"fashion-mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n";
+
+    #[test]
+    fn a_run_may_change_device_and_title_but_not_precision() {
+        let base = RunConfig::from_toml_str(MIN, &[], "t").unwrap();
+        assert_eq!(
+            (base.device, base.train.precision, base.eval.precision),
+            (DeviceChoice::Auto, Precision::Fp32, Precision::Fp32)
+        );
+        let with = |o: &[&str]| {
+            let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+            RunConfig::from_toml_str(MIN, &o, "t").unwrap().to_resolved_toml()
+        };
+        let old = base.to_resolved_toml();
+        assert!(same_settings(&old, &with(&["device=\"cuda:1\"", "name=\"other\""])));
+        assert!(!same_settings(&old, &with(&["train.precision=\"bf16\""])));
+        assert!(!same_settings(&old, &with(&["eval.precision=\"tf32\""])));
+        let e = RunConfig::from_toml_str(MIN, &["train.precision=\"fp16\"".into()], "t").unwrap_err();
+        assert!(format!("{e:#}").contains("fp16"), "{e:#}");
+    }
 
     #[test]
     fn minimal_config_gets_reference_defaults_and_roundtrips() {

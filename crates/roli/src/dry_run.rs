@@ -38,7 +38,7 @@ pub fn dry_run(
     for spec in &plan.stages {
         let stage = spec.stage;
         let (method, init) = (stage.kind().as_str().to_string(), init_label(stage.kind(), stage.init()).to_string());
-        let opts = build_options(&plan.model, num_classes, input, stage);
+        let opts = build_options(&plan.model, num_classes, input, stage, tch::Device::Cpu);
         let built = match build_model(&plan.model, &src, &opts, stage) {
             Ok(b) => b,
             Err(e) => {

@@ -9,11 +9,13 @@
 pub mod artifacts;
 pub mod cli;
 pub mod config;
+pub mod device;
 pub mod dry_run;
 pub mod head;
 pub mod peft;
 pub mod pipeline;
 pub mod plan;
+pub mod precision;
 pub mod progress;
 pub mod report;
 pub mod results;

@@ -82,8 +82,14 @@ pub fn dry_source(m: &ModelPlan) -> anyhow::Result<BackboneSource> {
     })
 }
 
-/// The build options of a stage's model: a fresh head of `num_classes` for `input` images.
-pub fn build_options(m: &ModelPlan, num_classes: i64, input: [i64; 3], stage: Stage) -> BuildOptions {
+/// The build options of a stage's model: a fresh head of `num_classes` for `input` images, on `device`.
+pub fn build_options(
+    m: &ModelPlan,
+    num_classes: i64,
+    input: [i64; 3],
+    stage: Stage,
+    device: tch::Device,
+) -> BuildOptions {
     let trains_backbone = stage.method().is_some_and(|m| m.backbone_train());
     BuildOptions {
         num_classes,
@@ -94,6 +100,7 @@ pub fn build_options(m: &ModelPlan, num_classes: i64, input: [i64; 3], stage: St
         drop_path: if trains_backbone { m.drop_path } else { 0.0 },
         trainable_script: trains_backbone,
         init_seed: m.init_seed,
+        device,
     }
 }
 
@@ -142,6 +149,8 @@ pub fn stage_plan(plan: &StudyPlan, spec: &StageSpec, built: &Built, label: &str
         trainable: peft::trainable_names(method, &all, head),
         head_bias: head.iter().find(|n| n.ends_with("bias")).cloned().unwrap_or_default(),
         eps_warmup_epochs: plan.threat.eps_warmup_epochs,
+        precision: plan.train_precision,
+        device: built.vs.device(),
     }
 }
 
@@ -201,9 +210,11 @@ pub fn train_with_bar(
     // A resumed stage starts the bar at its completed epochs.
     let done_before = adversarial::read_state(dir, plan)?.map(|s| s.epochs_done).unwrap_or(0);
     pb.set_position(done_before as u64 * per);
-    let cb = |e: u32, b: usize, _n: usize, loss: f64| {
+    let cb = |e: u32, b: usize, _n: usize, loss: Option<f64>| {
         pb.set_position(e as u64 * per + b as u64 + 1);
-        pb.set_message(format!("epoch {e} loss {loss:.3}"));
+        if let Some(loss) = loss {
+            pb.set_message(format!("epoch {e} loss {loss:.3}"));
+        }
     };
     let outcome =
         adversarial::train_stage(&built.model, &built.vs, data.train.as_ref(), data.val.as_ref(), plan, dir, &cb)?;
@@ -292,7 +303,7 @@ fn stage_model(
     stage: Stage,
     init_head: Option<&Path>,
 ) -> anyhow::Result<Built> {
-    let opts = build_options(&plan.model, data.num_classes, data.input, stage);
+    let opts = build_options(&plan.model, data.num_classes, data.input, stage, plan.model.device()?);
     let built = build_model(&plan.model, src, &opts, stage)?;
     if let Some(p) = init_head {
         let (meta, tensors) = head::load(p)?;
@@ -388,7 +399,7 @@ pub fn load_trained(
         StageKind::Probe => Stage::Probe,
         StageKind::Finetune(method) => Stage::Finetune { method, init: r.init },
     };
-    let opts = build_options(model, data.num_classes, data.input, stage);
+    let opts = build_options(model, data.num_classes, data.input, stage, model.device()?);
     let built = build_model(model, src, &opts, stage)?;
     let p = r.dir.join(artifacts::BEST);
     let t = Tensor::read_safetensors(&p).with_context(|| format!("reading {}", p.display()))?;
@@ -425,6 +436,8 @@ pub fn run(plan: &StudyPlan, out: &Path) -> anyhow::Result<Summary> {
 
 /// [`run`], calling `on_model(result, reused)` after each model (for an overall ETA).
 pub fn run_with(plan: &StudyPlan, out: &Path, on_model: &dyn Fn(&MethodResult, bool)) -> anyhow::Result<Summary> {
+    let device = plan.model.device()?;
+    tracing::info!("device: {}", crate::device::name(device));
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     check_same_run(plan, out)?;
     write_resolved(plan, out)?;

@@ -1,12 +1,14 @@
 //! The study plan: a [`RunConfig`] (the TOML face) resolved once into typed parts, as ripgrep
 //! turns raw flags into resolved arguments. Everything below the command line takes the plan or
-//! one of its parts — [`DataPlan`], [`ModelPlan`] (where device and precision will go),
+//! one of its parts — [`DataPlan`], [`ModelPlan`] (with the device),
 //! [`ThreatPlan`], the [`StageSpec`]s (the probe, then `Finetune { method, init }`) and the
 //! [`EvalPlan`] — never the raw config. `roli run --dry-run` prints it.
 use crate::config::{
     run_key, FaithfulConfig, HeadInitChoice, Init, OptimizerChoice, RunConfig, StageConfig, StageKind, TransformChoice,
 };
+use crate::device::DeviceChoice;
 use crate::peft::{self, Method};
+use crate::precision::Precision;
 use crate::seed::derive_seed;
 use crate::train::optim::OptimizerKind;
 use crate::train::schedule::scaled_lr;
@@ -28,6 +30,8 @@ pub struct StudyPlan {
     pub threat: ThreatPlan,
     /// The probe first, then every (method, init) of the config.
     pub stages: Vec<StageSpec>,
+    /// Precision of every training stage.
+    pub train_precision: Precision,
     pub eval: EvalPlan,
     /// The config with every default written out (`config.resolved.toml`).
     #[serde(skip)]
@@ -61,6 +65,15 @@ pub struct ModelPlan {
     pub peft: peft::Settings,
     /// Seed of random initialisations (head, PEFT tensors, a backbone without weights).
     pub init_seed: u64,
+    /// Where the models run (resolved against the machine by [`ModelPlan::device`]).
+    pub device: DeviceChoice,
+}
+
+impl ModelPlan {
+    /// The device on this machine, or a one-line error ("no CUDA device visible; use --device cpu").
+    pub fn device(&self) -> anyhow::Result<tch::Device> {
+        self.device.resolve()
+    }
 }
 
 /// The threat model of training and evaluation, and the PGD of each.
@@ -184,6 +197,8 @@ pub struct EvalPlan {
     pub batch_size: usize,
     /// Seed of the test attacks' random starts.
     pub seed: u64,
+    /// Precision of the test attacks (fp32 unless configured).
+    pub precision: Precision,
 }
 
 impl EvalPlan {
@@ -267,6 +282,7 @@ impl StudyPlan {
                     adapter_zero_init: cfg.faithful.adapter_zero_init,
                 },
                 init_seed: derive_seed(&[cfg.seed, crate::seed::INIT]),
+                device: cfg.device,
             },
             threat: ThreatPlan {
                 threat,
@@ -275,6 +291,7 @@ impl StudyPlan {
                 eps_warmup_epochs: t.eps_warmup_epochs,
             },
             stages,
+            train_precision: cfg.train.precision,
             eval: EvalPlan {
                 threat,
                 attacks,
@@ -283,6 +300,7 @@ impl StudyPlan {
                 eps_curve: cfg.eval.eps_curve.clone(),
                 batch_size: cfg.data.batch_size.max(128),
                 seed: derive_seed(&[cfg.seed, crate::seed::TEST]),
+                precision: cfg.eval.precision,
             },
             resolved_toml: cfg.to_resolved_toml(),
         }
@@ -328,12 +346,14 @@ impl fmt::Display for StudyPlan {
         let m = &self.model;
         writeln!(
             f,
-            "model:  {}{}, head init {:?}, resize {}, drop path {} (full)",
+            "model:  {}{}, head init {:?}, resize {}, drop path {} (full); device {}, train precision {}",
             m.backbone,
             m.checkpoint.as_ref().map(|c| format!(" ← {}", c.display())).unwrap_or_default(),
             m.head_init,
             m.resize,
-            m.drop_path
+            m.drop_path,
+            m.device,
+            self.train_precision
         )?;
         let t = &self.threat;
         writeln!(
@@ -372,11 +392,12 @@ impl fmt::Display for StudyPlan {
         let aa_for: Vec<&str> = e.aa_for.iter().map(|k| k.as_str()).collect();
         writeln!(
             f,
-            "eval:   {}; AutoAttack on {} examples for {}; eps curve {:?}",
+            "eval:   {}; AutoAttack on {} examples for {}; eps curve {:?}; precision {}",
             names.join(" + "),
             lim(e.aa_limit),
             if aa_for.is_empty() { "every stage".to_string() } else { aa_for.join(", ") },
-            e.eps_curve
+            e.eps_curve,
+            e.precision
         )
     }
 }

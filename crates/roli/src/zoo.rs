@@ -154,6 +154,9 @@ pub struct BuildOptions {
     pub trainable_script: bool,
     /// Seed of the random initialisation (backbone without weights, head, PEFT tensors).
     pub init_seed: u64,
+    /// Where the built model lives. It is always built and loaded on the CPU first, so its
+    /// random initialisation and fingerprint do not depend on the device.
+    pub device: tch::Device,
 }
 
 /// A built model with its provenance.
@@ -196,7 +199,27 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
         None => "no weights file: random initialisation".to_string(),
     };
     let backbone_fingerprint = fingerprint_backbone(&vs, &model);
+    let (vs, model) = match opts.device {
+        tch::Device::Cpu => (vs, model),
+        device => onto_device(&vs, device, &desc, &copts, peft)?,
+    };
     Ok(Built { vs, model, descriptor: desc, backbone_fingerprint, source: source.clone(), load_summary })
+}
+
+/// The same model on `device`: built again there (so its non-parameter buffers — normalisation
+/// constants, Swin's position indices and masks, a TorchScript module — live on the device
+/// too), then every tensor copied from the CPU build.
+fn onto_device(
+    cpu: &nn::VarStore,
+    device: tch::Device,
+    desc: &BackboneDescriptor,
+    copts: &ClassifierOptions,
+    peft: &dyn PeftSpec,
+) -> anyhow::Result<(nn::VarStore, Classifier)> {
+    let mut vs = nn::VarStore::new(device);
+    let model = Classifier::with_peft(&vs.root(), desc, copts, peft)?;
+    vs.copy(cpu).with_context(|| format!("moving the model to {}", crate::device::name(device)))?;
+    Ok((vs, model))
 }
 
 /// The source's architecture, its weights file (if any) and the file's key layout.

@@ -86,7 +86,7 @@ fn ft(method: &str) -> Stage {
 
 /// The model of a stage, built as the pipeline builds it.
 fn build(c: &StudyPlan, s: &BackboneSource, d: &PreparedData, stage: Stage) -> roli::zoo::Built {
-    let opts = pipeline::build_options(&c.model, d.num_classes, d.input, stage);
+    let opts = pipeline::build_options(&c.model, d.num_classes, d.input, stage, tch::Device::Cpu);
     pipeline::build_model(&c.model, s, &opts, stage).unwrap()
 }
 

@@ -21,16 +21,20 @@ pub struct DemoArgs {
     /// Skip the standard-backbone run (finding 1 is then not evaluated).
     #[arg(long)]
     pub no_standard: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<crate::device::DeviceChoice>,
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
+    let set = super::run::with_device(&a.set, a.device);
     let cfg = match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-            demo::budget_config(&text, &p.display().to_string(), a.budget, &a.set)?
+            demo::budget_config(&text, &p.display().to_string(), a.budget, &set)?
         }
-        None => demo::budget_config(DEMO_TOML, "configs/demo.toml (embedded)", a.budget, &a.set)?,
+        None => demo::budget_config(DEMO_TOML, "configs/demo.toml (embedded)", a.budget, &set)?,
     };
     let plan = DemoPlan::resolve(&cfg, !a.no_standard);
     let outcome = demo::run(&plan, &a.out)?;

@@ -1,5 +1,7 @@
 //! `roli eval`: robust accuracy of any classifier on any dataset under any attack, with
 //! per-example records in `DIR/results.json` (the evaluation: [`crate::study::evaluate`]).
+use crate::device::DeviceChoice;
+use crate::precision::Precision;
 use crate::study::evaluate::{self, EvalOutcome, EvalRequest};
 use clap::Args;
 use roli_attacks::ProgressEvent;
@@ -52,6 +54,12 @@ pub struct EvalArgs {
     /// Resume an interrupted evaluation from DIR/state.json.
     #[arg(long)]
     pub resume: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Precision of the attacks: fp32 (the field's norm for AutoAttack), tf32 or bf16.
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -68,6 +76,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         out: a.out.clone(),
         resume: a.resume,
+        device: a.device.resolve()?,
+        precision: a.precision,
     };
     let pb = crate::progress::spinner("eval");
     let done = evaluate::evaluate(&req, &|e: &ProgressEvent| pb.set_message(format!("{e:?}")))?;

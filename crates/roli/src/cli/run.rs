@@ -1,5 +1,6 @@
 //! `roli probe`, `roli finetune`, `roli run`: the RoLI pipeline from a TOML config.
 use crate::config::{Init, RunConfig};
+use crate::device::DeviceChoice;
 use crate::peft::Method;
 use crate::pipeline;
 use crate::plan::{self, Stage, StudyPlan};
@@ -19,12 +20,20 @@ pub struct ConfigArgs {
     /// Output folder (resumable: re-running continues where a killed run stopped).
     #[arg(long, default_value = "runs/run")]
     pub out: PathBuf,
+    /// auto, cpu, cuda or cuda:N (overrides the config's `device`; a run may resume on another).
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+}
+
+/// `--device D` as the override `device="D"`.
+pub fn with_device(set: &[String], device: Option<DeviceChoice>) -> Vec<String> {
+    set.iter().cloned().chain(device.map(|d| format!("device=\"{d}\""))).collect()
 }
 
 impl ConfigArgs {
     /// The checked config and its resolved plan.
     pub fn load(&self) -> anyhow::Result<(RunConfig, StudyPlan)> {
-        let cfg = RunConfig::load(&self.config, &self.set)?;
+        let cfg = RunConfig::load(&self.config, &with_device(&self.set, self.device))?;
         let plan = StudyPlan::resolve(&cfg);
         Ok((cfg, plan))
     }

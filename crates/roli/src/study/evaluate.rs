@@ -1,6 +1,7 @@
 //! Robust accuracy of any classifier (zoo name, roli checkpoint, TorchScript) on any dataset
 //! under any attack (`roli eval`): one radius, or a sweep over several, with per-example records
 //! and a resumable state.
+use crate::precision::Precision;
 use anyhow::{bail, Context};
 use roli_attacks::threat::{Norm, ThreatModel};
 use roli_attacks::{AttackSpec, EvalOptions, EvalReport, ProgressEvent, Sweep};
@@ -26,6 +27,10 @@ pub struct EvalRequest {
     pub out: PathBuf,
     /// Continue from `out/state.json` instead of starting over.
     pub resume: bool,
+    /// Where the model and the batches live.
+    pub device: tch::Device,
+    /// Precision of the attacks (fp32 unless asked).
+    pub precision: Precision,
 }
 
 /// The evaluation's report: one radius or a sweep.
@@ -68,6 +73,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         bail!("no examples to evaluate in {} / {}", r.data, r.split);
     }
     let (x, y) = ds.batch(&(0..n).collect::<Vec<_>>(), None)?;
+    let (x, y) = (x.to_device(r.device), y.to_device(r.device));
     let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
     let opts = crate::zoo::BuildOptions {
         num_classes: ds.num_classes(),
@@ -78,6 +84,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         drop_path: 0.0,
         trainable_script: false,
         init_seed: r.seed,
+        device: r.device,
     };
     let built = crate::zoo::build(&src, &opts, &roli_models::peft::NoPeft)
         .with_context(|| format!("building model '{}'", r.model))?;
@@ -89,7 +96,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         r.split,
         r.attack
     );
-    let model = |t: &tch::Tensor| built.model.forward_with(t, false);
+    let model = |t: &tch::Tensor| r.precision.forward(r.device, || built.model.forward_with(t, false));
     std::fs::create_dir_all(&r.out)?;
     let mut eo = EvalOptions::new(ThreatModel::new(r.norm, r.eps));
     eo.seed = r.seed;

@@ -4,11 +4,13 @@
 //! accuracies). The run is one full-finetuning stage of a [`StudyPlan`] built from typed values.
 use crate::config::{
     AutoAttackChoice, DataConfig, EvalConfig, FinetuneConfig, HeadInitChoice, ModelConfig, OptimizerChoice, RunConfig,
-    StageConfig, ThreatConfig, TransformChoice,
+    StageConfig, ThreatConfig, TrainConfig, TransformChoice,
 };
+use crate::device::DeviceChoice;
 use crate::peft::Method;
 use crate::pipeline;
 use crate::plan::{pgd_config, EvalPlan, Stage, StudyPlan};
+use crate::precision::Precision;
 use crate::results::TestResult;
 use crate::zoo::{self, BackboneSource};
 use anyhow::bail;
@@ -65,6 +67,12 @@ pub struct PretrainSpec {
     /// models that do not get off the ground adversarially from scratch.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Training precision: fp32, tf32 or bf16 (the test attacks stay fp32).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
 }
 
 impl PretrainSpec {
@@ -96,6 +104,8 @@ impl PretrainSpec {
         let cfg = RunConfig {
             name: format!("pretrain {} on {}", self.preset, self.data),
             seed: self.seed,
+            device: self.device,
+            train: TrainConfig { precision: self.precision },
             data: DataConfig {
                 name: self.data.clone(),
                 train_percent: 90,
@@ -179,8 +189,10 @@ pub fn pretrain(spec: &PretrainSpec, out: &Path) -> anyhow::Result<Pretrained> {
             (src, true, Some(fingerprint))
         }
     };
-    let opts =
-        zoo::BuildOptions { keep_head, ..pipeline::build_options(&plan.model, data.num_classes, data.input, full) };
+    let opts = zoo::BuildOptions {
+        keep_head,
+        ..pipeline::build_options(&plan.model, data.num_classes, data.input, full, plan.model.device()?)
+    };
     let built = zoo::build(&src, &opts, &roli_models::peft::NoPeft)?;
     tracing::info!("pretrain {}: {}", spec.preset, built.load_summary);
     let sp = pipeline::stage_plan(&plan, &stage, &built, &format!("pretrain {}", spec.preset));

@@ -53,8 +53,12 @@ impl Checkpoint {
             format!("{} is missing or corrupt; delete {} to restart", self.last.display(), self.dir.display())
         })?;
         load_into(vs, &saved, &self.last)?;
-        let opt_state: Vec<(String, Tensor)> =
-            saved.into_iter().filter_map(|(n, t)| n.strip_prefix(OPTIM_PREFIX).map(|s| (s.to_string(), t))).collect();
+        // Saved from CPU copies; the optimiser state goes where the parameters are now.
+        let device = vs.device();
+        let opt_state: Vec<(String, Tensor)> = saved
+            .into_iter()
+            .filter_map(|(n, t)| n.strip_prefix(OPTIM_PREFIX).map(|s| (s.to_string(), t.to_device(device))))
+            .collect();
         opt.load_state(optimizer_steps, opt_state).map_err(|e| anyhow::anyhow!("{}: {e}", self.last.display()))
     }
 

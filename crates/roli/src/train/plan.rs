@@ -3,10 +3,12 @@
 use super::audit::Trainability;
 use super::optim::OptimizerKind;
 use super::schedule::Schedule;
+use crate::precision::Precision;
 use roli_attacks::pgd::PgdConfig;
 use roli_attacks::threat::ThreatModel;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use tch::Device;
 
 /// Everything that determines a stage's training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,17 @@ pub struct StagePlan {
     /// a constant prediction; 0 (the default, and the reference's) trains at full eps throughout.
     #[serde(default)]
     pub eps_warmup_epochs: u32,
+    /// Precision of the training forward/backward, the training attack and validation. Left out
+    /// of the fingerprint when fp32, so states of earlier versions still resume.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+    /// Where the stage runs. Not part of the fingerprint: a stage resumes on another device.
+    #[serde(skip, default = "cpu")]
+    pub device: Device,
+}
+
+fn cpu() -> Device {
+    Device::Cpu
 }
 
 impl StagePlan {
@@ -122,8 +135,9 @@ pub struct StageOutcome {
     pub best_weights: PathBuf,
 }
 
-/// Progress callback: (epoch, batch index in the stage, batches per epoch, last loss).
-pub type ProgressFn<'a> = &'a dyn Fn(u32, usize, usize, f64);
+/// Progress callback: (epoch, batch index in the epoch, batches per epoch, the batch's loss when
+/// the loop read it — every batch on the CPU, every few on a GPU).
+pub type ProgressFn<'a> = &'a dyn Fn(u32, usize, usize, Option<f64>);
 
 /// A small plan for unit tests: L∞ 0.1, PGD-3 at step 0.025 (absolute) for training.
 #[cfg(test)]
@@ -147,6 +161,8 @@ pub(crate) fn test_plan() -> StagePlan {
         trainable: vec![],
         head_bias: String::new(),
         eps_warmup_epochs: 0,
+        precision: Precision::Fp32,
+        device: Device::Cpu,
     }
 }
 
@@ -164,6 +180,15 @@ mod tests {
         assert!(!no_steps.attacks_training());
         assert!(!StagePlan { threat: ThreatModel::Linf { eps: 0.0 }, ..plan.clone() }.attacks_training());
         assert_eq!(StageState::fresh(&plan).plan_fingerprint, plan.fingerprint());
+    }
+
+    #[test]
+    fn the_device_never_and_fp32_precision_does_not_enter_the_fingerprint() {
+        let plan = test_plan();
+        let json = serde_json::to_string(&plan).unwrap();
+        assert!(!json.contains("precision") && !json.contains("device"), "{json}");
+        assert_eq!(StagePlan { device: Device::Cuda(0), ..plan.clone() }.fingerprint(), plan.fingerprint());
+        assert_ne!(StagePlan { precision: Precision::Bf16, ..plan.clone() }.fingerprint(), plan.fingerprint());
     }
 
     fn state() -> StageState {

@@ -2,6 +2,7 @@
 //! every batch, audit trainability once, validate, and checkpoint; finally restore the best.
 use super::audit::GradientAudit;
 use super::checkpoint::Checkpoint;
+use super::meter::{read_every, EpochMeter};
 use super::optim::Optimizer;
 use super::plan::{EpochLog, ProgressFn, StageOutcome, StagePlan, StageState};
 use super::step::{BatchAt, Trainer};
@@ -104,7 +105,9 @@ fn unfreeze_only(vs: &nn::VarStore, trainable: &[String]) -> anyhow::Result<Vec<
     Ok(trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect())
 }
 
-/// One pass over the shuffled training set; returns (mean loss, adversarial accuracy).
+/// One pass over the shuffled training set, batches streamed to the plan's device; returns (mean
+/// loss, adversarial accuracy). The sums stay on the device and are read every
+/// [`read_every`] batches (the progress bar, the non-finite-loss stop) and at the end.
 fn train_epoch(
     trainer: &Trainer<'_>,
     opt: &mut Optimizer,
@@ -115,20 +118,20 @@ fn train_epoch(
     progress: ProgressFn<'_>,
 ) -> anyhow::Result<(f64, f64)> {
     let plan = trainer.plan;
-    let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0i64);
+    let mut meter = EpochMeter::new(plan.device);
     let mut aug = epoch_rng(plan.seed, epoch as u64, 1);
-    for (bi, idx) in
-        BatchPlan::shuffled(train.len(), plan.batch_size, plan.seed).batches(epoch as u64).iter().enumerate()
-    {
+    let batches = BatchPlan::shuffled(train.len(), plan.batch_size, plan.seed).batches(epoch as u64);
+    let every = read_every(plan.device);
+    for (bi, idx) in batches.iter().enumerate() {
         let (x, y) = train.batch(idx, Some(&mut aug))?;
+        let (x, y) = (x.to_device(plan.device), y.to_device(plan.device));
         let at = BatchAt { epoch, batch: bi, lr };
-        let (lv, c) = trainer.train_batch(opt, audit.as_deref_mut(), &x, &y, at)?;
-        loss_sum += lv * idx.len() as f64;
-        correct += c;
-        seen += idx.len() as i64;
-        progress(epoch, bi, trainer.batches_per_epoch, lv);
+        let read = (bi + 1) % every == 0 || bi + 1 == batches.len();
+        let reading = trainer.train_batch(opt, audit.as_deref_mut(), &mut meter, read, &x, &y, at)?;
+        progress(epoch, bi, trainer.batches_per_epoch, reading.map(|r| r.last_loss));
     }
-    Ok((loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64))
+    let r = meter.read();
+    Ok((r.mean_loss, r.accuracy))
 }
 
 /// Logs the epoch, keeps the best weights, and checkpoints.

@@ -3,9 +3,9 @@
 //! loss → backward → optimiser step.
 use super::audit::GradientAudit;
 use super::checkpoint::Checkpoint;
+use super::meter::{correct_count, EpochMeter, Reading};
 use super::optim::Optimizer;
 use super::plan::StagePlan;
-use super::validate::correct;
 use crate::seed::{derive_seed, BATCH_ATTACK, BATCH_FORWARD};
 use roli_attacks::pgd::{Pgd, StepSize};
 use roli_models::Classifier;
@@ -62,7 +62,7 @@ impl Trainer<'_> {
             return Ok(x.shallow_clone());
         }
         tch::manual_seed(derive_seed(&[plan.seed, at.epoch as u64, at.batch as u64, BATCH_ATTACK]) as i64);
-        let eval_model = |x: &Tensor| self.model.forward_with(x, false);
+        let eval_model = |x: &Tensor| plan.precision.forward(plan.device, || self.model.forward_with(x, false));
         let ramp = eps_ramp(plan.eps_warmup_epochs, at.epoch, at.batch, self.batches_per_epoch);
         let xa = if ramp < 1.0 {
             ramped_attack(plan, ramp).perturb_all(&eval_model, x, y, None)?
@@ -72,24 +72,31 @@ impl Trainer<'_> {
         Ok(xa)
     }
 
-    /// Trains on one batch; returns (loss, correct adversarial predictions before the update).
-    /// With `audit`, the gradients' non-zero pattern is recorded before the step.
+    /// Trains on one batch (already on the device) and adds its loss and adversarial accuracy
+    /// (before the update) to `meter`. With `read`, the meter is read before the update (a host
+    /// synchronisation; every batch on the CPU, every few on a GPU) and a non-finite loss so far
+    /// stops the stage. With `audit`, the gradients' non-zero pattern is recorded before the step.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_batch(
         &self,
         opt: &mut Optimizer,
         audit: Option<&mut GradientAudit>,
+        meter: &mut EpochMeter,
+        read: bool,
         x: &Tensor,
         y: &Tensor,
         at: BatchAt,
-    ) -> anyhow::Result<(f64, i64)> {
+    ) -> anyhow::Result<Option<Reading>> {
         let plan = self.plan;
         let xa = self.adversarial_batch(x, y, at)?;
         tch::manual_seed(derive_seed(&[plan.seed, at.epoch as u64, at.batch as u64, BATCH_FORWARD]) as i64);
-        let logits = self.model.forward_peft(&xa, plan.backbone_train, plan.peft_train);
+        let logits =
+            plan.precision.forward(plan.device, || self.model.forward_peft(&xa, plan.backbone_train, plan.peft_train));
         let loss = logits.cross_entropy_for_logits(y);
-        let lv = loss.double_value(&[]);
-        if !lv.is_finite() {
-            return Err(self.nan_stop(lv, at));
+        meter.add(at.batch, &loss, &correct_count(&logits, y), y.size()[0] as usize);
+        let reading = read.then(|| meter.read());
+        if let Some(bad) = reading.and_then(|r| r.first_nonfinite) {
+            return Err(self.nan_stop(BatchAt { batch: bad, ..at }));
         }
         opt.zero_grad();
         loss.backward();
@@ -97,18 +104,18 @@ impl Trainer<'_> {
             audit.record(&self.params);
         }
         opt.step();
-        Ok((lv, correct(&logits, y)))
+        Ok(reading)
     }
 
     /// Saves the diverged weights and explains what happened.
-    fn nan_stop(&self, lv: f64, at: BatchAt) -> anyhow::Error {
+    fn nan_stop(&self, at: BatchAt) -> anyhow::Error {
         let nan_path = match self.files.save_nan_state(self.vs) {
             Ok(p) => p,
             Err(e) => return e,
         };
         let BatchAt { epoch, batch: bi, lr } = at;
         anyhow::anyhow!(
-            "{}: the training loss became {lv} at epoch {epoch}, batch {bi} (lr {lr:.3e}); the run stopped and its state is in {} (last good epoch: {}). Lower the learning rate (base_lr) or check the data",
+            "{}: the training loss became NaN or infinite at epoch {epoch}, batch {bi} (lr {lr:.3e}); the run stopped and its state is in {} (last good epoch: {}). Lower the learning rate (base_lr) or check the data",
             self.plan.label,
             nan_path.display(),
             self.files.last.display()
