@@ -68,6 +68,30 @@ pub fn synchronize(d: Device) {
     }
 }
 
+/// What this machine offers (`roli device info`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    pub cuda_available: bool,
+    pub cuda_devices: usize,
+    pub cudnn_available: bool,
+    /// CPU threads libtorch uses for intra-op parallelism.
+    pub threads: i32,
+    /// What `--device auto` picks here.
+    pub auto: String,
+}
+
+/// Reads [`DeviceInfo`] from libtorch.
+pub fn info() -> DeviceInfo {
+    let n = cuda_count();
+    DeviceInfo {
+        cuda_available: n > 0,
+        cuda_devices: n,
+        cudnn_available: n > 0 && tch::Cuda::cudnn_is_available(),
+        threads: tch::get_num_threads(),
+        auto: name(resolve_with(DeviceChoice::Auto, n).unwrap_or(Device::Cpu)),
+    }
+}
+
 impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

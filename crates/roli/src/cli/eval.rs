@@ -79,9 +79,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         device: a.device.resolve()?,
         precision: a.precision,
     };
-    let pb = crate::progress::spinner("eval");
-    let done = evaluate::evaluate(&req, &|e: &ProgressEvent| pb.set_message(format!("{e:?}")))?;
-    pb.finish_and_clear();
+    let bars = crate::progress::EvalBars::new("eval");
+    let done = evaluate::evaluate(&req, &|e: &ProgressEvent| bars.on_event(e))?;
+    bars.finish();
     match &done.outcome {
         EvalOutcome::Single(rep) => {
             println!(

@@ -2,6 +2,7 @@
 //! comments are the `--help` text.
 pub mod data;
 pub mod demo;
+pub mod device;
 pub mod eval;
 pub mod pretrain;
 pub mod report;
@@ -27,6 +28,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Fetch, list and inspect the real datasets and checkpoints in the cache.
     Data(data::DataArgs),
+    /// This machine's devices (info) and a CPU-vs-device parity check of a preset (parity).
+    Device(device::DeviceArgs),
     /// Robust accuracy of a classifier under an attack (PGD, APGD, FAB, Square, AutoAttack).
     Eval(eval::EvalArgs),
     /// Train a backbone from scratch (adversarially, or standard with --eps 0) for the model zoo.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Data(a) => data::run(a),
+        Command::Device(a) => device::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Probe(a) => run::probe(a),

@@ -1,7 +1,8 @@
 //! Studies built from the pipeline: robust accuracy of any classifier ([`evaluate`]), learning-rate selection on validation ([`tune`]), the main
-//! job's two-backbone study with its report ([`demo`]), and pretraining the zoo's own backbones
-//! ([`pretrain`]). The command line only parses arguments for them and prints their outcome.
+//! job's two-backbone study with its report ([`demo`]), pretraining the zoo's own backbones
+//! ([`pretrain`]), and cross-device parity ([`parity`]). The command line only parses arguments for them and prints their outcome.
 pub mod demo;
 pub mod evaluate;
+pub mod parity;
 pub mod pretrain;
 pub mod tune;
