@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attention::AttentionImpl;
 use crate::error::ModelError;
 use crate::lenet::LeNetConfig;
 use crate::resnet::ResNetConfig;
@@ -106,6 +107,30 @@ impl BackboneDescriptor {
             }
         }
         Ok(self)
+    }
+
+    /// Attention implementation of the transformer blocks ([`AttentionImpl::Explicit`] for
+    /// families without attention).
+    pub fn attention(&self) -> AttentionImpl {
+        match &self.arch {
+            ArchConfig::Swin(c) => c.attention,
+            ArchConfig::Vit(c) => c.attention,
+            ArchConfig::Resnet(_) | ArchConfig::Lenet(_) | ArchConfig::TorchScript(_) => AttentionImpl::Explicit,
+        }
+    }
+
+    /// Same backbone with another attention implementation ([`AttentionImpl::Fused`]: one
+    /// `scaled_dot_product_attention` kernel, flash / memory-efficient on CUDA;
+    /// [`AttentionImpl::Explicit`]: the reference path). Same parameters and, up to float
+    /// rounding, the same outputs. Families without attention (ResNet, LeNet, TorchScript)
+    /// are returned unchanged.
+    pub fn with_attention(mut self, attention: AttentionImpl) -> Self {
+        match &mut self.arch {
+            ArchConfig::Swin(c) => c.attention = attention,
+            ArchConfig::Vit(c) => c.attention = attention,
+            ArchConfig::Resnet(_) | ArchConfig::Lenet(_) | ArchConfig::TorchScript(_) => {}
+        }
+        self
     }
 
     /// Same backbone for `in_chans` input channels with the given normalisation (one value per

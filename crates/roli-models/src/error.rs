@@ -15,6 +15,14 @@ pub enum ModelError {
         /// Comma-separated list of registry names.
         known: String,
     },
+    /// The attention implementation name is not one of [`crate::AttentionImpl::ALL`].
+    #[error("unknown attention implementation `{name}`; choose one of: {known}")]
+    UnknownAttention {
+        /// Requested name.
+        name: String,
+        /// Comma-separated list of the valid names.
+        known: String,
+    },
     /// A configuration value is inconsistent (e.g. a resolution not divisible by the window).
     #[error("invalid configuration for `{model}`: {reason}")]
     InvalidConfig {

@@ -11,9 +11,12 @@
 //!   remap, strict coverage with a [`LoadReport`], SHA-256 fingerprints.
 //! * [`own`]: the project's own checkpoints (`model.safetensors` + `model.json`).
 //! * [`script`]: TorchScript models as backbones or classifiers.
+//! * [`attention`]: explicit (reference) or fused (`scaled_dot_product_attention`) attention
+//!   in ViT and Swin blocks ([`AttentionImpl`]).
 //! * [`peft`]: the build-time seam for LoRA / adapters and the VPT switch.
 //! * [`prompt`]: VPT-deep (and shallow) prompt tuning for ViT and Swin ([`Vpt`], [`VptConfig`]).
 
+pub mod attention;
 pub mod backbone;
 pub mod checkpoint;
 pub mod classifier;
@@ -31,6 +34,7 @@ pub mod swin;
 pub mod torch_pickle;
 pub mod vit;
 
+pub use attention::AttentionImpl;
 pub use backbone::{Backbone, KeyFate, SourceLayout};
 pub use checkpoint::{fingerprint, load_backbone, read_state_dict, HeadPolicy, LoadOptions, LoadReport};
 pub use classifier::{Classifier, ClassifierOptions, HeadInit, RANLI_HEAD_BIAS};

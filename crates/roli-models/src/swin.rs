@@ -12,6 +12,9 @@
 //! as `[B, T, C]`: norms, residuals, MLP and drop-path see the reference's `[prompts, tokens]`
 //! sequence, window attention prepends them to every window, patch merging tiles them ×4.
 //!
+//! Window attention is explicit (the reference) or one fused kernel ([`crate::attention`],
+//! `SwinConfig::attention`) that takes bias + shift mask as its additive `attn_mask`.
+//!
 //! Weights: ARES 2.0 adversarially trained Swin-B (RobustBench `Liu2023Comprehensive_Swin-B`),
 //! Microsoft's ImageNet Swin-B; neither is bundled.
 
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+use crate::attention::{self, AttentionImpl};
 use crate::backbone::{default_native_fate, Backbone, KeyFate, SourceLayout};
 use crate::descriptor::BackboneDescriptor;
 use crate::layers::{self, drop_path, Mlp};
@@ -54,6 +58,11 @@ pub struct SwinConfig {
     pub qkv_bias: bool,
     /// Maximum stochastic-depth rate (linearly increasing over blocks).
     pub drop_path_rate: f64,
+    /// Attention implementation (explicit or fused, same results); left out of the JSON when
+    /// explicit, so sidecars written before the option load unchanged and explicit models
+    /// write the same JSON as before.
+    #[serde(default, skip_serializing_if = "AttentionImpl::is_explicit")]
+    pub attention: AttentionImpl,
 }
 
 impl SwinConfig {
@@ -70,6 +79,7 @@ impl SwinConfig {
             mlp_ratio: 4.0,
             qkv_bias: true,
             drop_path_rate: 0.0,
+            attention: AttentionImpl::Explicit,
         }
     }
 
@@ -87,6 +97,7 @@ impl SwinConfig {
             mlp_ratio: 4.0,
             qkv_bias: true,
             drop_path_rate: 0.0,
+            attention: AttentionImpl::Explicit,
         }
     }
 
@@ -105,6 +116,7 @@ impl SwinConfig {
             mlp_ratio: 4.0,
             qkv_bias: true,
             drop_path_rate: 0.0,
+            attention: AttentionImpl::Explicit,
         }
     }
 
@@ -221,6 +233,7 @@ struct WindowAttention {
     relative_position_index: Tensor,
     num_heads: i64,
     scale: f64,
+    imp: AttentionImpl,
     hook: Option<Box<dyn AttnHook>>,
 }
 
@@ -231,6 +244,7 @@ impl WindowAttention {
         num_heads: i64,
         window: i64,
         qkv_bias: bool,
+        imp: AttentionImpl,
         hook: Option<Box<dyn AttnHook>>,
     ) -> Self {
         let table = p.var(
@@ -248,6 +262,7 @@ impl WindowAttention {
             relative_position_index: index,
             num_heads,
             scale: ((dim / num_heads) as f64).powf(-0.5),
+            imp,
             hook,
         }
     }
@@ -255,6 +270,10 @@ impl WindowAttention {
     /// `x`: `[B·nW, N, C]` windows whose first `prompts` tokens are VPT prompts; `mask`:
     /// `[nW, N−prompts, N−prompts]` for shifted blocks. Prompt rows and columns get zero
     /// relative-position bias and zero mask (VPT's `PromptedWindowAttention`).
+    ///
+    /// The fused path passes the same sum, bias (+ mask), as one additive `attn_mask`
+    /// `[1 | B·nW, heads, N, N]`; with a shift mask it is materialised per window (4-D inputs
+    /// keep the flash / memory-efficient CUDA kernels eligible).
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>, prompts: i64, train: bool) -> Tensor {
         let (b, n, c) = x.size3().expect("window tokens are 3-D");
         let mut qkv = self.qkv.forward(x);
@@ -262,7 +281,6 @@ impl WindowAttention {
             qkv = h.qkv(x, qkv, train);
         }
         let qkv = qkv.reshape([b, n, 3, self.num_heads, -1]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
         let t = prompts;
         let pad = |x: Tensor| {
             if t > 0 {
@@ -276,14 +294,31 @@ impl WindowAttention {
             .index_select(0, &self.relative_position_index.view([-1]))
             .view([n - t, n - t, -1])
             .permute([2, 0, 1]);
-        let mut attn = q.matmul(&k.transpose(-2, -1)) + pad(bias).unsqueeze(0);
-        if let Some(m) = mask {
-            let nw = m.size()[0];
-            attn = (attn.view([-1, nw, self.num_heads, n, n]) + pad(m.shallow_clone()).unsqueeze(1).unsqueeze(0))
-                .view([-1, self.num_heads, n, n]);
-        }
-        let out = layers::softmax_last(&attn).matmul(&v).transpose(1, 2).reshape([b, n, c]);
-        self.proj.forward(&out)
+        let out = match self.imp {
+            AttentionImpl::Explicit => {
+                let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
+                let mut attn = q.matmul(&k.transpose(-2, -1)) + pad(bias).unsqueeze(0);
+                if let Some(m) = mask {
+                    let nw = m.size()[0];
+                    attn = (attn.view([-1, nw, self.num_heads, n, n])
+                        + pad(m.shallow_clone()).unsqueeze(1).unsqueeze(0))
+                    .view([-1, self.num_heads, n, n]);
+                }
+                layers::softmax_last(&attn).matmul(&v)
+            }
+            AttentionImpl::Fused => {
+                let mut add = pad(bias).unsqueeze(0);
+                if let Some(m) = mask {
+                    let nw = m.size()[0];
+                    add = (add + pad(m.shallow_clone()).unsqueeze(1))
+                        .unsqueeze(0)
+                        .expand([b / nw, nw, self.num_heads, n, n], false)
+                        .reshape([b, self.num_heads, n, n]);
+                }
+                attention::fused(&qkv.get(0), &qkv.get(1), &qkv.get(2), Some(&add), self.scale)
+            }
+        };
+        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
 }
 
@@ -468,7 +503,15 @@ impl Swin {
                 let hidden = (dim as f64 * config.mlp_ratio) as i64;
                 blocks.push(SwinBlock {
                     norm1: layers::layer_norm(&bp / "norm1", dim, SWIN_LN_EPS),
-                    attn: WindowAttention::new(&(&bp / "attn"), dim, heads, window, config.qkv_bias, extras.attn),
+                    attn: WindowAttention::new(
+                        &(&bp / "attn"),
+                        dim,
+                        heads,
+                        window,
+                        config.qkv_bias,
+                        config.attention,
+                        extras.attn,
+                    ),
                     norm2: layers::layer_norm(&bp / "norm2", dim, SWIN_LN_EPS),
                     mlp: Mlp::new(&(&bp / "mlp"), dim, hidden, 0.0),
                     window,

@@ -4,11 +4,14 @@
 //! `qkv` stays fused as in timm; the reference's split query/key/value is the same tensor cut
 //! in three along dim 0. Dropout (reference: 0.1 on embeddings and MLP) is a config value.
 //! With a VPT spec ([`crate::prompt`]) the sequence is `[cls, prompts, patches]`.
+//! Attention is explicit (the reference) or one fused kernel ([`crate::attention`],
+//! `VitConfig::attention`); prompts are ordinary tokens to both.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+use crate::attention::{self, AttentionImpl};
 use crate::backbone::Backbone;
 use crate::descriptor::BackboneDescriptor;
 use crate::layers::{self, drop_path, dropout, Mlp};
@@ -44,6 +47,11 @@ pub struct VitConfig {
     pub drop_path_rate: f64,
     /// Dropout after the position embedding and inside the MLP (timm `drop_rate`/`proj_drop_rate`).
     pub dropout: f64,
+    /// Attention implementation (explicit or fused, same results); left out of the JSON when
+    /// explicit, so sidecars written before the option load unchanged and explicit models
+    /// write the same JSON as before.
+    #[serde(default, skip_serializing_if = "AttentionImpl::is_explicit")]
+    pub attention: AttentionImpl,
 }
 
 impl VitConfig {
@@ -60,6 +68,7 @@ impl VitConfig {
             qkv_bias: true,
             drop_path_rate: 0.0,
             dropout: 0.0,
+            attention: AttentionImpl::Explicit,
         }
     }
 
@@ -76,6 +85,7 @@ impl VitConfig {
             qkv_bias: true,
             drop_path_rate: 0.0,
             dropout: 0.0,
+            attention: AttentionImpl::Explicit,
         }
     }
 
@@ -94,6 +104,7 @@ impl VitConfig {
             qkv_bias: true,
             drop_path_rate: 0.0,
             dropout: 0.0,
+            attention: AttentionImpl::Explicit,
         }
     }
 
@@ -122,10 +133,13 @@ struct Attention {
     proj: nn::Linear,
     num_heads: i64,
     scale: f64,
+    imp: AttentionImpl,
     hook: Option<Box<dyn AttnHook>>,
 }
 
 impl Attention {
+    /// Global self-attention over all tokens (cls, VPT prompts, patches). The PEFT hook sees
+    /// the fused qkv first, so LoRA acts the same in both implementations.
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let (b, n, c) = x.size3().expect("tokens are 3-D");
         let mut qkv = self.qkv.forward(x);
@@ -133,9 +147,14 @@ impl Attention {
             qkv = h.qkv(x, qkv, train);
         }
         let qkv = qkv.reshape([b, n, 3, self.num_heads, -1]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
-        let attn = layers::softmax_last(&q.matmul(&k.transpose(-2, -1)));
-        self.proj.forward(&attn.matmul(&v).transpose(1, 2).reshape([b, n, c]))
+        let out = match self.imp {
+            AttentionImpl::Explicit => {
+                let (q, k, v) = (qkv.get(0) * self.scale, qkv.get(1), qkv.get(2));
+                layers::softmax_last(&q.matmul(&k.transpose(-2, -1))).matmul(&v)
+            }
+            AttentionImpl::Fused => attention::fused(&qkv.get(0), &qkv.get(1), &qkv.get(2), None, self.scale),
+        };
+        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
 }
 
@@ -217,6 +236,7 @@ impl Vit {
                         proj: layers::linear(&ap / "proj", d, d, true),
                         num_heads: config.num_heads,
                         scale: ((d / config.num_heads) as f64).powf(-0.5),
+                        imp: config.attention,
                         hook: extras.attn,
                     },
                     norm2: layers::layer_norm(&bp / "norm2", d, VIT_LN_EPS),

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod attention;
 mod checkpoints;
 mod full;
 mod lenet;
