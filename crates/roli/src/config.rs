@@ -119,6 +119,10 @@ pub struct ModelConfig {
     /// (the paper's finding 1, robust vs standard pretraining). Unused by `roli run`.
     #[serde(default)]
     pub standard_backbone: Option<String>,
+    /// Attention of ViT/Swin backbones: `explicit` (the reference's softmax(q·kᵀ)·v, default) or
+    /// `fused` (scaled_dot_product_attention: one kernel, flash / memory-efficient on CUDA).
+    #[serde(default)]
+    pub attention: roli_models::AttentionImpl,
 }
 
 /// The L-norm threat model of training and evaluation.

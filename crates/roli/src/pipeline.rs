@@ -100,6 +100,7 @@ pub fn build_options(
         drop_path: if trains_backbone { m.drop_path } else { 0.0 },
         trainable_script: trains_backbone,
         init_seed: m.init_seed,
+        attention: m.attention,
         device,
     }
 }

@@ -15,7 +15,7 @@ use crate::train::schedule::scaled_lr;
 use roli_attacks::pgd::{BestIterate, PgdConfig, StepSize};
 use roli_attacks::threat::ThreatModel;
 use roli_attacks::{AttackSpec, LossKind, Stage as AttackStage};
-use roli_models::{HeadInit, SourceLayout};
+use roli_models::{AttentionImpl, HeadInit, SourceLayout};
 use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -67,6 +67,8 @@ pub struct ModelPlan {
     pub init_seed: u64,
     /// Where the models run (resolved against the machine by [`ModelPlan::device`]).
     pub device: DeviceChoice,
+    /// Explicit or fused attention (ViT, Swin).
+    pub attention: AttentionImpl,
 }
 
 impl ModelPlan {
@@ -283,6 +285,7 @@ impl StudyPlan {
                 },
                 init_seed: derive_seed(&[cfg.seed, crate::seed::INIT]),
                 device: cfg.device,
+                attention: cfg.model.attention,
             },
             threat: ThreatPlan {
                 threat,
@@ -346,12 +349,13 @@ impl fmt::Display for StudyPlan {
         let m = &self.model;
         writeln!(
             f,
-            "model:  {}{}, head init {:?}, resize {}, drop path {} (full); device {}, train precision {}",
+            "model:  {}{}, head init {:?}, resize {}, drop path {} (full), {} attention; device {}, train precision {}",
             m.backbone,
             m.checkpoint.as_ref().map(|c| format!(" ← {}", c.display())).unwrap_or_default(),
             m.head_init,
             m.resize,
             m.drop_path,
+            m.attention,
             m.device,
             self.train_precision
         )?;

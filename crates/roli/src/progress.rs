@@ -55,11 +55,9 @@ impl EvalBars {
     fn start(&self, len: usize, label: &str) -> ProgressBar {
         let pb = ProgressBar::with_draw_target(Some(len as u64), target());
         pb.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>18} [{bar:25}] {pos}/{len} {msg} {per_sec} ({elapsed} < {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>18} [{bar:25}] {pos}/{len} {msg} {per_sec} ({elapsed} < {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         pb.set_prefix(format!("{} {label}", self.what));
         if let Some(old) = self.bar.replace(Some(pb.clone())) {
@@ -84,7 +82,11 @@ impl EvalBars {
             E::Clean { n, correct } => {
                 self.n.set(*n);
                 self.finish();
-                tracing::info!("{}: clean {correct}/{n} ({:.2}%)", self.what, 100.0 * *correct as f64 / (*n).max(1) as f64);
+                tracing::info!(
+                    "{}: clean {correct}/{n} ({:.2}%)",
+                    self.what,
+                    100.0 * *correct as f64 / (*n).max(1) as f64
+                );
             }
             E::StageStart { id, n_robust } => {
                 let pb = self.start(*n_robust, id.as_str());

@@ -154,6 +154,8 @@ pub struct BuildOptions {
     pub trainable_script: bool,
     /// Seed of the random initialisation (backbone without weights, head, PEFT tensors).
     pub init_seed: u64,
+    /// Explicit or fused attention (ViT, Swin; other families ignore it).
+    pub attention: roli_models::AttentionImpl,
     /// Where the built model lives. It is always built and loaded on the CPU first, so its
     /// random initialisation and fingerprint do not depend on the device.
     pub device: tch::Device,
@@ -181,6 +183,7 @@ pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
 pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) -> anyhow::Result<Built> {
     let (desc, weights, layout) = architecture(source, opts)?;
     let desc = if opts.drop_path > 0.0 { desc.with_drop_path(opts.drop_path)? } else { desc };
+    let desc = desc.with_attention(opts.attention);
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let copts = ClassifierOptions { num_classes: opts.num_classes, head_init: opts.head_init, resize: opts.resize };
     let plain_backbone = match (&weights, source) {

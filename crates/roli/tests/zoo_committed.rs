@@ -53,6 +53,7 @@ fn committed_zoo_models_match_their_sidecars() {
             drop_path: 0.0,
             trainable_script: false,
             init_seed: 0,
+            attention: Default::default(),
             device: tch::Device::Cpu,
         };
         let built = zoo::build(&src, &opts, &roli_models::peft::NoPeft).unwrap_or_else(|e| panic!("{name}: {e:#}"));

@@ -42,6 +42,9 @@ pub struct ParityArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
+    /// The device side's attention: explicit or fused (the CPU side is explicit).
+    #[arg(long, default_value = "explicit")]
+    pub attention: roli_models::AttentionImpl,
     /// Exit 1 when a difference exceeds this (absolute).
     #[arg(long)]
     pub tolerance: Option<f64>,
@@ -69,14 +72,16 @@ pub fn run(a: DeviceArgs) -> anyhow::Result<()> {
                 seed: p.seed,
                 device: p.device.resolve()?,
                 precision: p.precision,
+                attention: p.attention,
             };
             let r = parity::compare(&spec)?;
             println!(
-                "{} {:?} on {} {}: max |Δlogits| {:.3e} (scale {:.3e}), max |Δ∇x| {:.3e} (scale {:.3e}), same predictions: {}",
+                "{} {:?} on {} {} {} attention: max |Δlogits| {:.3e} (scale {:.3e}), max |Δ∇x| {:.3e} (scale {:.3e}), same predictions: {}",
                 r.preset,
                 r.input,
                 r.device,
                 r.precision,
+                r.attention,
                 r.max_abs_logits,
                 r.logits_scale,
                 r.max_abs_grad,

@@ -57,6 +57,9 @@ pub struct EvalArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Attention of ViT/Swin models: explicit or fused.
+    #[arg(long, default_value = "explicit")]
+    pub attention: roli_models::AttentionImpl,
     /// Precision of the attacks: fp32 (the field's norm for AutoAttack), tf32 or bf16.
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
@@ -77,6 +80,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         out: a.out.clone(),
         resume: a.resume,
         device: a.device.resolve()?,
+        attention: a.attention,
         precision: a.precision,
     };
     let bars = crate::progress::EvalBars::new("eval");

@@ -27,6 +27,8 @@ pub struct EvalRequest {
     pub out: PathBuf,
     /// Continue from `out/state.json` instead of starting over.
     pub resume: bool,
+    /// Explicit or fused attention (ViT, Swin).
+    pub attention: roli_models::AttentionImpl,
     /// Where the model and the batches live.
     pub device: tch::Device,
     /// Precision of the attacks (fp32 unless asked).
@@ -84,6 +86,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         drop_path: 0.0,
         trainable_script: false,
         init_seed: r.seed,
+        attention: r.attention,
         device: r.device,
     };
     let built = crate::zoo::build(&src, &opts, &roli_models::peft::NoPeft)

@@ -4,7 +4,7 @@
 //! trusting any number it produces.
 use crate::precision::Precision;
 use crate::zoo::{self, BackboneSource, BuildOptions};
-use roli_models::{HeadInit, SourceLayout};
+use roli_models::{AttentionImpl, HeadInit, SourceLayout};
 use serde::Serialize;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -21,6 +21,8 @@ pub struct ParitySpec {
     /// The device and precision compared against the CPU in fp32.
     pub device: Device,
     pub precision: Precision,
+    /// The device side's attention (the CPU side is always explicit).
+    pub attention: AttentionImpl,
 }
 
 /// The largest differences found.
@@ -29,6 +31,7 @@ pub struct ParityReport {
     pub preset: String,
     pub device: String,
     pub precision: Precision,
+    pub attention: AttentionImpl,
     pub batch: usize,
     pub input: [i64; 3],
     /// max |logits(device) − logits(cpu)|.
@@ -49,7 +52,7 @@ impl ParityReport {
     }
 }
 
-fn build(spec: &ParitySpec, input: [i64; 3], device: Device) -> anyhow::Result<zoo::Built> {
+fn build(spec: &ParitySpec, input: [i64; 3], device: Device, attention: AttentionImpl) -> anyhow::Result<zoo::Built> {
     let src = BackboneSource::Preset { preset: spec.preset.clone(), weights: None, layout: SourceLayout::Native };
     let native = roli_models::descriptor(&spec.preset)?.input_size();
     let opts = BuildOptions {
@@ -61,6 +64,7 @@ fn build(spec: &ParitySpec, input: [i64; 3], device: Device) -> anyhow::Result<z
         drop_path: 0.0,
         trainable_script: false,
         init_seed: spec.seed,
+        attention,
         device,
     };
     zoo::build(&src, &opts, &roli_models::peft::NoPeft)
@@ -96,15 +100,16 @@ pub fn compare(spec: &ParitySpec) -> anyhow::Result<ParityReport> {
     let b = spec.batch.max(1) as i64;
     let x = Tensor::rand([b, input[0], input[1], input[2]], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(spec.classes, [b], (Kind::Int64, Device::Cpu));
-    let reference = build(spec, input, Device::Cpu)?;
+    let reference = build(spec, input, Device::Cpu, AttentionImpl::Explicit)?;
     let (l0, g0) = logits_and_grad(&reference.model, &x, &y, Device::Cpu, Precision::Fp32);
     drop(reference);
-    let candidate = build(spec, input, spec.device)?;
+    let candidate = build(spec, input, spec.device, spec.attention)?;
     let (l1, g1) = logits_and_grad(&candidate.model, &x, &y, spec.device, spec.precision);
     Ok(ParityReport {
         preset: spec.preset.clone(),
         device: crate::device::name(spec.device),
         precision: spec.precision,
+        attention: spec.attention,
         batch: spec.batch,
         input,
         max_abs_logits: max_abs(&(&l1 - &l0)),
@@ -128,6 +133,7 @@ mod tests {
             seed: 3,
             device: Device::Cpu,
             precision,
+            attention: AttentionImpl::Explicit,
         }
     }
 

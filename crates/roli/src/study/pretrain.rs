@@ -70,6 +70,9 @@ pub struct PretrainSpec {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Attention of ViT/Swin presets: explicit or fused.
+    #[arg(long, default_value = "explicit")]
+    pub attention: roli_models::AttentionImpl,
     /// Training precision: fp32, tf32 or bf16 (the test attacks stay fp32).
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
@@ -123,6 +126,7 @@ impl PretrainSpec {
                 drop_path: 0.0,
                 layout: roli_models::SourceLayout::Native,
                 standard_backbone: None,
+                attention: self.attention,
             },
             threat: ThreatConfig {
                 norm: Norm::Linf,
