@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod dry_run;
+pub mod examples;
 pub mod head;
 pub mod peft;
 pub mod pipeline;

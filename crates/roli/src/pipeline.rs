@@ -5,6 +5,7 @@
 //! thin wrappers around them.
 use crate::artifacts;
 use crate::config::{Init, StageKind};
+use crate::examples::DatasetExamples;
 use crate::head::{self, HeadArtifact};
 use crate::peft;
 use crate::plan::{DataPlan, EvalPlan, ModelPlan, Stage, StageSpec, StudyPlan};
@@ -155,21 +156,26 @@ pub fn stage_plan(plan: &StudyPlan, spec: &StageSpec, built: &Built, label: &str
     }
 }
 
-/// The test of one model: the first attack of `attacks` (PGD) on the whole test subset,
-/// AutoAttack on its first `aa_limit` examples; per-example records in `out/test_examples.json`.
+/// The test of one model on `device`: the first attack of `attacks` (PGD) on the whole test
+/// subset, AutoAttack on its first `aa_limit` examples, batches streamed from the dataset, the
+/// attacks at the plan's precision; per-example records in `out/test_examples.json`.
 pub fn evaluate_test(
     eval: &EvalPlan,
     attacks: &[AttackSpec],
     model: &roli_models::Classifier,
+    device: tch::Device,
     test: &dyn Dataset,
     out: &Path,
 ) -> anyhow::Result<TestResult> {
-    let idx: Vec<usize> = (0..test.len()).collect();
-    let (x, y) = test.batch(&idx, None)?;
-    let m = |t: &Tensor| model.forward_with(t, false);
+    let _precision = eval.precision.enter(device)?;
+    let m = |t: &Tensor| eval.precision.forward(device, || model.forward_with(t, false));
+    let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bars = crate::progress::EvalBars::new(&format!("{label} test"));
+    let on_event = |e: &roli_attacks::ProgressEvent| bars.on_event(e);
     let mut opts = EvalOptions::new(eval.threat);
     opts.seed = eval.seed;
     opts.batch_size = eval.batch_size;
+    opts.progress = Some(&on_event);
     let mut pgd: Option<EvalReport> = None;
     let mut aa: Option<EvalReport> = None;
     let n_aa = eval.aa_limit.unwrap_or(test.len()).min(test.len());
@@ -178,12 +184,16 @@ pub fn evaluate_test(
             // `aa_limit = 0` skips AutoAttack like `autoattack = "none"`.
             AttackSpec::AutoAttack(_) if n_aa == 0 => {}
             AttackSpec::AutoAttack(_) => {
-                let (xa, ya) = (x.narrow(0, 0, n_aa as i64), y.narrow(0, 0, n_aa as i64));
-                aa = Some(roli_attacks::evaluate(&m, &xa, &ya, spec, &opts)?);
+                let first = DatasetExamples::new(test, n_aa, device);
+                aa = Some(roli_attacks::evaluate_examples(&m, &first, spec, &opts)?);
             }
-            _ => pgd = Some(roli_attacks::evaluate(&m, &x, &y, spec, &opts)?),
+            _ => {
+                let all = DatasetExamples::new(test, test.len(), device);
+                pgd = Some(roli_attacks::evaluate_examples(&m, &all, spec, &opts)?);
+            }
         }
     }
+    bars.finish();
     let pgd = pgd.context("the test evaluation needs a whole-set attack (PGD) first")?;
     let flags = pgd.flags.iter().chain(aa.iter().flat_map(|a| a.flags.iter())).map(|f| format!("{f:?}")).collect();
     let examples_path = out.join(artifacts::TEST_EXAMPLES);
@@ -235,7 +245,7 @@ fn train_and_test(
     let t0 = std::time::Instant::now();
     let outcome = train_with_bar(built, data, plan, dir)?;
     let kind = spec.stage.kind();
-    let test = evaluate_test(eval, &eval.attacks_for(kind), &built.model, data.test.as_ref(), dir)?;
+    let test = evaluate_test(eval, &eval.attacks_for(kind), &built.model, built.vs.device(), data.test.as_ref(), dir)?;
     let vars = built.vs.variables();
     let result = MethodResult {
         method: kind,
@@ -417,15 +427,16 @@ pub fn eps_curve(
     limit: usize,
 ) -> anyhow::Result<Vec<(f64, f64)>> {
     let built = load_trained(&plan.model, src, data, r)?;
-    let n = limit.min(data.test.len());
-    let (x, y) = data.test.batch(&(0..n).collect::<Vec<_>>(), None)?;
-    let m = |t: &Tensor| built.model.forward_with(t, false);
+    let device = built.vs.device();
+    let first = DatasetExamples::new(data.test.as_ref(), limit, device);
+    let _precision = plan.eval.precision.enter(device)?;
+    let m = |t: &Tensor| plan.eval.precision.forward(device, || built.model.forward_with(t, false));
     let mut opts = EvalOptions::new(plan.threat.threat);
     opts.seed = derive_seed(&[plan.seed, crate::seed::EPS_CURVE]);
     opts.batch_size = 250;
     let pgd = PgdConfig { step_size: StepSize::RelativeToEps(0.25), ..plan.threat.eval_pgd };
     let spec = AttackSpec::Single(AttackStage::Pgd(pgd));
-    let sw = roli_attacks::sweep(&m, &x, &y, &spec, &plan.eval.eps_curve, &opts)?;
+    let sw = roli_attacks::sweep_examples(&m, &first, &spec, &plan.eval.eps_curve, &opts)?;
     Ok(sw.reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect())
 }
 

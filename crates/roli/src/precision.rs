@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// How float32 work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -38,9 +38,47 @@ impl Precision {
     }
 
     /// Runs a model forward `f` at this precision on `device`; the output is fp32 either way.
+    /// Under `Bf16` the forward runs in a bf16 autocast scope and the backward (taken outside,
+    /// as PyTorch recommends) follows the recorded casts. Call inside [`Precision::enter`].
     pub fn forward(self, device: Device, f: impl FnOnce() -> Tensor) -> Tensor {
-        let _ = device; // PLACEHOLDER until the extension lands
-        f()
+        match self {
+            Precision::Bf16 => roli_torch_ext::autocast::scope(device, Kind::BFloat16, f)
+                .unwrap_or_else(|e| panic!("bf16 autocast on {device:?} failed after `enter` accepted it: {e}"))
+                .to_kind(Kind::Float),
+            Precision::Fp32 | Precision::Tf32 => f(),
+        }
+    }
+
+    /// Enters a phase (a training stage, a test evaluation) at this precision: libtorch's global
+    /// fp32 matmul precision and cuDNN's TF32 flag are set (strict fp32 for `Fp32` and `Bf16`'s
+    /// fp32 leftovers, TF32 for `Tf32`) until the guard drops, and `Bf16`'s autocast is checked
+    /// to work on `device` type once, so no forward can fail later.
+    pub fn enter(self, device: Device) -> anyhow::Result<PhaseGuard> {
+        use roli_torch_ext::MatmulPrecision as M;
+        let previous = (roli_torch_ext::float32_matmul_precision()?, roli_torch_ext::cudnn_allow_tf32()?);
+        let tf32 = self == Precision::Tf32;
+        roli_torch_ext::set_float32_matmul_precision(if tf32 { M::High } else { M::Highest })?;
+        roli_torch_ext::set_cudnn_allow_tf32(tf32)?;
+        if self == Precision::Bf16 {
+            roli_torch_ext::autocast::scope(device, Kind::BFloat16, || ()).map_err(|e| {
+                anyhow::anyhow!("precision bf16 is not available on {device:?} ({e}); use fp32 or tf32")
+            })?;
+        }
+        Ok(PhaseGuard { previous })
+    }
+}
+
+/// Restores the global matmul/cuDNN precision flags a phase changed (see [`Precision::enter`]).
+#[must_use = "the phase's precision ends when the guard drops"]
+pub struct PhaseGuard {
+    previous: (roli_torch_ext::MatmulPrecision, bool),
+}
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        // Restoring values libtorch reported a moment ago cannot fail.
+        let _ = roli_torch_ext::set_float32_matmul_precision(self.previous.0);
+        let _ = roli_torch_ext::set_cudnn_allow_tf32(self.previous.1);
     }
 }
 

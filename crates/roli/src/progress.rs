@@ -71,14 +71,8 @@ impl EvalBars {
         use roli_attacks::ProgressEvent as E;
         let robust = |r: usize, n: usize| format!("robust {:.2}%", 100.0 * r as f64 / n.max(1) as f64);
         match e {
-            E::CleanBatch { done, n } => {
-                self.n.set(*n);
-                let pb = match self.bar.borrow().clone() {
-                    Some(pb) if pb.length() == Some(*n as u64) && pb.prefix().ends_with("clean") => pb,
-                    _ => self.start(*n, "clean"),
-                };
-                pb.set_position(*done as u64);
-            }
+            E::CleanBatch { done, n } => self.pass(*done, *n, "clean"),
+            E::ResumeCheckBatch { done, n } => self.pass(*done, *n, "checking state"),
             E::Clean { n, correct } => {
                 self.n.set(*n);
                 self.finish();
@@ -112,6 +106,17 @@ impl EvalBars {
             }
             E::StageResumed(id) => tracing::info!("{}: {} restored from the saved state", self.what, id.as_str()),
         }
+    }
+
+    /// A pass over all `n` examples (clean, or the resume check), `done` so far.
+    fn pass(&self, done: usize, n: usize, label: &str) {
+        self.n.set(n);
+        let current = self.bar.borrow().clone();
+        let pb = match current {
+            Some(pb) if pb.prefix().ends_with(label) => pb,
+            _ => self.start(n, label),
+        };
+        pb.set_position(done as u64);
     }
 
     /// Clears the current bar.

@@ -74,8 +74,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
     if n == 0 {
         bail!("no examples to evaluate in {} / {}", r.data, r.split);
     }
-    let (x, y) = ds.batch(&(0..n).collect::<Vec<_>>(), None)?;
-    let (x, y) = (x.to_device(r.device), y.to_device(r.device));
+    let examples = crate::examples::DatasetExamples::new(ds.as_ref(), n, r.device);
     let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
     let opts = crate::zoo::BuildOptions {
         num_classes: ds.num_classes(),
@@ -99,6 +98,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         r.split,
         r.attack
     );
+    let _precision = r.precision.enter(r.device)?;
     let model = |t: &tch::Tensor| r.precision.forward(r.device, || built.model.forward_with(t, false));
     std::fs::create_dir_all(&r.out)?;
     let mut eo = EvalOptions::new(ThreatModel::new(r.norm, r.eps));
@@ -108,11 +108,11 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
     eo.state_path = Some(fresh_state(&r.out, r.resume)?);
     let results = r.out.join("results.json");
     let outcome = if r.eps_list.is_empty() {
-        let rep = roli_attacks::evaluate(&model, &x, &y, &r.attack, &eo)?;
+        let rep = roli_attacks::evaluate_examples(&model, &examples, &r.attack, &eo)?;
         crate::artifacts::write_json(&results, &rep)?;
         EvalOutcome::Single(rep)
     } else {
-        let sw = roli_attacks::sweep(&model, &x, &y, &r.attack, &r.eps_list, &eo)?;
+        let sw = roli_attacks::sweep_examples(&model, &examples, &r.attack, &r.eps_list, &eo)?;
         crate::artifacts::write_json(&results, &sw)?;
         EvalOutcome::Sweep(sw)
     };

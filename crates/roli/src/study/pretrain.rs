@@ -202,7 +202,8 @@ pub fn pretrain(spec: &PretrainSpec, out: &Path) -> anyhow::Result<Pretrained> {
     let sp = pipeline::stage_plan(&plan, &stage, &built, &format!("pretrain {}", spec.preset));
     let outcome = pipeline::train_with_bar(&built, &data, &sp, &train_dir)?;
     let eval = spec.test_eval(&plan);
-    let test = pipeline::evaluate_test(&eval, &eval.attacks, &built.model, data.test.as_ref(), &train_dir)?;
+    let test =
+        pipeline::evaluate_test(&eval, &eval.attacks, &built.model, built.vs.device(), data.test.as_ref(), &train_dir)?;
     let (pgd_steps, pgd_step) = match eval.attacks.first() {
         Some(AttackSpec::Single(AttackStage::Pgd(p))) => (p.steps, p.step_size),
         _ => bail!("the pretraining test starts with PGD"),

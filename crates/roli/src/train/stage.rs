@@ -27,6 +27,7 @@ pub fn train_stage(
     progress: ProgressFn<'_>,
 ) -> anyhow::Result<StageOutcome> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _precision = plan.precision.enter(plan.device)?;
     let params = unfreeze_only(vs, &plan.trainable)?;
     let mut opt = optimizer_for(plan, &params);
     let files = Checkpoint::new(dir);
