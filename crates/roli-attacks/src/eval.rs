@@ -122,6 +122,9 @@ pub struct EvalReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalState {
     /// Hash of everything that determines the result (attack, stages, threat, seed, batch, data).
+    /// The data enters as its labels, shape and pixel sum, the sum taken batch by batch as the data
+    /// streams: a state written before streaming evaluation may differ in the sum's last bits and
+    /// then be refused as "another configuration" (delete it and start over).
     pub fingerprint: String,
     /// Stage plan.
     pub stages: Vec<Stage>,

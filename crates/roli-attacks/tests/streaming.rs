@@ -2,15 +2,23 @@
 //! split in memory, and never asks for more than one batch of rows at a time.
 
 use roli_attacks::{
-    evaluate, evaluate_examples, sweep, sweep_examples, AttackSpec, EvalOptions, EvalReport, FnExamples, Norm,
-    ProgressEvent, ThreatModel,
+    evaluate, evaluate_examples, sweep, sweep_examples, AttackSpec, EvalOptions, EvalReport, Examples, FnExamples,
+    Norm, ProgressEvent, ThreatModel,
 };
 use std::cell::{Cell, RefCell};
+use std::sync::{Mutex, MutexGuard};
 use tch::{Device, Kind, Tensor};
 
 const SIDE: i64 = 8;
 const N: usize = 37;
 const BATCH: usize = 16;
+
+/// Attacks seed libtorch's global generator: the tests of this file take turns (cargo runs them on
+/// parallel threads of one process), or one test's draws would land in another's attack.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A fixed random 10-class conv net on 1×8×8 images.
 struct Net {
@@ -69,10 +77,7 @@ struct Reads {
     most: Cell<usize>,
 }
 
-fn lazy<'a>(
-    labels: &'a [i64],
-    reads: &'a Reads,
-) -> FnExamples<impl Fn(&[usize]) -> Result<(Tensor, Tensor), roli_attacks::AttackError> + 'a> {
+fn lazy<'a>(labels: &'a [i64], reads: &'a Reads) -> impl Examples + 'a {
     FnExamples::new(N, move |rows: &[usize]| {
         assert!(rows.len() <= BATCH, "asked for {} rows at once (batch {BATCH})", rows.len());
         assert!(rows.iter().all(|&r| r < N));
@@ -158,6 +163,7 @@ fn check_progress(events: &[ProgressEvent], n: usize) {
 
 #[test]
 fn pgd_streamed_equals_in_memory() {
+    let _turn = one_at_a_time();
     let r = in_memory_equals_streamed(&"pgd".parse().unwrap(), ThreatModel::Linf { eps: 0.04 });
     assert!(r.robust_accuracy > 0.0 && r.robust_accuracy < r.clean_accuracy, "want a mixed outcome: {r:?}");
     assert!(r.clean_accuracy < 1.0);
@@ -167,6 +173,7 @@ fn pgd_streamed_equals_in_memory() {
 
 #[test]
 fn autoattack_standard_streamed_equals_in_memory() {
+    let _turn = one_at_a_time();
     let r = in_memory_equals_streamed(&"aa-standard".parse().unwrap(), ThreatModel::Linf { eps: 0.03 });
     assert_eq!(r.stages.len(), 4);
     assert!(r.robust_accuracy < r.clean_accuracy, "AA broke nothing");
@@ -175,6 +182,7 @@ fn autoattack_standard_streamed_equals_in_memory() {
 
 #[test]
 fn progress_reports_clean_batches_and_robust_so_far() {
+    let _turn = one_at_a_time();
     let net = Net::new();
     let model = |x: &Tensor| net.forward(x);
     let (x, y, _) = split(&net);
@@ -198,6 +206,7 @@ fn progress_reports_clean_batches_and_robust_so_far() {
 
 #[test]
 fn sweep_and_resume_streamed_equal_in_memory() {
+    let _turn = one_at_a_time();
     let net = Net::new();
     let model = |x: &Tensor| net.forward(x);
     let (x, y, labels) = split(&net);
