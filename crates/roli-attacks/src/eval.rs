@@ -309,12 +309,12 @@ pub fn evaluate_examples(
 
     // Resume (after reading the data once to check the fingerprint) or start with the clean pass.
     let previous = match &opts.state_path {
-        Some(p) if p.exists() => Some(EvalState::load(p)?),
+        Some(p) if p.exists() => Some((p, EvalState::load(p)?)),
         _ => None,
     };
     let mut summary = DataSummary::new(n);
     let (mut state, mut flags, fp) = match previous {
-        Some(st) => {
+        Some((path, st)) => {
             crate::source::for_each_batch(data, opts.batch_size, |_, x, y| {
                 summary.add(n, x, y)?;
                 notify(ProgressEvent::ResumeCheckBatch { done: summary.labels.len(), n });
@@ -322,9 +322,8 @@ pub fn evaluate_examples(
             })?;
             let fp = fingerprint(spec, &stages, opts, &indices, &summary);
             if st.fingerprint != fp {
-                let p = opts.state_path.clone().unwrap_or_default();
                 return Err(AttackError::State {
-                    path: p,
+                    path: path.clone(),
                     detail: format!("was written for another configuration (fingerprint {} != {fp}); use another --out or delete it", st.fingerprint),
                 });
             }
