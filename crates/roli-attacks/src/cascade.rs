@@ -4,11 +4,12 @@
 //! earlier stage has broken, always starting from the clean input, in batches. A point's result is
 //! the worst case over stages: it is robust only if every stage failed on it. The bookkeeping is
 //! per example ([`CascadeState`]), serialisable, so an interrupted evaluation can resume after the
-//! last finished stage.
+//! last finished stage. The examples come from an [`Examples`] source, a batch at a time: nothing
+//! here holds the whole split ([`run`] and [`clean_pass`] are the in-memory conveniences).
 
-use crate::attack::nonzero1;
 use crate::model::{predict, Counting, PassCounts};
 use crate::presets::Stage;
+use crate::source::{fetch, for_each_batch, rows_tensor, Examples, TensorExamples};
 use crate::stage_id::StageId;
 use crate::threat::ThreatModel;
 use crate::AttackError;
@@ -59,10 +60,27 @@ pub struct CascadeState {
     pub clean_passes: PassCounts,
 }
 
-/// Progress notifications (for a progress bar in the CLI).
+/// Progress notifications, enough for one progress bar per phase in the CLI: the clean pass batch by
+/// batch, then for each stage a start, one event per attacked batch (with the robust count so far)
+/// and an end.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProgressEvent {
-    /// The clean pass finished.
+    /// A batch of the clean pass finished.
+    CleanBatch {
+        /// Examples classified so far.
+        done: usize,
+        /// Examples in all.
+        n: usize,
+    },
+    /// A resumed evaluation read a batch of the data to check that the state file belongs to it
+    /// (its fingerprint); no model passes. Sent instead of [`ProgressEvent::CleanBatch`].
+    ResumeCheckBatch {
+        /// Examples read so far.
+        done: usize,
+        /// Examples in all.
+        n: usize,
+    },
+    /// The clean pass finished (or was restored from a state file).
     Clean {
         /// Examples.
         n: usize,
@@ -84,6 +102,12 @@ pub enum ProgressEvent {
         done: usize,
         /// Points this stage attacks.
         total: usize,
+        /// Points of all `n` still robust after this batch (clean-correct and not broken by any
+        /// stage so far; points this stage has yet to attack count as robust). `robust_so_far / n`
+        /// is the robust accuracy so far, an upper bound on the final one.
+        robust_so_far: usize,
+        /// Examples in all.
+        n: usize,
     },
     /// A stage finished.
     StageEnd(StageResult),
@@ -93,6 +117,11 @@ pub enum ProgressEvent {
 
 /// Callback receiving the state after each finished stage (e.g. to save it).
 pub type CheckpointFn<'a> = &'a dyn Fn(&CascadeState) -> Result<(), AttackError>;
+
+/// Callback receiving, per attacked batch, the points that batch broke: their rows (positions in the
+/// evaluated set), their clean inputs and their adversarial inputs (`[rows.len(), ...]`, on the
+/// model's device). Not called for a batch that broke nothing.
+pub type BrokenFn<'a> = &'a mut dyn FnMut(&[usize], &Tensor, &Tensor) -> Result<(), AttackError>;
 
 /// How a cascade runs.
 pub struct CascadeOptions<'a> {
@@ -111,34 +140,53 @@ fn to_vec_i64(t: &Tensor) -> Vec<i64> {
         .expect("a CPU int64 tensor converts to Vec<i64>")
 }
 
-/// Clean predictions in batches.
+/// Clean predictions of an in-memory split `(x, y)` in batches (see [`clean_pass_examples`]).
+/// Panics if `batch_size` is 0 or `x`, `y` are not an f32 batch with int64 labels.
 pub fn clean_pass(model: &Counting<'_>, x: &Tensor, y: &Tensor, batch_size: usize) -> CascadeState {
-    let n = x.size()[0];
+    clean_pass_examples(model, &TensorExamples::new(x, y), batch_size, None, &mut |_, _, _| Ok(()))
+        .unwrap_or_else(|e| panic!("clean pass: {e}"))
+}
+
+/// Clean predictions of `data`, read in order `batch_size` rows at a time; `inspect(start, x, y)`
+/// sees each batch (rows `start..start + len`) after it was classified, e.g. to summarise the data
+/// without reading it twice. Sends [`ProgressEvent::CleanBatch`] after each batch.
+pub fn clean_pass_examples(
+    model: &Counting<'_>,
+    data: &dyn Examples,
+    batch_size: usize,
+    progress: Option<&dyn Fn(&ProgressEvent)>,
+    inspect: &mut dyn FnMut(usize, &Tensor, &Tensor) -> Result<(), AttackError>,
+) -> Result<CascadeState, AttackError> {
+    let n = data.len();
     let before = model.counts();
-    let mut preds = Vec::with_capacity(n as usize);
-    let mut start = 0;
-    while start < n {
-        let len = (batch_size as i64).min(n - start);
-        preds.extend(to_vec_i64(&predict(model, &x.narrow(0, start, len))));
-        start += len;
-    }
-    let labels = to_vec_i64(y);
-    let clean_correct: Vec<bool> = preds.iter().zip(&labels).map(|(p, l)| p == l).collect();
-    CascadeState {
+    let mut preds = Vec::with_capacity(n);
+    let mut clean_correct = Vec::with_capacity(n);
+    for_each_batch(data, batch_size, |start, x, y| {
+        let p = to_vec_i64(&predict(model, x));
+        clean_correct.extend(p.iter().zip(to_vec_i64(y)).map(|(&p, l)| p == l));
+        preds.extend(p);
+        inspect(start, x, y)?;
+        if let Some(cb) = progress {
+            cb(&ProgressEvent::CleanBatch { done: preds.len(), n });
+        }
+        Ok(())
+    })?;
+    Ok(CascadeState {
         robust: clean_correct.clone(),
         clean_correct,
         adv_pred: preds.clone(),
         clean_pred: preds,
-        broken_by: vec![None; n as usize],
-        perturbation_norm: vec![None; n as usize],
-        attacks: vec![BTreeMap::new(); n as usize],
+        broken_by: vec![None; n],
+        perturbation_norm: vec![None; n],
+        attacks: vec![BTreeMap::new(); n],
         stages: Vec::new(),
         clean_passes: model.counts().since(&before),
-    }
+    })
 }
 
-/// Runs `stages` in order on the points of `state` still robust, updating `state` per example.
-/// Returns the adversarial inputs of the points broken in this call (clean x elsewhere).
+/// Runs `stages` in order on the points of `state` still robust in the in-memory split `(x, y)`
+/// (see [`run_examples`]). Returns the adversarial inputs of the points broken in this call (clean
+/// x elsewhere): a copy of the whole split.
 pub fn run(
     model: &Counting<'_>,
     x: &Tensor,
@@ -148,17 +196,45 @@ pub fn run(
     state: &mut CascadeState,
     opts: &CascadeOptions<'_>,
 ) -> Result<Tensor, AttackError> {
+    let mut x_adv = x.copy();
+    let dev = x.device();
+    let mut write = |rows: &[usize], _x: &Tensor, adv: &Tensor| {
+        let _ = x_adv.index_copy_(0, &rows_tensor(rows, dev), adv);
+        Ok(())
+    };
+    run_examples(model, &TensorExamples::new(x, y), threat, stages, state, opts, &mut write)?;
+    Ok(x_adv)
+}
+
+/// Runs `stages` in order on the points of `state` still robust, updating `state` per example.
+/// Each stage fetches its still-robust rows from `data` in chunks of `opts.batch_size` (in row
+/// order) and attacks each chunk from the clean input; `on_broken` sees the points each chunk broke.
+/// Stages already in `state` (a resumed run) are checked against the plan and skipped.
+pub fn run_examples(
+    model: &Counting<'_>,
+    data: &dyn Examples,
+    threat: ThreatModel,
+    stages: &[Stage],
+    state: &mut CascadeState,
+    opts: &CascadeOptions<'_>,
+    on_broken: BrokenFn<'_>,
+) -> Result<(), AttackError> {
     if opts.batch_size == 0 {
         return Err(AttackError::BadConfig("batch size must be >= 1".into()));
     }
-    let n = x.size()[0] as usize;
+    let n = data.len();
+    if state.robust.len() != n {
+        return Err(AttackError::BadInput {
+            what: "x",
+            detail: format!("{n} examples but the cascade state has {}", state.robust.len()),
+        });
+    }
     let notify = |e: ProgressEvent| {
         if let Some(p) = opts.progress {
             p(&e)
         }
     };
-    let labels = to_vec_i64(y);
-    let mut x_adv = x.copy();
+    let mut like: Option<Vec<i64>> = None;
     for (k, stage) in stages.iter().enumerate() {
         if k < state.stages.len() {
             if state.stages[k].stage != *stage {
@@ -172,15 +248,16 @@ pub fn run(
         }
         let id = stage.id();
         let attack = stage.build(threat)?;
-        let todo: Vec<i64> = (0..n).filter(|&i| state.robust[i]).map(|i| i as i64).collect();
+        let todo: Vec<usize> = (0..n).filter(|&i| state.robust[i]).collect();
         notify(ProgressEvent::StageStart { id, n_robust: todo.len() });
         let t0 = Instant::now();
         let before = model.counts();
         let mut n_broken = 0;
         for (b, chunk) in todo.chunks(opts.batch_size).enumerate() {
-            let idx = Tensor::from_slice(chunk).to_device(x.device());
-            let xs = x.index_select(0, &idx);
-            let ys = y.index_select(0, &idx);
+            let (xs, ys) = fetch(data, chunk, like.as_deref())?;
+            if like.is_none() {
+                like = Some(xs.size());
+            }
             let adv = attack.perturb(model, &xs, &ys, opts.seed)?;
             let pred = predict(model, &adv);
             let fooled = pred.ne_tensor(&ys);
@@ -189,22 +266,31 @@ pub fn run(
             let fooled_v: Vec<bool> = to_vec_i64(&fooled).into_iter().map(|v| v != 0).collect();
             let norms_v = Vec::<f64>::try_from(&norms.to_kind(Kind::Double).to_device(tch::Device::Cpu))
                 .expect("a CPU f64 tensor converts to Vec<f64>");
+            let mut broken_j = Vec::new();
             for (j, &i) in chunk.iter().enumerate() {
-                let i = i as usize;
                 state.attacks[i].insert(id, !fooled_v[j]);
-                if fooled_v[j] && labels[i] != pred_v[j] {
+                // `fooled` compares with the batch's labels, which are row i's label.
+                if fooled_v[j] {
                     state.robust[i] = false;
                     state.broken_by[i] = Some(id);
                     state.adv_pred[i] = pred_v[j];
                     state.perturbation_norm[i] = norms_v.get(j).copied();
                     n_broken += 1;
+                    broken_j.push(j as i64);
                 }
             }
-            let fi = nonzero1(&fooled);
-            if fi.numel() > 0 {
-                let _ = x_adv.index_copy_(0, &idx.index_select(0, &fi), &adv.index_select(0, &fi));
+            if !broken_j.is_empty() {
+                let rows: Vec<usize> = broken_j.iter().map(|&j| chunk[j as usize]).collect();
+                let fi = Tensor::from_slice(&broken_j).to_device(xs.device());
+                on_broken(&rows, &xs.index_select(0, &fi), &adv.index_select(0, &fi))?;
             }
-            notify(ProgressEvent::Batch { id, done: ((b + 1) * opts.batch_size).min(todo.len()), total: todo.len() });
+            notify(ProgressEvent::Batch {
+                id,
+                done: ((b + 1) * opts.batch_size).min(todo.len()),
+                total: todo.len(),
+                robust_so_far: todo.len() - n_broken,
+                n,
+            });
         }
         let result = StageResult {
             id,
@@ -221,7 +307,7 @@ pub fn run(
             cb(state)?;
         }
     }
-    Ok(x_adv)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -203,14 +203,75 @@ pub fn aa_not_weaker_than_pgd(aa: f64, pgd: f64) -> Option<Flag> {
 
 /// Every ‖x_adv − x‖ ≤ eps (relative slack [`NORM_SLACK`]), x_adv ∈ [0, 1] and finite.
 pub fn perturbation_bounds(x: &Tensor, x_adv: &Tensor, threat: &ThreatModel) -> Option<Flag> {
-    let _g = tch::no_grad_guard();
-    let nan = x_adv.isnan().sum(Kind::Int64).int64_value(&[]) as usize;
-    let norms = threat.norm().per_example(&(x_adv - x)).nan_to_num(0.0, None, None);
-    let limit = threat.eps() * (1.0 + NORM_SLACK) + 1e-7;
-    let over_eps = norms.gt(limit).sum(Kind::Int64).int64_value(&[]) as usize;
-    let max_norm = if norms.numel() > 0 { norms.max().double_value(&[]) } else { 0.0 };
-    let out_of_box = (x_adv.lt(0.0).logical_or(&x_adv.gt(1.0))).sum(Kind::Int64).int64_value(&[]) as usize;
-    (over_eps + out_of_box + nan > 0).then_some(Flag::PerturbationOutOfBounds { over_eps, max_norm, out_of_box, nan })
+    let mut acc = BoundsAccumulator::new(*threat);
+    acc.add(x, x_adv);
+    acc.flag()
+}
+
+/// [`perturbation_bounds`] over a split seen batch by batch: the flag after adding every batch
+/// (in any order) is the flag of one call on their concatenation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoundsAccumulator {
+    threat: ThreatModel,
+    over_eps: usize,
+    max_norm: f64,
+    out_of_box: usize,
+    nan: usize,
+}
+
+impl BoundsAccumulator {
+    /// Nothing seen yet.
+    pub fn new(threat: ThreatModel) -> Self {
+        Self { threat, over_eps: 0, max_norm: 0.0, out_of_box: 0, nan: 0 }
+    }
+
+    /// Adds a batch of clean inputs `x` and their adversarial versions `x_adv`.
+    pub fn add(&mut self, x: &Tensor, x_adv: &Tensor) {
+        let _g = tch::no_grad_guard();
+        self.nan += x_adv.isnan().sum(Kind::Int64).int64_value(&[]) as usize;
+        let norms = self.threat.norm().per_example(&(x_adv - x)).nan_to_num(0.0, None, None);
+        self.over_eps += norms.gt(self.limit()).sum(Kind::Int64).int64_value(&[]) as usize;
+        if norms.numel() > 0 {
+            // Norms are >= 0 (NaN mapped to 0), so folding from 0 equals the maximum over all rows.
+            self.max_norm = self.max_norm.max(norms.max().double_value(&[]));
+        }
+        self.out_of_box += (x_adv.lt(0.0).logical_or(&x_adv.gt(1.0))).sum(Kind::Int64).int64_value(&[]) as usize;
+    }
+
+    /// Adds `rows` examples returned unchanged (x_adv = x, perturbation 0) that hold `nan` NaN entries
+    /// and `out_of_box` entries outside [0, 1]: what [`BoundsAccumulator::add`] counts for them.
+    pub fn add_unchanged(&mut self, rows: usize, nan: usize, out_of_box: usize) {
+        if rows == 0 {
+            return;
+        }
+        // A zero norm (x − x, or NaN − NaN mapped to 0) is over eps only for a negative limit,
+        // compared in f32 as the tensor comparison does.
+        if 0.0f32 > self.limit() as f32 {
+            self.over_eps += rows;
+        }
+        self.nan += nan;
+        self.out_of_box += out_of_box;
+    }
+
+    /// NaN entries of x_adv seen so far.
+    pub fn nan(&self) -> usize {
+        self.nan
+    }
+
+    /// The flag, if anything seen so far is out of bounds.
+    pub fn flag(&self) -> Option<Flag> {
+        let (over_eps, max_norm, out_of_box, nan) = (self.over_eps, self.max_norm, self.out_of_box, self.nan);
+        (over_eps + out_of_box + nan > 0).then_some(Flag::PerturbationOutOfBounds {
+            over_eps,
+            max_norm,
+            out_of_box,
+            nan,
+        })
+    }
+
+    fn limit(&self) -> f64 {
+        self.threat.eps() * (1.0 + NORM_SLACK) + 1e-7
+    }
 }
 
 /// Fraction of examples whose CE input gradient is all zero or NaN, at the clean points.
@@ -323,6 +384,39 @@ mod tests {
         assert!(matches!(f, Flag::PerturbationOutOfBounds { over_eps: 2, out_of_box: 0, nan: 0, .. }));
         let f = perturbation_bounds(&(&x + 0.5), &(&x + 0.55), &tm).unwrap();
         assert!(matches!(f, Flag::PerturbationOutOfBounds { over_eps: 0, out_of_box: 8, .. }));
+    }
+
+    #[test]
+    fn bounds_accumulated_over_batches_equal_one_call() {
+        tch::manual_seed(2);
+        let x = Tensor::rand([7, 1, 3, 3], (Kind::Float, Device::Cpu)) * 1.2 - 0.1;
+        let d = (Tensor::rand([7, 1, 3, 3], (Kind::Float, Device::Cpu)) - 0.5) * 0.25;
+        let x_adv = (&x + d).clamp(-0.05, 1.0);
+        let _ = x_adv.get(2).get(0).get(1).get(1).fill_(f64::NAN);
+        for tm in [ThreatModel::Linf { eps: 0.1 }, ThreatModel::L2 { eps: 0.2 }, ThreatModel::L1 { eps: 0.5 }] {
+            let whole = perturbation_bounds(&x, &x_adv, &tm);
+            assert!(whole.is_some());
+            let mut acc = BoundsAccumulator::new(tm);
+            for (s, l) in [(0, 3), (3, 1), (4, 3)] {
+                acc.add(&x.narrow(0, s, l), &x_adv.narrow(0, s, l));
+            }
+            assert_eq!(acc.flag(), whole, "{tm:?}");
+        }
+        // Unchanged rows count their NaN and out-of-box entries, never a perturbation.
+        let x = Tensor::full([2, 1, 2, 2], 0.5, (Kind::Float, Device::Cpu));
+        let tm = ThreatModel::Linf { eps: 0.1 };
+        let mut acc = BoundsAccumulator::new(tm);
+        acc.add_unchanged(5, 0, 0);
+        acc.add(&x, &(&x + 0.05));
+        assert_eq!(acc.flag(), None);
+        acc.add_unchanged(1, 2, 3);
+        let f = acc.flag();
+        assert!(
+            matches!(f, Some(Flag::PerturbationOutOfBounds { over_eps: 0, out_of_box: 3, nan: 2, max_norm })
+                if (max_norm - 0.05).abs() < 1e-6),
+            "{f:?}"
+        );
+        assert_eq!(acc.nan(), 2);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Robust evaluation behind `roli eval`: the runner, the report and eps sweeps (attack names: [`crate::spec`]).
 //!
-//! `evaluate` runs the clean pass, the integrity checks and the cascade of the chosen attack, and
+//! [`evaluate_examples`] streams the examples from an [`Examples`] source batch by batch, so memory
+//! is bounded by the batch size, not the split; [`evaluate`] and [`sweep`] are the in-memory wrappers
+//! and give the same report. It runs the clean pass, the integrity checks and the cascade of the chosen attack, and
 //! returns an [`EvalReport`] that serialises to the `results.json` contract (n, clean_accuracy,
 //! robust_accuracy, eps, norm, attack, examples[...]). Nothing is skipped silently: the report
 //! carries the example count, every stage with its cost in model passes, and all flags.
@@ -9,6 +11,7 @@ use crate::cascade::{self, CascadeOptions, CascadeState, ProgressEvent, StageRes
 use crate::checks::{self, Flag};
 use crate::model::{Counting, Model, PassCounts};
 use crate::presets::{AaVersion, Stage};
+use crate::source::{Examples, TensorExamples};
 use crate::stage_id::StageId;
 use crate::threat::{Norm, ThreatModel};
 use crate::AttackError;
@@ -119,6 +122,9 @@ pub struct EvalReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalState {
     /// Hash of everything that determines the result (attack, stages, threat, seed, batch, data).
+    /// The data enters as its labels, shape and pixel sum, the sum taken batch by batch as the data
+    /// streams: a state written before streaming evaluation may differ in the sum's last bits and
+    /// then be refused as "another configuration" (delete it and start over).
     pub fingerprint: String,
     /// Stage plan.
     pub stages: Vec<Stage>,
@@ -153,28 +159,99 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
+/// What one read of the data records, batch by batch: the fingerprint's inputs and, per row, what
+/// the sanity values and the bounds check need of the clean input (a row the cascade does not break
+/// is returned as its clean input). Bounded by the number of rows, not their size.
+struct DataSummary {
+    /// Sum of all pixels: each batch summed in f64, the batch sums added in row order.
+    x_sum: f64,
+    /// `[N, C, H, W]`.
+    shape: Vec<i64>,
+    labels: Vec<i64>,
+    row_min: Vec<f32>,
+    row_max: Vec<f32>,
+    row_nan: Vec<u32>,
+    row_out_of_box: Vec<u32>,
+    /// The first batch (rows `0..min(batch_size, N)`), for the pre-checks.
+    first: Option<(Tensor, Tensor)>,
+}
+
+impl DataSummary {
+    fn new(n: usize) -> Self {
+        Self {
+            x_sum: 0.0,
+            shape: Vec::new(),
+            labels: Vec::with_capacity(n),
+            row_min: Vec::with_capacity(n),
+            row_max: Vec::with_capacity(n),
+            row_nan: Vec::with_capacity(n),
+            row_out_of_box: Vec::with_capacity(n),
+            first: None,
+        }
+    }
+
+    fn add(&mut self, n: usize, x: &Tensor, y: &Tensor) -> Result<(), AttackError> {
+        let _g = tch::no_grad_guard();
+        let torch = |source| AttackError::Torch { context: "summarising a batch", source };
+        if self.first.is_none() {
+            self.shape = x.size();
+            self.shape[0] = n as i64;
+            self.first = Some((x.shallow_clone(), y.shallow_clone()));
+        }
+        self.x_sum += x.sum(Kind::Double).double_value(&[]);
+        let cpu = tch::Device::Cpu;
+        self.labels.extend(Vec::<i64>::try_from(&y.to_device(cpu)).map_err(torch)?);
+        let rows = x.reshape([x.size()[0], -1]);
+        self.row_min.extend(Vec::<f32>::try_from(&rows.amin([1i64], false).to_device(cpu)).map_err(torch)?);
+        self.row_max.extend(Vec::<f32>::try_from(&rows.amax([1i64], false).to_device(cpu)).map_err(torch)?);
+        let count = |mask: Tensor| -> Result<Vec<u32>, AttackError> {
+            let c = mask.sum_dim_intlist(&[1i64][..], false, Kind::Int64).to_device(cpu);
+            Ok(Vec::<i64>::try_from(&c).map_err(torch)?.into_iter().map(|v| v as u32).collect())
+        };
+        self.row_nan.extend(count(rows.isnan())?);
+        self.row_out_of_box.extend(count(rows.lt(0.0).logical_or(&rows.gt(1.0)))?);
+        Ok(())
+    }
+}
+
 fn fingerprint(
     spec: &AttackSpec,
     stages: &[Stage],
     opts: &EvalOptions<'_>,
     indices: &[usize],
-    labels: &[i64],
-    x: &Tensor,
+    data: &DataSummary,
 ) -> String {
-    let xsum = x.sum(Kind::Double).double_value(&[]);
     let key = serde_json::json!({
         "attack": spec.to_string(), "stages": stages, "threat": opts.threat, "seed": opts.seed,
-        "batch_size": opts.batch_size, "indices": indices, "labels": labels, "x_sum": xsum,
-        "x_shape": x.size(), "crate": env!("CARGO_PKG_VERSION"),
+        "batch_size": opts.batch_size, "indices": indices, "labels": data.labels, "x_sum": data.x_sum,
+        "x_shape": data.shape, "crate": env!("CARGO_PKG_VERSION"),
     });
     format!("{:016x}", fnv1a(key.to_string().as_bytes()))
+}
+
+/// Smallest/largest of two values, NaN if either is (as `Tensor::min`/`max` over both would be).
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 fn n_classes(model: &dyn Model, x: &Tensor) -> i64 {
     tch::no_grad(|| model.logits(&x.narrow(0, 0, 1))).size()[1]
 }
 
-/// Evaluates `model` on `(x, y)` under `spec`. `x`: `[N, C, H, W]` f32 in [0, 1]; `y`: `[N]` int64.
+/// Evaluates `model` on the in-memory split `(x, y)` under `spec`. `x`: `[N, C, H, W]` f32 in
+/// [0, 1]; `y`: `[N]` int64. The same as [`evaluate_examples`] on [`TensorExamples`].
 pub fn evaluate(
     model: &dyn Model,
     x: &Tensor,
@@ -183,10 +260,31 @@ pub fn evaluate(
     opts: &EvalOptions<'_>,
 ) -> Result<EvalReport, AttackError> {
     crate::attack::check_inputs(x, y)?;
+    evaluate_examples(model, &TensorExamples::new(x, y), spec, opts)
+}
+
+/// Evaluates `model` on the examples of `data` under `spec`, holding at most a few batches of
+/// `opts.batch_size` examples at a time (plus per-example bookkeeping).
+///
+/// One read of the data in order does the clean pass and records what the fingerprint and the final
+/// sanity values need; the pre-checks run on the first batch; each stage then fetches its
+/// still-robust rows chunk by chunk. The per-example records are those of the whole split in one
+/// tensor. With `opts.state_path` set to an existing state, the data is read once without the model
+/// to check the state's fingerprint (its `x_sum` is summed batch by batch, so a state written by a
+/// roli before streaming evaluation may be refused as "another configuration": delete it).
+pub fn evaluate_examples(
+    model: &dyn Model,
+    data: &dyn Examples,
+    spec: &AttackSpec,
+    opts: &EvalOptions<'_>,
+) -> Result<EvalReport, AttackError> {
     let t0 = Instant::now();
-    let n = x.size()[0] as usize;
+    let n = data.len();
     if n == 0 {
         return Err(AttackError::BadInput { what: "x", detail: "no examples to evaluate".into() });
+    }
+    if opts.batch_size == 0 {
+        return Err(AttackError::BadConfig("batch size must be >= 1".into()));
     }
     let indices: Vec<usize> = match opts.indices {
         Some(ix) if ix.len() != n => {
@@ -198,43 +296,56 @@ pub fn evaluate(
         Some(ix) => ix.to_vec(),
         None => (0..n).collect(),
     };
-    let x = x.detach();
-    let labels: Vec<i64> = Vec::try_from(&y.to_device(tch::Device::Cpu).view([-1]))
-        .map_err(|source| AttackError::Torch { context: "reading labels", source })?;
     let stages = spec.stages(opts.threat.norm())?;
     for s in &stages {
         s.build(opts.threat)?; // refuse unsupported norms before any work
     }
     let counting = Counting::new(model);
-    let fp = fingerprint(spec, &stages, opts, &indices, &labels, &x);
+    let notify = |e: ProgressEvent| {
+        if let Some(p) = opts.progress {
+            p(&e)
+        }
+    };
 
-    // Resume or start.
-    let mut resumed = None;
-    if let Some(p) = &opts.state_path {
-        if p.exists() {
-            let st = EvalState::load(p)?;
+    // Resume (after reading the data once to check the fingerprint) or start with the clean pass.
+    let previous = match &opts.state_path {
+        Some(p) if p.exists() => Some((p, EvalState::load(p)?)),
+        _ => None,
+    };
+    let mut summary = DataSummary::new(n);
+    let (mut state, mut flags, fp) = match previous {
+        Some((path, st)) => {
+            crate::source::for_each_batch(data, opts.batch_size, |_, x, y| {
+                summary.add(n, x, y)?;
+                notify(ProgressEvent::ResumeCheckBatch { done: summary.labels.len(), n });
+                Ok(())
+            })?;
+            let fp = fingerprint(spec, &stages, opts, &indices, &summary);
             if st.fingerprint != fp {
                 return Err(AttackError::State {
-                    path: p.clone(),
+                    path: path.clone(),
                     detail: format!("was written for another configuration (fingerprint {} != {fp}); use another --out or delete it", st.fingerprint),
                 });
             }
-            resumed = Some(st);
+            (st.cascade, st.flags, fp)
         }
-    }
-    let (mut state, mut flags) = match resumed {
-        Some(st) => (st.cascade, st.flags),
         None => {
-            let state = cascade::clean_pass(&counting, &x, y, opts.batch_size);
-            let flags =
-                if opts.run_checks { pre_checks(&counting, &x, y, spec, &stages, &state, opts)? } else { Vec::new() };
-            (state, flags)
+            let state =
+                cascade::clean_pass_examples(&counting, data, opts.batch_size, opts.progress, &mut |_, x, y| {
+                    summary.add(n, x, y)
+                })?;
+            let fp = fingerprint(spec, &stages, opts, &indices, &summary);
+            let flags = if opts.run_checks {
+                pre_checks(&counting, data, &summary, spec, &stages, &state, opts)?
+            } else {
+                Vec::new()
+            };
+            (state, flags, fp)
         }
     };
+    summary.first = None;
     let resumed_stages = state.stages.len();
-    if let Some(p) = opts.progress {
-        p(&ProgressEvent::Clean { n, correct: state.clean_correct.iter().filter(|&&c| c).count() });
-    }
+    notify(ProgressEvent::Clean { n, correct: state.clean_correct.iter().filter(|&&c| c).count() });
     let save = |st: &CascadeState, flags: &[Flag]| -> Result<(), AttackError> {
         if let Some(p) = &opts.state_path {
             EvalState { fingerprint: fp.clone(), stages: stages.clone(), flags: flags.to_vec(), cascade: st.clone() }
@@ -251,19 +362,36 @@ pub fn evaluate(
         progress: opts.progress,
         on_checkpoint: Some(&checkpoint),
     };
-    let x_adv = cascade::run(&counting, &x, y, opts.threat, &stages, &mut state, &copts)?;
+    // x_adv is this run's adversarial input for the points it breaks and the clean input elsewhere;
+    // its sanity values and bounds are accumulated batch by batch instead of kept.
+    let mut bounds = checks::BoundsAccumulator::new(opts.threat);
+    let mut broken_now = vec![false; n];
+    let (mut min_value, mut max_value) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut on_broken = |rows: &[usize], x: &Tensor, x_adv: &Tensor| {
+        bounds.add(x, x_adv);
+        min_value = nan_min(min_value, x_adv.min().double_value(&[]));
+        max_value = nan_max(max_value, x_adv.max().double_value(&[]));
+        for &i in rows {
+            broken_now[i] = true;
+        }
+        Ok(())
+    };
+    cascade::run_examples(&counting, data, opts.threat, &stages, &mut state, &copts, &mut on_broken)?;
+    let (mut unchanged, mut nan, mut out_of_box) = (0usize, 0usize, 0usize);
+    for i in (0..n).filter(|&i| !broken_now[i]) {
+        unchanged += 1;
+        nan += summary.row_nan[i] as usize;
+        out_of_box += summary.row_out_of_box[i] as usize;
+        min_value = nan_min(min_value, summary.row_min[i] as f64);
+        max_value = nan_max(max_value, summary.row_max[i] as f64);
+    }
+    bounds.add_unchanged(unchanged, nan, out_of_box);
 
     // Post checks: bounds of this run's x_adv, and Square vs the white-box stages.
-    let nan = x_adv.isnan().sum(Kind::Int64).int64_value(&[]) as usize;
     let max_pert = state.perturbation_norm.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
-    let sanity = Sanity {
-        max_perturbation: max_pert,
-        nan,
-        min_value: x_adv.min().double_value(&[]),
-        max_value: x_adv.max().double_value(&[]),
-    };
+    let sanity = Sanity { max_perturbation: max_pert, nan: bounds.nan(), min_value, max_value };
     if opts.run_checks {
-        flags.extend(checks::perturbation_bounds(&x, &x_adv, &opts.threat));
+        flags.extend(bounds.flag());
         if max_pert > opts.threat.eps() * (1.0 + checks::NORM_SLACK) + 1e-7
             && !flags.iter().any(|f| matches!(f, Flag::PerturbationOutOfBounds { .. }))
         {
@@ -279,7 +407,7 @@ pub fn evaluate(
     let examples = (0..n)
         .map(|i| ExampleRecord {
             index: indices[i],
-            label: labels[i],
+            label: summary.labels[i],
             clean_correct: state.clean_correct[i],
             robust: state.robust[i],
             broken_by: state.broken_by[i],
@@ -307,33 +435,30 @@ pub fn evaluate(
     })
 }
 
-/// Checks run before attacking, on the first batch.
+/// Checks run before attacking, on the first batch (and the first `batch_size` clean-correct points).
 fn pre_checks(
     model: &Counting<'_>,
-    x: &Tensor,
-    y: &Tensor,
+    data: &dyn Examples,
+    summary: &DataSummary,
     spec: &AttackSpec,
     stages: &[Stage],
     state: &CascadeState,
     opts: &EvalOptions<'_>,
 ) -> Result<Vec<Flag>, AttackError> {
     let mut flags = Vec::new();
-    let n = x.size()[0];
-    let b = (opts.batch_size as i64).min(n);
-    let xb = x.narrow(0, 0, b);
-    let yb = y.narrow(0, 0, b);
+    let (xb, yb) = summary.first.as_ref().expect("the clean pass read a first batch");
     if !matches!(spec, AttackSpec::AutoAttack(AaVersion::Rand)) {
-        flags.extend(checks::randomized(model, &xb, &yb, 5));
+        flags.extend(checks::randomized(model, xb, yb, 5));
     }
-    flags.extend(checks::softmax_output(&tch::no_grad(|| model.logits(&xb))));
+    flags.extend(checks::softmax_output(&tch::no_grad(|| model.logits(xb))));
     // Zero gradients at clean, correctly classified points (those the attacks will work on).
-    let correct: Vec<i64> =
-        (0..n as usize).filter(|&i| state.clean_correct[i]).take(opts.batch_size).map(|i| i as i64).collect();
+    let correct: Vec<usize> =
+        (0..state.clean_correct.len()).filter(|&i| state.clean_correct[i]).take(opts.batch_size).collect();
     if !stages.is_empty() && !correct.is_empty() && stages.iter().any(|s| s.id().is_white_box()) {
-        let idx = Tensor::from_slice(&correct).to_device(x.device());
-        flags.extend(checks::zero_gradients(model, &x.index_select(0, &idx), &y.index_select(0, &idx))?);
+        let (xc, yc) = crate::source::fetch(data, &correct, Some(&summary.shape))?;
+        flags.extend(checks::zero_gradients(model, &xc, &yc)?);
     }
-    let k = n_classes(model, x) as usize;
+    let k = n_classes(model, xb) as usize;
     for s in stages {
         match *s {
             Stage::ApgdT { targets, .. } | Stage::FabT { targets, .. } => {
@@ -355,11 +480,25 @@ pub struct Sweep {
     pub flags: Vec<Flag>,
 }
 
-/// Runs [`evaluate`] for each eps in `eps_list` (same norm, seed and batch size as `opts`).
+/// Runs [`evaluate`] for each eps in `eps_list` (same norm, seed and batch size as `opts`) on the
+/// in-memory split `(x, y)`; see [`sweep_examples`].
 pub fn sweep(
     model: &dyn Model,
     x: &Tensor,
     y: &Tensor,
+    spec: &AttackSpec,
+    eps_list: &[f64],
+    opts: &EvalOptions<'_>,
+) -> Result<Sweep, AttackError> {
+    crate::attack::check_inputs(x, y)?;
+    sweep_examples(model, &TensorExamples::new(x, y), spec, eps_list, opts)
+}
+
+/// Runs [`evaluate_examples`] for each eps in `eps_list` (same norm, seed and batch size as `opts`;
+/// no state file), reading `data` anew for each.
+pub fn sweep_examples(
+    model: &dyn Model,
+    data: &dyn Examples,
     spec: &AttackSpec,
     eps_list: &[f64],
     opts: &EvalOptions<'_>,
@@ -375,7 +514,7 @@ pub fn sweep(
             state_path: None,
             progress: opts.progress,
         };
-        reports.push(evaluate(model, x, y, spec, &o)?);
+        reports.push(evaluate_examples(model, data, spec, &o)?);
     }
     let curve: Vec<(f64, f64)> = reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect();
     let mut flags: Vec<Flag> = checks::monotone_in_eps(&curve).into_iter().collect();

@@ -6,6 +6,7 @@
 //! - `restarts`: the restart loop over still-robust points shared by the four attacks.
 //! - [`presets`]: AutoAttack `standard` / `plus` / `rand` as `const` tables; builds the attacks.
 //! - [`spec`]: the table of attack names ([`ATTACKS`]) behind `--attack` parsing, help and [`ATTACK_NAMES`].
+//! - [`source`]: where an evaluation's examples come from ([`Examples`]), batch by batch.
 //! - [`cascade`]: the AutoAttack protocol with per-example bookkeeping.
 //! - [`checks`]: evaluation-integrity checks returning typed [`Flag`]s (see `FLAGS.md`).
 //! - [`eval`]: the runner behind `roli eval` and its `results.json` report.
@@ -27,6 +28,7 @@ pub mod pgd;
 pub mod presets;
 mod restarts;
 mod rng;
+pub mod source;
 pub mod spec;
 pub mod square;
 pub mod stage_id;
@@ -35,14 +37,17 @@ pub mod threat;
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss};
 pub use attack::Attack;
 pub use cascade::{CascadeState, ProgressEvent, StageResult};
-pub use checks::Flag;
+pub use checks::{BoundsAccumulator, Flag};
 pub use error::AttackError;
-pub use eval::{evaluate, sweep, EvalOptions, EvalReport, EvalState, ExampleRecord, Sweep};
+pub use eval::{
+    evaluate, evaluate_examples, sweep, sweep_examples, EvalOptions, EvalReport, EvalState, ExampleRecord, Sweep,
+};
 pub use fab::{Fab, FabConfig};
 pub use loss::LossKind;
 pub use model::{Counting, Model, PassCounts};
 pub use pgd::{BestIterate, Pgd, PgdConfig, StepSize};
 pub use presets::{AaVersion, Stage};
+pub use source::{Examples, FnExamples, TensorExamples};
 pub use spec::{attack_help, AttackSpec, NamedAttack, ATTACKS, ATTACK_NAMES};
 pub use square::{Square, SquareConfig};
 pub use stage_id::StageId;

@@ -2,6 +2,12 @@
 //!
 //! A leaf module (tch only), so that `threat` can draw its random starts without importing
 //! `attack`. All draws go through libtorch's global CPU generator, as the reference code does.
+//!
+//! Device: noise is drawn on the CPU and then moved to the device of the attacked batch, on purpose:
+//! a seed then gives the same numbers, and so the same per-example results, on CPU and CUDA (the
+//! CUDA generator draws a different stream). These are the only tensors roli-attacks creates off
+//! the batch's device; everything else is created on `x.device()`. Square's window positions and
+//! coin flips are also drawn on the CPU, but read on the host (they are offsets and shapes).
 
 use tch::{Device, Kind, Tensor};
 
