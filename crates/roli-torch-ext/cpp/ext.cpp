@@ -84,6 +84,31 @@ void give(std::vector<at::Tensor>&& ts, at::Tensor** out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = new at::Tensor(std::move(ts[i]));
 }
 
+// The CPU fused kernels walk raw memory over `numel` elements with the parameter's dtype and check
+// nothing; refuse what they would silently get wrong (the CUDA ones check for themselves).
+void check_like_params(const char* what, const std::vector<at::Tensor>& params,
+                       const std::vector<at::Tensor>& others) {
+  TORCH_CHECK(others.size() == params.size(), what, ": ", others.size(), " tensors for ",
+              params.size(), " parameters");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
+    const auto& o = others[i];
+    TORCH_CHECK(o.device() == p.device() && o.scalar_type() == p.scalar_type(), what, " ", i,
+                ": ", o.scalar_type(), " on ", o.device(), ", its parameter ", p.scalar_type(),
+                " on ", p.device());
+    TORCH_CHECK(o.sizes() == p.sizes() && o.strides() == p.strides(), what, " ", i,
+                ": shape/strides ", o.sizes(), "/", o.strides(), " differ from its parameter's ",
+                p.sizes(), "/", p.strides());
+  }
+}
+
+void check_dense(const std::vector<at::Tensor>& params) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    TORCH_CHECK(params[i].is_non_overlapping_and_dense(), "parameter ", i,
+                " is not dense (overlapping or with gaps)");
+  }
+}
+
 // Device statistics need an accelerator with that index; CPU-only processes have none.
 bool accelerator_index(int index, c10::DeviceType* type) {
   auto acc = at::accelerator::getAccelerator(false);
@@ -249,8 +274,14 @@ int roli_ext_fused_sgd_(const at::Tensor* const* params, const at::Tensor* const
                         double momentum, double lr, double dampening, bool nesterov, bool maximize,
                         bool is_first_step, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
-    at::_fused_sgd_(list(params, n), list(grads, n), list(bufs, n_bufs), weight_decay, momentum, lr,
-                    dampening, nesterov, maximize, is_first_step);
+    auto p = list(params, n);
+    auto g = list(grads, n);
+    auto b = list(bufs, n_bufs);
+    check_dense(p);
+    check_like_params("gradient", p, g);
+    if (momentum != 0.0) check_like_params("momentum buffer", p, b);
+    at::_fused_sgd_(p, g, b, weight_decay, momentum, lr, dampening, nesterov, maximize,
+                    is_first_step);
   });
 }
 
@@ -260,9 +291,16 @@ int roli_ext_fused_adamw_(const at::Tensor* const* params, const at::Tensor* con
                           double beta2, double weight_decay, double eps, char* err,
                           size_t err_len) {
   return guarded(err, err_len, [&] {
-    at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n), {},
-                      list(steps, n), lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
-                      /*maximize=*/false);
+    auto p = list(params, n);
+    auto g = list(grads, n);
+    auto m = list(exp_avgs, n);
+    auto v = list(exp_avg_sqs, n);
+    check_dense(p);
+    check_like_params("gradient", p, g);
+    check_like_params("exp_avg", p, m);
+    check_like_params("exp_avg_sq", p, v);
+    at::_fused_adamw_(p, g, m, v, {}, list(steps, n), lr, beta1, beta2, weight_decay, eps,
+                      /*amsgrad=*/false, /*maximize=*/false);
   });
 }
 

@@ -27,8 +27,11 @@ fn check_len(call: &'static str, what: &str, expected: usize, got: usize) -> Res
 /// contents are then ignored and overwritten), else `buf = momentum·buf + d`, and `d = buf`;
 /// finally `p −= lr·d`. With `momentum == 0`, `momentum_buffers` must be empty.
 ///
-/// Agrees with the same update written as separate ops to rounding, not bit for bit: the CPU kernel
-/// fuses `p·wd + g` into one fused multiply-add, the CUDA kernel computes in double internally.
+/// Agrees with the same update written as separate ops to rounding, not bit for bit: the CPU kernel's
+/// multiply-adds may be compiled into fused multiply-adds, the CUDA kernel multiplies by the
+/// double-precision constants in double. The CPU kernel walks raw memory and checks nothing, so
+/// this wrapper refuses parameters that are not dense and gradients/buffers whose dtype, device,
+/// shape or strides differ from their parameter's.
 pub fn fused_sgd_<P: Borrow<Tensor>, G: Borrow<Tensor>, B: Borrow<Tensor>>(
     params: &[P],
     grads: &[G],
@@ -73,7 +76,8 @@ pub fn fused_sgd_<P: Borrow<Tensor>, G: Borrow<Tensor>, B: Borrow<Tensor>>(
 /// `at::_fused_adamw_` with PyTorch's AdamW semantics (not roli's HuggingFace AdamW): `p *= 1 −
 /// lr·wd` first, then `m`, `v` updated, `p −= lr/bc1 · m / (√v/√bc2 + eps)` with `bc_i = 1 − β_iᵗ`.
 /// `steps` are one-element float tensors (on the parameters' device) holding `t` for this update —
-/// already incremented, as `torch.optim.AdamW` does before calling the kernel.
+/// already incremented, as `torch.optim.AdamW` does before calling the kernel. Layout checks as
+/// for [`fused_sgd_`].
 #[allow(clippy::too_many_arguments)]
 pub fn fused_adamw_<P: Borrow<Tensor>, G: Borrow<Tensor>, S: Borrow<Tensor>, T: Borrow<Tensor>>(
     params: &[P],

@@ -235,3 +235,33 @@ fn fused_adamw_is_pytorch_adamw() {
     assert!(max_abs_diff(&m, &m1) < 1e-7 && max_abs_diff(&v, &v1) < 1e-7);
     assert!(max_abs_diff(&p, &expect) < 1e-6, "{}", max_abs_diff(&p, &expect));
 }
+
+#[test]
+fn fused_kernels_refuse_what_the_cpu_kernel_would_get_wrong() {
+    let p = seeded(&[3, 4], 9);
+    let g_transposed = seeded(&[4, 3], 10).transpose(0, 1);
+    let e = fused_sgd_(&[&p], &[&g_transposed], &[&p.zeros_like()], 0.1, 0.9, 0.0, true).unwrap_err();
+    assert!(e.message.contains("strides"), "{e}");
+    let g_double = seeded(&[3, 4], 10).to_kind(Kind::Double);
+    let e = fused_sgd_(&[&p], &[&g_double], &[] as &[Tensor], 0.1, 0.0, 0.0, false).unwrap_err();
+    assert!(e.message.contains("Double"), "{e}");
+    let short = seeded(&[5], 11);
+    let e = fused_sgd_(&[&p], &[&g_transposed.contiguous()], &[&short], 0.1, 0.9, 0.0, false).unwrap_err();
+    assert!(e.message.contains("momentum buffer"), "{e}");
+    let every_other = seeded(&[3, 8], 12).slice(1, 0, 8, 2);
+    let e =
+        fused_sgd_(&[&every_other], &[&every_other.contiguous()], &[] as &[Tensor], 0.1, 0.0, 0.0, false).unwrap_err();
+    assert!(e.message.contains("not dense"), "{e}");
+}
+
+#[test]
+fn fused_sgd_handles_dense_non_contiguous_parameters() {
+    // A transposed parameter and a gradient with the same layout: elementwise over raw memory is right.
+    let p0 = seeded(&[4, 3], 13).transpose(0, 1);
+    let g = seeded(&[4, 3], 14).transpose(0, 1);
+    let p = p0.copy();
+    let p = p.transpose(0, 1).contiguous().transpose(0, 1); // same layout as p0
+    assert_eq!(p.stride(), g.stride());
+    fused_sgd_(&[&p], &[&g], &[] as &[Tensor], 0.5, 0.0, 0.1, false).unwrap();
+    assert!(max_abs_diff(&p, &(&p0 - (&g + &p0 * 0.1) * 0.5)) < 1e-6);
+}
