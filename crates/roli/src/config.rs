@@ -11,6 +11,7 @@ use crate::peft::vpt::PromptConfig;
 use crate::peft::Method;
 use crate::precision::Precision;
 pub use crate::stage::{init_label, run_key, Init, StageKind};
+use crate::train::optim::OptimImplChoice;
 use anyhow::{bail, Context};
 use roli_attacks::threat::Norm;
 use roli_attacks::AaVersion;
@@ -208,6 +209,11 @@ pub struct TrainConfig {
     /// training attack and validation.
     #[serde(default)]
     pub precision: Precision,
+    /// The optimisers' implementation: `auto` (fused on a GPU, reference on the CPU),
+    /// `reference` (one small kernel sequence per parameter) or `fused` (multi-tensor kernels;
+    /// SGD within one float32 ulp per step of the reference, AdamW bit-identical on CPU).
+    #[serde(default)]
+    pub optimizer_impl: OptimImplChoice,
 }
 
 /// Final evaluation.
@@ -494,11 +500,15 @@ pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// Do two resolved configs describe the same run? The title (`name`) and the device may differ
-/// (a run resumes on another device); unreadable text never matches.
+/// Do two resolved configs describe the same run? The title (`name`), the device and the
+/// optimiser implementation may differ (a run resumes on another device); unreadable text never
+/// matches.
 pub fn same_settings(old: &str, new: &str) -> bool {
     match (toml::from_str::<RunConfig>(old), toml::from_str::<RunConfig>(new)) {
-        (Ok(a), Ok(b)) => RunConfig { name: b.name.clone(), device: b.device, ..a } == b,
+        (Ok(a), Ok(b)) => {
+            let train = TrainConfig { optimizer_impl: b.train.optimizer_impl, ..a.train.clone() };
+            RunConfig { name: b.name.clone(), device: b.device, train, ..a } == b
+        }
         _ => false,
     }
 }

@@ -78,6 +78,10 @@ pub struct DeviceInfo {
     pub threads: i32,
     /// What `--device auto` picks here.
     pub auto: String,
+    /// CUDA runtime and cuDNN versions libtorch was built with (None without CUDA).
+    pub cuda: Option<String>,
+    /// Global fp32 matmul precision now (`Highest` = strict fp32).
+    pub matmul_precision: String,
 }
 
 /// Reads [`DeviceInfo`] from libtorch.
@@ -89,6 +93,10 @@ pub fn info() -> DeviceInfo {
         cudnn_available: n > 0 && tch::Cuda::cudnn_is_available(),
         threads: tch::get_num_threads(),
         auto: name(resolve_with(DeviceChoice::Auto, n).unwrap_or(Device::Cpu)),
+        cuda: roli_torch_ext::cuda_versions().ok().flatten().map(|v| v.to_string()),
+        matmul_precision: roli_torch_ext::float32_matmul_precision()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|e| format!("unknown ({e})")),
     }
 }
 

@@ -153,6 +153,7 @@ pub fn stage_plan(plan: &StudyPlan, spec: &StageSpec, built: &Built, label: &str
         eps_warmup_epochs: plan.threat.eps_warmup_epochs,
         precision: plan.train_precision,
         device: built.vs.device(),
+        optim_impl: plan.optimizer_impl.resolve(built.vs.device()),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::device::DeviceChoice;
 use crate::peft::{self, Method};
 use crate::precision::Precision;
 use crate::seed::derive_seed;
-use crate::train::optim::OptimizerKind;
+use crate::train::optim::{OptimImplChoice, OptimizerKind};
 use crate::train::schedule::scaled_lr;
 use roli_attacks::pgd::{BestIterate, PgdConfig, StepSize};
 use roli_attacks::threat::ThreatModel;
@@ -32,6 +32,8 @@ pub struct StudyPlan {
     pub stages: Vec<StageSpec>,
     /// Precision of every training stage.
     pub train_precision: Precision,
+    /// Implementation of every stage's optimiser (resolved per device).
+    pub optimizer_impl: OptimImplChoice,
     pub eval: EvalPlan,
     /// The config with every default written out (`config.resolved.toml`).
     #[serde(skip)]
@@ -295,6 +297,7 @@ impl StudyPlan {
             },
             stages,
             train_precision: cfg.train.precision,
+            optimizer_impl: cfg.train.optimizer_impl,
             eval: EvalPlan {
                 threat,
                 attacks,

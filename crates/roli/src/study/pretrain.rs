@@ -108,7 +108,7 @@ impl PretrainSpec {
             name: format!("pretrain {} on {}", self.preset, self.data),
             seed: self.seed,
             device: self.device,
-            train: TrainConfig { precision: self.precision },
+            train: TrainConfig { precision: self.precision, ..TrainConfig::default() },
             data: DataConfig {
                 name: self.data.clone(),
                 train_percent: 90,

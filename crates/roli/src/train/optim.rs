@@ -78,6 +78,27 @@ pub enum OptimImpl {
     Fused,
 }
 
+/// `train.optimizer_impl`: an implementation, or `auto` — fused on a GPU (where one kernel per
+/// parameter costs launch latency), the reference on the CPU (bit-identical to earlier runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimImplChoice {
+    #[default]
+    Auto,
+    Reference,
+    Fused,
+}
+
+impl OptimImplChoice {
+    /// The implementation used on `device`.
+    pub fn resolve(self, device: tch::Device) -> OptimImpl {
+        match (self, device) {
+            (OptimImplChoice::Reference, _) | (OptimImplChoice::Auto, tch::Device::Cpu) => OptimImpl::Reference,
+            _ => OptimImpl::Fused,
+        }
+    }
+}
+
 impl std::fmt::Display for OptimImpl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

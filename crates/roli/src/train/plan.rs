@@ -1,7 +1,7 @@
 //! What a stage is asked to do ([`StagePlan`]), what it has done so far ([`StageState`], saved as
 //! `state.json` after every epoch), and what it returns ([`StageOutcome`]).
 use super::audit::Trainability;
-use super::optim::OptimizerKind;
+use super::optim::{OptimImpl, OptimizerKind};
 use super::schedule::Schedule;
 use crate::precision::Precision;
 use roli_attacks::pgd::PgdConfig;
@@ -49,6 +49,9 @@ pub struct StagePlan {
     /// Where the stage runs. Not part of the fingerprint: a stage resumes on another device.
     #[serde(skip, default = "cpu")]
     pub device: Device,
+    /// How the optimiser computes its update (same state either way; not in the fingerprint).
+    #[serde(skip, default)]
+    pub optim_impl: OptimImpl,
 }
 
 fn cpu() -> Device {
@@ -163,6 +166,7 @@ pub(crate) fn test_plan() -> StagePlan {
         eps_warmup_epochs: 0,
         precision: Precision::Fp32,
         device: Device::Cpu,
+        optim_impl: OptimImpl::Reference,
     }
 }
 

@@ -71,6 +71,7 @@ fn optimizer_for(plan: &StagePlan, params: &[(String, Tensor)]) -> Optimizer {
         plan.lr,
         &plan.head_bias,
     )
+    .with_impl(plan.optim_impl)
 }
 
 /// Trainability check after the first epoch that could move anything (epoch 0 may run at LR 0);

@@ -103,7 +103,7 @@ impl Trainer<'_> {
         if let Some(audit) = audit {
             audit.record(&self.params);
         }
-        opt.step();
+        opt.try_step()?;
         Ok(reading)
     }
 
