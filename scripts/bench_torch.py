@@ -239,17 +239,20 @@ def main():
         if cuda:
             torch.cuda.synchronize(device)
 
-    aa_pkg = None
+    aa_pkg, aa_missing = None, None
     try:
         import autoattack as aa_pkg  # the official package (`pip install git+…/auto-attack`)
         from autoattack.autopgd_base import APGDAttack, APGDAttack_targeted
         from autoattack.fab_pt import FABAttack_PT
         from autoattack.square import SquareAttack
     except ImportError:
-        import pyautoattack as aa_pkg  # the same code as published on PyPI (pyautoattack 0.2.0)
-        from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
-        from pyautoattack.fab_pt import FABAttack_PT
-        from pyautoattack.square import SquareAttack
+        try:
+            import pyautoattack as aa_pkg  # the same code as published on PyPI (pyautoattack 0.2.0)
+            from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+            from pyautoattack.fab_pt import FABAttack_PT
+            from pyautoattack.square import SquareAttack
+        except ImportError as e:
+            aa_missing = f"neither autoattack nor pyautoattack is importable ({e})"
 
     out = {
         "versions": {
@@ -351,6 +354,9 @@ def main():
     aa_n = x_aa.shape[0]
     for name in ["apgd-ce", "apgd-t", "fab-t", "square"]:
         if name not in items:
+            continue
+        if aa_missing:
+            out["errors"][name] = aa_missing
             continue
         cm = Counted(fwd(full))
         dev = device

@@ -449,7 +449,8 @@ struct RoliSide {
     timings: Vec<(String, i64, Result<SideTiming, String>)>,
 }
 
-/// Runs the benchmark: roli's side, then (unless disabled) the PyTorch side on the same files.
+/// Runs the benchmark: writes the models and data, runs the PyTorch side on them (unless
+/// disabled), then times roli's side.
 pub fn run(req: &BenchRequest) -> anyhow::Result<BenchReport> {
     if req.iters == 0 || req.batch < 1 || req.aa_n < 1 || req.aa_iters == 0 || req.classes < 4 {
         bail!("roli bench needs --iters ≥ 1, --batch ≥ 1, --aa-n ≥ 1, --aa-iters ≥ 1 and --classes ≥ 4 (APGD-T's targeted DLR loss needs 4)");
@@ -486,17 +487,33 @@ pub fn run(req: &BenchRequest) -> anyhow::Result<BenchReport> {
     };
     let tmp = TempDir::new()?;
     let has_blocks = matches!(desc.arch, ArchConfig::Vit(_) | ArchConfig::Swin(_));
-    let roli = roli_side(req, &settings, has_blocks, &tmp.0)?;
-
+    let prepared = prepare(req, &settings, has_blocks, &tmp.0)?;
+    // The PyTorch side runs while roli only holds its models and data: neither process keeps a
+    // cache of device memory from its timed work while the other one runs.
     let (torch, torch_out) = if req.torch {
         torch_side(req, &settings, &twin, has_blocks, &tmp.0)
     } else {
         (TorchReport::missing("disabled", Some("--no-torch".into()), None), None)
     };
+    let roli = roli_side(req, &settings, prepared)?;
     Ok(assemble(settings, roli, torch, torch_out.as_ref()))
 }
 
-fn roli_side(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> anyhow::Result<RoliSide> {
+/// roli's models and data on the device, after writing what the PyTorch side reads.
+struct Prepared {
+    full: zoo::Built,
+    lora: Option<zoo::Built>,
+    x: Tensor,
+    y: Tensor,
+    x_aa: Tensor,
+    /// The model's clean predictions: the labels of the AA set and of PGD-10.
+    y_aa: Tensor,
+    y_eval: Tensor,
+}
+
+/// Builds the plain and the LoRA model (random weights, seeded), draws the data, takes the
+/// labels, and writes weights (timm names) and batch for the PyTorch side into `dir`.
+fn prepare(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> anyhow::Result<Prepared> {
     let dev = req.device;
     let source = BackboneSource::Preset { preset: req.preset.clone(), weights: None, layout: SourceLayout::Native };
     let opts = BuildOptions {
@@ -530,15 +547,15 @@ fn roli_side(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> 
     let x_aa = Tensor::rand([req.aa_n, s.channels, s.image_size, s.image_size], cpu);
     let (xd, yd, x_aad) = (x.to_device(dev), y.to_device(dev), x_aa.to_device(dev));
 
-    let model = &built.model;
     trainable_only(&built.vs, &[]);
-    let prec = req.precision;
-    let full_eval = eval_model(model, prec, dev);
-    let (logits_aa, y_aa, y_eval) = tch::no_grad(|| {
-        let l = full_eval(&x_aad);
-        let ya = l.argmax(1, false);
-        (l, ya, full_eval(&xd).argmax(1, false))
-    });
+    let (logits_aa, y_aa, y_eval) = {
+        let full_eval = eval_model(&built.model, req.precision, dev);
+        tch::no_grad(|| {
+            let l = full_eval(&x_aad);
+            let ya = l.argmax(1, false);
+            (l, ya, full_eval(&xd).argmax(1, false))
+        })
+    };
     artifacts::save_tensors(
         &dir.join("batch.safetensors"),
         &[
@@ -549,7 +566,14 @@ fn roli_side(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> 
             ("logits_aa".into(), logits_aa),
         ],
     )?;
+    Ok(Prepared { full: built, lora: lora_built, x: xd, y: yd, x_aa: x_aad, y_aa, y_eval })
+}
 
+/// Times every item on roli's side.
+fn roli_side(req: &BenchRequest, s: &Settings, p: Prepared) -> anyhow::Result<RoliSide> {
+    let (dev, prec) = (req.device, req.precision);
+    let Prepared { full: built, lora: lora_built, x: xd, y: yd, x_aa: x_aad, y_aa, y_eval } = p;
+    let full_eval = eval_model(&built.model, prec, dev);
     let mut timings = Vec::new();
     let seed = req.seed;
     // (b) PGD-10 evaluation.
