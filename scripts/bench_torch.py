@@ -297,7 +297,8 @@ def main():
             "max_abs_logit": float(ref.abs().max()),
             "label_agreement": float((logits.argmax(1) == y_aa).float().mean()),
         }
-        y_eval = fwd(full)(x).argmax(1)
+        y_eval = batch["y_eval"].to(device)  # roli's clean predictions on the batch
+        out["parity"]["label_agreement_eval"] = float((fwd(full)(x).argmax(1) == y_eval).float().mean())
     log("parity", out["parity"])
 
     def timed(name, run, images, model_counter=None, train_examples=0):

@@ -564,6 +564,7 @@ fn prepare(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> an
             ("x_aa".into(), x_aa),
             ("y_aa".into(), y_aa.shallow_clone()),
             ("logits_aa".into(), logits_aa),
+            ("y_eval".into(), y_eval.shallow_clone()),
         ],
     )?;
     Ok(Prepared { full: built, lora: lora_built, x: xd, y: yd, x_aa: x_aad, y_aa, y_eval })
