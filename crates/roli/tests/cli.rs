@@ -135,3 +135,54 @@ fn block_methods_are_refused_on_a_backbone_without_blocks() {
     let bias = text.lines().find(|l| l.starts_with("bias ")).expect("a bias row");
     assert!(!bias.contains(" 0 "), "bias tuning builds on LeNet: {bias}");
 }
+
+/// `roli bench` end to end on the CPU, PyTorch side included (the project's `.venv`; skipped
+/// without it): exit 0, both sides timed for every item that applies (LoRA is n/a on LeNet, with
+/// the reason), finite positive ratios, FLOPs from the PyTorch twin, the same logits on both sides.
+/// Tiny budgets, and never an assertion on a timing.
+#[test]
+fn bench_times_both_sides_on_lenet_and_a_micro_vit() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if !python.exists() {
+        eprintln!("note: .venv/bin/python not found; skipping the bench test (run `make setup`)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for (preset, batch) in [("lenet5_advertorch", "8"), ("vit_micro_patch4_32", "4")] {
+        let json = d.path().join(format!("{preset}.json"));
+        let out = roli()
+            .args(["bench", "--preset", preset, "--batch", batch, "--classes", "4", "--device", "cpu"])
+            .args(["--iters", "1", "--warmup", "1", "--aa-iters", "2", "--aa-n", "4", "--python"])
+            .arg(&python)
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .expect("roli runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{preset}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("roli/PyTorch") && stdout.contains("pgd7-train-full"), "{stdout}");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(v["torch"]["status"], "ok", "{preset}: {}", v["torch"]);
+        assert_eq!(v["settings"]["preset"], preset);
+        assert!(v["settings"]["threads"].as_i64().unwrap() >= 1);
+        assert!(v["torch"]["parity"]["max_abs_logit_diff"].as_f64().unwrap() < 1e-3, "{}", v["torch"]);
+        assert!(v["flops"]["per_image"]["full"]["forward"].as_f64().unwrap() > 0.0, "{}", v["flops"]);
+        let items = v["items"].as_array().unwrap();
+        let names: Vec<&str> = items.iter().map(|i| i["item"].as_str().unwrap()).collect();
+        assert_eq!(names, ["pgd10-eval", "apgd-ce", "apgd-t", "fab-t", "square", "pgd7-train-full", "pgd7-train-lora"]);
+        for i in items {
+            if preset == "lenet5_advertorch" && i["item"] == "pgd7-train-lora" {
+                assert!(i["roli"].is_null() && i["note"].as_str().unwrap().contains("transformer blocks"), "{i}");
+                continue;
+            }
+            for side in ["roli", "torch"] {
+                let ips = i[side]["images_per_s"].as_f64().unwrap_or(f64::NAN);
+                assert!(ips.is_finite() && ips > 0.0, "{preset} {side}: {i}");
+                assert!(i[side]["tflops"].as_f64().is_some_and(|t| t > 0.0), "{preset} {side}: {i}");
+                assert!(i[side]["peak_memory_bytes"].is_null(), "CPU: {i}");
+            }
+            let r = i["ratio"].as_f64().unwrap_or(f64::NAN);
+            assert!(r.is_finite() && r > 0.0, "{preset}: {i}");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The `roli` command line (clap derive). Each subcommand lives in its own module; the `///`
 //! comments are the `--help` text.
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod device;
@@ -24,6 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Time roli against PyTorch eager on the same work (PGD training, PGD-10, AutoAttack stages).
+    Bench(bench::BenchArgs),
     /// The main job: the RoLI study on real data (robust and standard backbone) with its report.
     Demo(demo::DemoArgs),
     /// Fetch, list and inspect the real datasets and checkpoints in the cache.
@@ -49,6 +52,7 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench(a) => bench::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Data(a) => data::run(a),
         Command::Device(a) => device::run(a),

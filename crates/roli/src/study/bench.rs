@@ -1,0 +1,1188 @@
+//! `roli bench`: roli against PyTorch eager on the same work, in the same run.
+//!
+//! On synthetic data (seeded uniform images in [0,1], seeded labels) and one registry preset with
+//! random weights, roli times
+//! * `pgd10-eval`: PGD-10 evaluation of the batch (eval mode);
+//! * `apgd-ce`, `apgd-t`, `fab-t`, `square`: the AutoAttack `standard` stages (restarts and
+//!   targets from [`roli_attacks::presets::AA_STANDARD`], `--aa-iters` iterations / queries) on a
+//!   fixed AA set;
+//! * `pgd7-train-full`, `pgd7-train-lora`: one PGD-7 adversarial training step (L∞ 8/255, step
+//!   2/255, random start; the attack in eval mode on input gradients only, then the training
+//!   forward, mean CE, backward, AdamW step) for full finetuning and for LoRA (rank 16 on q, v:
+//!   roli's default settings; only LoRA and the head train).
+//!
+//! Evaluation and AA labels are the model's own clean predictions, so every point is attacked.
+//! The evaluations run before the training steps (which change the weights), on both sides.
+//!
+//! The PyTorch side is `scripts/bench_torch.py` (embedded in the binary, so a carried binary runs
+//! the script it was built with), run as a subprocess on the same weights (written here with timm
+//! names), the same batch and the same settings; it prints one JSON object. Forward FLOPs per image
+//! come from that side too (`torch.utils.flop_counter.FlopCounterMode` on its twin), multiplied by
+//! each side's own pass counts. Without it roli's numbers stand alone, with the reason printed.
+use crate::artifacts;
+use crate::device;
+use crate::peft::{self, Method};
+use crate::precision::Precision;
+use crate::train::optim::{OptimImpl, OptimImplChoice};
+use crate::zoo::{self, BackboneSource, BuildOptions};
+use anyhow::{bail, Context};
+use roli_attacks::apgd::{Apgd, ApgdConfig, ApgdLoss};
+use roli_attacks::fab::{Fab, FabConfig};
+use roli_attacks::pgd::{BestIterate, Pgd, PgdConfig, StepSize};
+use roli_attacks::presets::{Stage, AA_STANDARD};
+use roli_attacks::square::{Square, SquareConfig};
+use roli_attacks::{Attack, Counting, LossKind, PassCounts, ThreatModel};
+use roli_models::{ArchConfig, AttentionImpl, BackboneDescriptor, Classifier, HeadInit, SourceLayout};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+/// The PyTorch side, compiled in.
+pub const TORCH_SCRIPT: &str = include_str!("../../../../scripts/bench_torch.py");
+
+/// Item names, in the order both sides run them.
+pub const PGD10_EVAL: &str = "pgd10-eval";
+pub const TRAIN_FULL: &str = "pgd7-train-full";
+pub const TRAIN_LORA: &str = "pgd7-train-lora";
+/// The PyTorch side's `torch.compile` run of [`PGD10_EVAL`] (`--compile`).
+pub const PGD10_COMPILED: &str = "pgd10-eval-compiled";
+pub const AA_ITEMS: [&str; 4] = ["apgd-ce", "apgd-t", "fab-t", "square"];
+
+/// L∞ radius and steps of every item.
+pub const EPS: f64 = 8.0 / 255.0;
+pub const STEP: f64 = 2.0 / 255.0;
+pub const TRAIN_STEPS: usize = 7;
+pub const EVAL_STEPS: usize = 10;
+/// AdamW of the training items (HF-style in roli, `torch.optim.AdamW` in PyTorch).
+pub const LR: f64 = 1e-4;
+pub const WEIGHT_DECAY: f64 = 0.05;
+
+/// What to benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchRequest {
+    pub preset: String,
+    pub batch: i64,
+    /// Square image size (None: the preset's native size; another size is resized inside).
+    pub image_size: Option<i64>,
+    pub classes: i64,
+    pub device: Device,
+    pub precision: Precision,
+    /// roli's attention (ViT, Swin); timm's own models use fused attention by default.
+    pub attention: AttentionImpl,
+    pub iters: usize,
+    pub warmup: usize,
+    pub aa_iters: usize,
+    pub aa_n: i64,
+    /// Run the PyTorch side.
+    pub torch: bool,
+    /// Its interpreter (None: `$ROLI_PYTHON`, the project's `.venv/bin/python`, else `python3`).
+    pub python: Option<PathBuf>,
+    /// Also time `torch.compile(model)` for PGD-10 on the PyTorch side.
+    pub compile: bool,
+    /// The device's peak TFLOP/s at this precision, for "% of peak".
+    pub peak_tflops: Option<f64>,
+    pub seed: u64,
+}
+
+/// PGD settings as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PgdSetting {
+    pub steps: usize,
+    pub step: f64,
+}
+
+/// Everything the numbers depend on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub preset: String,
+    pub batch: i64,
+    pub image_size: i64,
+    pub native_size: i64,
+    pub channels: i64,
+    pub classes: i64,
+    pub device: String,
+    pub precision: Precision,
+    /// roli's attention implementation.
+    #[serde(default)]
+    pub attention: AttentionImpl,
+    /// roli's optimiser implementation in the training items.
+    #[serde(default)]
+    pub optimizer_impl: OptimImpl,
+    pub threads: i64,
+    pub iters: usize,
+    pub warmup: usize,
+    pub aa_iters: usize,
+    pub aa_n: i64,
+    pub aa_targets: usize,
+    pub eps: f64,
+    pub train_pgd: PgdSetting,
+    pub eval_pgd: PgdSetting,
+    pub lora_rank: i64,
+    pub lora_alpha: f64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub peak_tflops: Option<f64>,
+    pub seed: u64,
+}
+
+/// FLOPs per image of one model (forward, forward + input gradient, training forward + backward).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PassFlops {
+    pub forward: f64,
+    pub input_grad: f64,
+    pub train: f64,
+}
+
+/// Per-item work per iteration: examples through the attack's model (all forwards, and those whose
+/// input gradient was taken) and examples of the training forward + backward.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Work {
+    pub forward_examples: f64,
+    pub backward_examples: f64,
+    pub train_examples: f64,
+}
+
+/// FLOPs of one iteration: plain forwards, forwards with an input gradient, training passes.
+pub fn flops_per_iter(f: &PassFlops, w: &Work) -> f64 {
+    let plain = (w.forward_examples - w.backward_examples).max(0.0);
+    plain * f.forward + w.backward_examples * f.input_grad + w.train_examples * f.train
+}
+
+/// Achieved TFLOP/s.
+pub fn tflops(flops: f64, seconds: f64) -> Option<f64> {
+    (seconds > 0.0 && flops.is_finite()).then(|| flops / seconds / 1e12)
+}
+
+/// Images per second.
+pub fn images_per_s(images: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        images / seconds
+    } else {
+        f64::NAN
+    }
+}
+
+/// roli's throughput over PyTorch's (> 1: roli is faster).
+pub fn ratio(roli_ips: f64, torch_ips: f64) -> Option<f64> {
+    let r = roli_ips / torch_ips;
+    (r.is_finite() && r > 0.0).then_some(r)
+}
+
+/// One side's timing of one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideTiming {
+    pub seconds_per_iter: f64,
+    pub images_per_s: f64,
+    #[serde(flatten)]
+    pub work: Work,
+    /// Peak device memory of the item; `null` where it cannot be measured (the CPU; roli until its
+    /// memory-stats API exists).
+    pub peak_memory_bytes: Option<u64>,
+    pub flops_per_iter: Option<f64>,
+    pub tflops: Option<f64>,
+    pub pct_of_peak: Option<f64>,
+}
+
+impl SideTiming {
+    fn new(seconds: f64, images: f64, work: Work, peak: Option<u64>) -> Self {
+        SideTiming {
+            seconds_per_iter: seconds,
+            images_per_s: images_per_s(images, seconds),
+            work,
+            peak_memory_bytes: peak,
+            flops_per_iter: None,
+            tflops: None,
+            pct_of_peak: None,
+        }
+    }
+
+    /// Fills the FLOP columns from FLOPs per image (and the device peak, if known).
+    pub fn with_flops(mut self, f: Option<&PassFlops>, peak_tflops: Option<f64>) -> Self {
+        if let Some(f) = f {
+            let fl = flops_per_iter(f, &self.work);
+            self.flops_per_iter = Some(fl);
+            self.tflops = tflops(fl, self.seconds_per_iter);
+            self.pct_of_peak = self.tflops.zip(peak_tflops).map(|(t, p)| 100.0 * t / p);
+        }
+        self
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub item: String,
+    pub images_per_iter: i64,
+    pub roli: Option<SideTiming>,
+    pub torch: Option<SideTiming>,
+    /// roli img/s over PyTorch img/s.
+    pub ratio: Option<f64>,
+    /// Why a side is missing, or what differs.
+    pub note: Option<String>,
+}
+
+/// FLOPs per image and where they come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlopReport {
+    pub source: String,
+    /// `full` (the plain model) and `lora` (with LoRA layers), when measured.
+    pub per_image: BTreeMap<String, PassFlops>,
+}
+
+/// What became of the PyTorch side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TorchReport {
+    /// `ok`, `failed` or `disabled`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub python: Option<String>,
+    pub versions: Value,
+    pub device_name: Option<String>,
+    pub threads: Option<i64>,
+    /// roli's clean logits on the AA set against the twin's: the same model?
+    pub parity: Value,
+    pub errors: BTreeMap<String, String>,
+    pub compile: Value,
+}
+
+impl TorchReport {
+    fn missing(status: &str, reason: Option<String>, python: Option<String>) -> Self {
+        TorchReport {
+            status: status.into(),
+            reason,
+            python,
+            versions: Value::Null,
+            device_name: None,
+            threads: None,
+            parity: Value::Null,
+            errors: BTreeMap::new(),
+            compile: Value::Null,
+        }
+    }
+}
+
+/// The whole outcome (`--json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub settings: Settings,
+    pub flops: Option<FlopReport>,
+    pub torch: TorchReport,
+    pub items: Vec<ItemResult>,
+}
+
+/// Peak device memory (bytes allocated by libtorch's caching allocator) since the last
+/// [`reset_peak_memory`]; `None` on the CPU, which has no such statistics.
+pub fn peak_memory(device: Device) -> Option<u64> {
+    match device {
+        Device::Cuda(i) => roli_torch_ext::memory::peak_allocated(i).ok().flatten(),
+        _ => None,
+    }
+}
+
+/// Starts a new peak for [`peak_memory`].
+pub fn reset_peak_memory(device: Device) {
+    if let Device::Cuda(i) = device {
+        let _ = roli_torch_ext::memory::reset_peak(i);
+    }
+}
+
+/// How the PyTorch side rebuilds a preset: a timm model name where roli's preset is one,
+/// otherwise the family's constructor kwargs (as `crates/roli-models/tests/golden/gen.py` does).
+pub fn twin(desc: &BackboneDescriptor) -> anyhow::Result<Value> {
+    const TIMM_NAMES: [&str; 4] = ["swin_base_patch4_window7_224", "vit_base_patch16_224", "resnet18", "resnet50"];
+    let timm_name = TIMM_NAMES.contains(&desc.name.as_str()).then(|| desc.name.clone());
+    let (family, kwargs) = match &desc.arch {
+        ArchConfig::Vit(c) => (
+            "vit",
+            json!({
+                "img_size": c.img_size, "patch_size": c.patch_size, "in_chans": c.in_chans,
+                "embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads,
+                "mlp_ratio": c.mlp_ratio, "qkv_bias": c.qkv_bias, "drop_path_rate": c.drop_path_rate,
+                "pos_drop_rate": c.dropout, "proj_drop_rate": c.dropout,
+            }),
+        ),
+        ArchConfig::Swin(c) => (
+            "swin",
+            json!({
+                "img_size": c.img_size, "patch_size": c.patch_size, "in_chans": c.in_chans,
+                "embed_dim": c.embed_dim, "depths": c.depths, "num_heads": c.num_heads,
+                "window_size": c.window_size, "mlp_ratio": c.mlp_ratio, "qkv_bias": c.qkv_bias,
+                "drop_path_rate": c.drop_path_rate,
+            }),
+        ),
+        ArchConfig::Resnet(c) => (
+            "resnet",
+            json!({
+                "block": match c.block {
+                    roli_models::resnet::BlockKind::Basic => "basic",
+                    roli_models::resnet::BlockKind::Bottleneck => "bottleneck",
+                },
+                "layers": c.layers, "channels": c.channels, "in_chans": c.in_chans,
+                "stem_width": c.stem_width, "drop_path_rate": c.drop_path_rate,
+            }),
+        ),
+        ArchConfig::Lenet(c) => (
+            "lenet",
+            json!({"in_chans": c.in_chans, "conv1": c.conv1, "conv2": c.conv2, "hidden": c.hidden, "img_size": c.img_size}),
+        ),
+        ArchConfig::TorchScript(_) => bail!("roli bench needs a registry preset, not a TorchScript model"),
+    };
+    Ok(json!({
+        "family": family,
+        "timm_name": timm_name,
+        "kwargs": kwargs,
+        "mean": desc.mean,
+        "std": desc.std,
+        "classifier": desc.classifier,
+        "native_size": desc.input_size()[1],
+    }))
+}
+
+/// The AA stages at `aa_iters` iterations (queries for Square); restarts and targets as the
+/// `standard` table, targets capped at K−1 classes.
+fn aa_attacks(aa_iters: usize, targets_cap: usize) -> Vec<(&'static str, Box<dyn Attack>)> {
+    let threat = ThreatModel::Linf { eps: EPS };
+    AA_STANDARD
+        .iter()
+        .map(|s| -> (&'static str, Box<dyn Attack>) {
+            match *s {
+                Stage::ApgdCe { restarts, eot_iter } => (
+                    "apgd-ce",
+                    Box::new(Apgd::new(
+                        threat,
+                        ApgdConfig { n_iter: aa_iters, restarts, eot_iter, ..ApgdConfig::OFFICIAL_CE },
+                    )),
+                ),
+                Stage::ApgdT { restarts, targets } => (
+                    "apgd-t",
+                    Box::new(Apgd::new(
+                        threat,
+                        ApgdConfig {
+                            n_iter: aa_iters,
+                            restarts,
+                            loss: ApgdLoss::TargetedDlr { targets: targets.min(targets_cap) },
+                            ..ApgdConfig::OFFICIAL_CE
+                        },
+                    )),
+                ),
+                Stage::FabT { restarts, targets } => (
+                    "fab-t",
+                    Box::new(Fab::new(
+                        threat,
+                        FabConfig {
+                            n_iter: aa_iters,
+                            restarts,
+                            targets: Some(targets.min(targets_cap)),
+                            ..FabConfig::OFFICIAL_T
+                        },
+                    )),
+                ),
+                Stage::Square { queries: _, p_init } => (
+                    "square",
+                    Box::new(Square::new(
+                        threat,
+                        SquareConfig { n_queries: aa_iters, p_init, ..SquareConfig::OFFICIAL },
+                    )),
+                ),
+                other => unreachable!("AA standard has no {:?} stage", other.id()),
+            }
+        })
+        .collect()
+}
+
+/// Warm-up, then `iters` timed runs with the device synchronised before each clock reading;
+/// returns seconds per iteration and the pass counts of the timed runs.
+fn time_item(
+    req: &BenchRequest,
+    counter: &Counting,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, PassCounts)> {
+    let t0 = Instant::now();
+    for _ in 0..req.warmup {
+        f()?;
+    }
+    device::synchronize(req.device);
+    reset_peak_memory(req.device);
+    tracing::debug!("warm-up: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    let before = counter.counts();
+    let t0 = Instant::now();
+    for _ in 0..req.iters {
+        f()?;
+    }
+    device::synchronize(req.device);
+    let secs = t0.elapsed().as_secs_f64() / req.iters as f64;
+    Ok((secs, counter.counts().since(&before)))
+}
+
+fn work_of(c: PassCounts, iters: usize, train_examples: i64) -> Work {
+    Work {
+        forward_examples: c.forward_examples as f64 / iters as f64,
+        backward_examples: c.backward_examples as f64 / iters as f64,
+        train_examples: train_examples as f64,
+    }
+}
+
+/// Freezes every tensor but `trainable`; returns those (name order).
+fn trainable_only(vs: &nn::VarStore, trainable: &[String]) -> Vec<(String, Tensor)> {
+    let vars = vs.variables();
+    for (n, t) in &vars {
+        let _ = t.shallow_clone().set_requires_grad(trainable.contains(n));
+    }
+    trainable.iter().filter_map(|n| vars.get(n).map(|t| (n.clone(), t.shallow_clone()))).collect()
+}
+
+/// A temporary folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("roli-bench-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn save_vars(path: &Path, vs: &nn::VarStore) -> anyhow::Result<()> {
+    let mut t: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    artifacts::save_tensors(path, &t)
+}
+
+/// The attack's view of a model: eval mode, at the bench's precision.
+fn eval_model(m: &Classifier, prec: Precision, dev: Device) -> impl Fn(&Tensor) -> Tensor + '_ {
+    move |t: &Tensor| prec.forward(dev, || m.forward_with(t, false))
+}
+
+/// roli's measured side: per item, its timing and work (None: not applicable, with the reason).
+struct RoliSide {
+    timings: Vec<(String, i64, Result<SideTiming, String>)>,
+}
+
+/// Runs the benchmark: writes the models and data, runs the PyTorch side on them (unless
+/// disabled), then times roli's side.
+pub fn run(req: &BenchRequest) -> anyhow::Result<BenchReport> {
+    if req.iters == 0 || req.batch < 1 || req.aa_n < 1 || req.aa_iters == 0 || req.classes < 4 {
+        bail!("roli bench needs --iters ≥ 1, --batch ≥ 1, --aa-n ≥ 1, --aa-iters ≥ 1 and --classes ≥ 4 (APGD-T's targeted DLR loss needs 4)");
+    }
+    let desc = roli_models::descriptor(&req.preset)?;
+    let twin = twin(&desc)?;
+    let [c, native, _] = desc.input_size();
+    let size = req.image_size.unwrap_or(native);
+    let lora_cfg = peft::Settings::default().lora;
+    let settings = Settings {
+        preset: req.preset.clone(),
+        batch: req.batch,
+        image_size: size,
+        native_size: native,
+        channels: c,
+        classes: req.classes,
+        device: device::name(req.device),
+        precision: req.precision,
+        attention: req.attention,
+        optimizer_impl: OptimImplChoice::Auto.resolve(req.device),
+        threads: tch::get_num_threads() as i64,
+        iters: req.iters,
+        warmup: req.warmup,
+        aa_iters: req.aa_iters,
+        aa_n: req.aa_n,
+        aa_targets: 9usize.min(req.classes as usize - 1),
+        eps: EPS,
+        train_pgd: PgdSetting { steps: TRAIN_STEPS, step: STEP },
+        eval_pgd: PgdSetting { steps: EVAL_STEPS, step: STEP },
+        lora_rank: lora_cfg.rank,
+        lora_alpha: lora_cfg.alpha,
+        lr: LR,
+        weight_decay: WEIGHT_DECAY,
+        peak_tflops: req.peak_tflops,
+        seed: req.seed,
+    };
+    let tmp = TempDir::new()?;
+    let has_blocks = matches!(desc.arch, ArchConfig::Vit(_) | ArchConfig::Swin(_));
+    let prepared = prepare(req, &settings, has_blocks, &tmp.0)?;
+    // The PyTorch side runs while roli only holds its models and data: neither process keeps a
+    // cache of device memory from its timed work while the other one runs.
+    let (torch, torch_out) = if req.torch {
+        torch_side(req, &settings, &twin, has_blocks, &tmp.0)
+    } else {
+        (TorchReport::missing("disabled", Some("--no-torch".into()), None), None)
+    };
+    let roli = roli_side(req, &settings, prepared)?;
+    Ok(assemble(settings, roli, torch, torch_out.as_ref()))
+}
+
+/// roli's models and data on the device, after writing what the PyTorch side reads.
+struct Prepared {
+    full: zoo::Built,
+    lora: Option<zoo::Built>,
+    x: Tensor,
+    y: Tensor,
+    x_aa: Tensor,
+    /// The model's clean predictions: the labels of the AA set and of PGD-10.
+    y_aa: Tensor,
+    y_eval: Tensor,
+}
+
+/// Builds the plain and the LoRA model (random weights, seeded), draws the data, takes the
+/// labels, and writes weights (timm names) and batch for the PyTorch side into `dir`.
+fn prepare(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> anyhow::Result<Prepared> {
+    let dev = req.device;
+    let source = BackboneSource::Preset { preset: req.preset.clone(), weights: None, layout: SourceLayout::Native };
+    let opts = BuildOptions {
+        num_classes: req.classes,
+        head_init: HeadInit::TorchDefault,
+        resize: s.image_size != s.native_size,
+        input: [s.channels, s.image_size, s.image_size],
+        keep_head: false,
+        drop_path: 0.0,
+        trainable_script: false,
+        init_seed: req.seed,
+        attention: req.attention,
+        device: dev,
+    };
+    let built = zoo::build(&source, &opts, &roli_models::peft::NoPeft).context("building the model")?;
+    save_vars(&dir.join("full.safetensors"), &built.vs)?;
+    let lora_built = if has_blocks {
+        let injector = Method::named("lora")?.injector(&peft::Settings::default())?;
+        let none = roli_models::peft::NoPeft;
+        let b = zoo::build(&source, &opts, injector.as_deref().unwrap_or(&none)).context("building the LoRA model")?;
+        save_vars(&dir.join("lora.safetensors"), &b.vs)?;
+        Some(b)
+    } else {
+        None
+    };
+
+    // The synthetic data, drawn on the CPU (the same whatever the device).
+    tch::manual_seed(req.seed as i64);
+    let cpu = (Kind::Float, Device::Cpu);
+    let x = Tensor::rand([req.batch, s.channels, s.image_size, s.image_size], cpu);
+    let y = Tensor::randint(req.classes, [req.batch], (Kind::Int64, Device::Cpu));
+    let x_aa = Tensor::rand([req.aa_n, s.channels, s.image_size, s.image_size], cpu);
+    let (xd, yd, x_aad) = (x.to_device(dev), y.to_device(dev), x_aa.to_device(dev));
+
+    trainable_only(&built.vs, &[]);
+    let (logits_aa, y_aa, y_eval) = {
+        let full_eval = eval_model(&built.model, req.precision, dev);
+        tch::no_grad(|| {
+            let l = full_eval(&x_aad);
+            let ya = l.argmax(1, false);
+            (l, ya, full_eval(&xd).argmax(1, false))
+        })
+    };
+    artifacts::save_tensors(
+        &dir.join("batch.safetensors"),
+        &[
+            ("x".into(), x),
+            ("y".into(), y),
+            ("x_aa".into(), x_aa),
+            ("y_aa".into(), y_aa.shallow_clone()),
+            ("logits_aa".into(), logits_aa),
+            ("y_eval".into(), y_eval.shallow_clone()),
+        ],
+    )?;
+    Ok(Prepared { full: built, lora: lora_built, x: xd, y: yd, x_aa: x_aad, y_aa, y_eval })
+}
+
+/// Times every item on roli's side.
+fn roli_side(req: &BenchRequest, s: &Settings, p: Prepared) -> anyhow::Result<RoliSide> {
+    let (dev, prec) = (req.device, req.precision);
+    let _phase = prec.enter(dev)?;
+    let Prepared { full: built, lora: lora_built, x: xd, y: yd, x_aa: x_aad, y_aa, y_eval } = p;
+    let full_eval = eval_model(&built.model, prec, dev);
+    let mut timings = Vec::new();
+    let seed = req.seed;
+    // (b) PGD-10 evaluation.
+    {
+        let cm = Counting::new(&full_eval);
+        let pgd = Pgd::new(
+            ThreatModel::Linf { eps: EPS },
+            PgdConfig { steps: EVAL_STEPS, step_size: StepSize::Absolute(STEP), ..PgdConfig::ROLI_EVAL },
+        );
+        let (secs, c) = time_item(req, &cm, || {
+            let _ = pgd.perturb(&cm, &xd, &y_eval, seed)?;
+            Ok(())
+        })?;
+        tracing::info!("roli {PGD10_EVAL}: {:.1} ms/iter", secs * 1e3);
+        let t = SideTiming::new(secs, req.batch as f64, work_of(c, req.iters, 0), peak_memory(dev));
+        timings.push((PGD10_EVAL.to_string(), req.batch, Ok(t)));
+    }
+    // (c) AutoAttack stages.
+    for (name, attack) in aa_attacks(req.aa_iters, s.aa_targets) {
+        let cm = Counting::new(&full_eval);
+        let (secs, c) = time_item(req, &cm, || {
+            let _ = attack.perturb(&cm, &x_aad, &y_aa, seed)?;
+            Ok(())
+        })
+        .with_context(|| format!("roli {name}"))?;
+        tracing::info!("roli {name}: {:.1} ms/iter", secs * 1e3);
+        let t = SideTiming::new(secs, req.aa_n as f64, work_of(c, req.iters, 0), peak_memory(dev));
+        timings.push((name.to_string(), req.aa_n, Ok(t)));
+    }
+    // (a) adversarial training steps.
+    let train_pgd = Pgd::new(
+        ThreatModel::Linf { eps: EPS },
+        PgdConfig {
+            steps: TRAIN_STEPS,
+            step_size: StepSize::Absolute(STEP),
+            restarts: 1,
+            random_start: true,
+            loss: LossKind::Ce,
+            best: BestIterate::PerExample,
+        },
+    );
+    let train = |name: &str, b: &zoo::Built, method: Method| -> anyhow::Result<SideTiming> {
+        let all: Vec<String> = b.vs.variables().into_keys().collect();
+        let head = b.model.head_var_names();
+        let names = peft::trainable_names(Some(method), &all, head);
+        let params = trainable_only(&b.vs, &names);
+        let head_bias = head.iter().find(|n| n.ends_with("bias")).cloned().unwrap_or_default();
+        let mut opt = crate::train::optim::Optimizer::new(
+            crate::train::optim::OptimizerKind::REFERENCE_ADAMW,
+            params,
+            WEIGHT_DECAY,
+            LR,
+            &head_bias,
+        )
+        .with_impl(s.optimizer_impl);
+        let m = eval_model(&b.model, prec, dev);
+        let cm = Counting::new(&m);
+        tch::manual_seed(seed as i64);
+        let (secs, c) = time_item(req, &cm, || {
+            let xa = train_pgd.perturb_all(&cm, &xd, &yd, None)?;
+            let logits = prec.forward(dev, || b.model.forward_peft(&xa, method.backbone_train(), method.peft_train()));
+            let loss = logits.cross_entropy_for_logits(&yd);
+            opt.zero_grad();
+            loss.backward();
+            opt.try_step()?;
+            Ok(())
+        })
+        .with_context(|| format!("roli {name}"))?;
+        trainable_only(&b.vs, &[]);
+        tracing::info!("roli {name}: {:.1} ms/iter", secs * 1e3);
+        Ok(SideTiming::new(secs, req.batch as f64, work_of(c, req.iters, req.batch), peak_memory(dev)))
+    };
+    let t = train(TRAIN_FULL, &built, Method::named("full")?)?;
+    timings.push((TRAIN_FULL.to_string(), req.batch, Ok(t)));
+    match &lora_built {
+        Some(b) => {
+            let t = train(TRAIN_LORA, b, Method::named("lora")?)?;
+            timings.push((TRAIN_LORA.to_string(), req.batch, Ok(t)));
+        }
+        None => timings.push((
+            TRAIN_LORA.to_string(),
+            req.batch,
+            Err(format!("LoRA needs transformer blocks; {} has none", req.preset)),
+        )),
+    }
+    Ok(RoliSide { timings })
+}
+
+/// What `bench_torch.py` prints.
+#[derive(Debug, Clone, Deserialize)]
+struct TorchOut {
+    #[serde(default)]
+    versions: Value,
+    device_name: Option<String>,
+    threads: Option<i64>,
+    #[serde(default)]
+    items: BTreeMap<String, TorchItem>,
+    #[serde(default)]
+    errors: BTreeMap<String, String>,
+    #[serde(default)]
+    parity: Value,
+    #[serde(default)]
+    compile: Value,
+    #[serde(default)]
+    flops_per_image: BTreeMap<String, PassFlops>,
+    #[serde(default)]
+    flop_source: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct TorchItem {
+    seconds_per_iter: Option<f64>,
+    images_per_iter: f64,
+    forward_examples: Option<f64>,
+    backward_examples: Option<f64>,
+    train_examples: f64,
+    peak_memory_bytes: Option<u64>,
+}
+
+/// The spec `bench_torch.py` reads.
+fn torch_spec(req: &BenchRequest, s: &Settings, twin: &Value, has_blocks: bool, dir: &Path) -> Value {
+    let mut items: Vec<&str> = vec![PGD10_EVAL];
+    items.extend(AA_ITEMS);
+    items.push(TRAIN_FULL);
+    if has_blocks {
+        items.push(TRAIN_LORA);
+    }
+    json!({
+        "twin": twin,
+        "num_classes": s.classes,
+        "device": s.device,
+        "precision": s.precision,
+        "threads": s.threads,
+        "iters": s.iters,
+        "warmup": s.warmup,
+        "aa_iters": s.aa_iters,
+        "aa_targets": s.aa_targets,
+        "eps": s.eps,
+        "train_pgd": s.train_pgd,
+        "eval_pgd": s.eval_pgd,
+        "lora": {"rank": s.lora_rank, "alpha": s.lora_alpha},
+        "lr": s.lr,
+        "weight_decay": s.weight_decay,
+        "seed": s.seed,
+        "compile": req.compile,
+        "items": items,
+        "weights_full": dir.join("full.safetensors"),
+        "weights_lora": has_blocks.then(|| dir.join("lora.safetensors")),
+        "batch_file": dir.join("batch.safetensors"),
+    })
+}
+
+/// Runs `bench_torch.py`; any failure becomes a reason, never an error.
+fn torch_side(
+    req: &BenchRequest,
+    s: &Settings,
+    twin: &Value,
+    has_blocks: bool,
+    dir: &Path,
+) -> (TorchReport, Option<TorchOut>) {
+    let python = req.python.clone().unwrap_or_else(roli_data::fetch::project_python);
+    let shown = Some(python.display().to_string());
+    let fail = |reason: String| (TorchReport::missing("failed", Some(reason), shown.clone()), None);
+    let script = dir.join("bench_torch.py");
+    let spec = dir.join("spec.json");
+    if let Err(e) = std::fs::write(&script, TORCH_SCRIPT)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| artifacts::write_json(&spec, &torch_spec(req, s, twin, has_blocks, dir)))
+    {
+        return fail(format!("could not write its inputs: {e:#}"));
+    }
+    tracing::info!("PyTorch side: {} {}", python.display(), script.display());
+    let out = match std::process::Command::new(&python).arg(&script).arg(&spec).output() {
+        Ok(o) => o,
+        Err(e) => return fail(format!("could not start {}: {e}", python.display())),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for l in stderr.lines() {
+        tracing::debug!("bench_torch: {l}");
+    }
+    if !out.status.success() {
+        return fail(format!("{} exited with {}: {}", python.display(), out.status, last_error_line(&stderr)));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')) else {
+        return fail(format!("it printed no JSON ({})", last_error_line(&stderr)));
+    };
+    match serde_json::from_str::<TorchOut>(line) {
+        Ok(t) => {
+            let rep = TorchReport {
+                status: "ok".into(),
+                reason: None,
+                python: shown,
+                versions: t.versions.clone(),
+                device_name: t.device_name.clone(),
+                threads: t.threads,
+                parity: t.parity.clone(),
+                errors: t.errors.clone(),
+                compile: t.compile.clone(),
+            };
+            (rep, Some(t))
+        }
+        Err(e) => fail(format!("its JSON did not parse: {e}")),
+    }
+}
+
+/// The most telling line of a Python traceback: the last non-empty one.
+fn last_error_line(stderr: &str) -> String {
+    stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no output").to_string()
+}
+
+/// Joins both sides into rows, with FLOPs and ratios.
+fn assemble(settings: Settings, roli: RoliSide, torch: TorchReport, t: Option<&TorchOut>) -> BenchReport {
+    let flops = t.filter(|t| !t.flops_per_image.is_empty()).map(|t| FlopReport {
+        source: format!(
+            "{} on the PyTorch twin (per image: eval forward; forward + input gradient; training forward + backward), × each side's own pass counts",
+            t.flop_source.clone().unwrap_or_else(|| "torch.utils.flop_counter.FlopCounterMode".into())
+        ),
+        per_image: t.flops_per_image.clone(),
+    });
+    let model_flops = |item: &str| {
+        let key = if item == TRAIN_LORA { "lora" } else { "full" };
+        flops.as_ref().and_then(|f| f.per_image.get(key).copied())
+    };
+    let peak = settings.peak_tflops;
+    let torch_item = |name: &str| -> (Option<SideTiming>, Option<String>) {
+        let Some(t) = t else { return (None, None) };
+        if let Some(e) = t.errors.get(name) {
+            return (None, Some(format!("PyTorch side failed: {e}")));
+        }
+        let Some(i) = t.items.get(name) else { return (None, None) };
+        let Some(secs) = i.seconds_per_iter else { return (None, Some("PyTorch timing not finite".into())) };
+        let work = Work {
+            forward_examples: i.forward_examples.unwrap_or(f64::NAN),
+            backward_examples: i.backward_examples.unwrap_or(f64::NAN),
+            train_examples: i.train_examples,
+        };
+        (Some(SideTiming::new(secs, i.images_per_iter, work, i.peak_memory_bytes)), None)
+    };
+    let mut items = Vec::new();
+    let mut pgd10_roli = None;
+    for (name, images, r) in roli.timings {
+        let (roli_t, mut note) = match r {
+            Ok(t) => (Some(t.with_flops(model_flops(&name).as_ref(), peak)), None),
+            Err(why) => (None, Some(why)),
+        };
+        let (torch_t, tnote) = torch_item(&name);
+        let torch_t = torch_t.map(|x| x.with_flops(model_flops(&name).as_ref(), peak));
+        note = note.or(tnote).or_else(|| work_note(roli_t.as_ref(), torch_t.as_ref()));
+        if name == PGD10_EVAL {
+            pgd10_roli = roli_t.clone();
+        }
+        let ratio = roli_t.as_ref().zip(torch_t.as_ref()).and_then(|(a, b)| ratio(a.images_per_s, b.images_per_s));
+        items.push(ItemResult { item: name, images_per_iter: images, roli: roli_t, torch: torch_t, ratio, note });
+    }
+    if let Some(tc) = t.filter(|t| t.items.contains_key(PGD10_COMPILED)) {
+        let (torch_t, _) = torch_item(PGD10_COMPILED);
+        let torch_t = torch_t.map(|x| x.with_flops(model_flops(PGD10_EVAL).as_ref(), peak));
+        let ratio = pgd10_roli.as_ref().zip(torch_t.as_ref()).and_then(|(a, b)| ratio(a.images_per_s, b.images_per_s));
+        items.push(ItemResult {
+            item: PGD10_COMPILED.into(),
+            images_per_iter: tc.items[PGD10_COMPILED].images_per_iter as i64,
+            roli: pgd10_roli,
+            torch: torch_t,
+            ratio,
+            note: Some("PyTorch: torch.compile(model); roli: the same eager pgd10-eval".into()),
+        });
+    }
+    BenchReport { settings, flops, torch, items }
+}
+
+/// Flags an item whose two sides did noticeably different work (attacks skip fooled points, and
+/// the two implementations may fool different ones).
+fn work_note(a: Option<&SideTiming>, b: Option<&SideTiming>) -> Option<String> {
+    let (a, b) = (a?, b?);
+    let (fa, fb) = (a.work.forward_examples, b.work.forward_examples);
+    let differs = |x: f64, y: f64| (x - y).abs() > 0.1 * x.max(y);
+    (differs(fa, fb) || differs(a.work.backward_examples, b.work.backward_examples)).then(|| {
+        format!(
+            "work differs: forward/backward examples per iter roli {:.0}/{:.0}, PyTorch {:.0}/{:.0}",
+            fa, a.work.backward_examples, fb, b.work.backward_examples
+        )
+    })
+}
+
+/// About three significant digits: `1234`, `56.7`, `8.90`, `0.123`, `4.6e-3`.
+fn fmt_rate(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() && x >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.is_finite() && x >= 10.0 => format!("{x:.1}"),
+        Some(x) if x.is_finite() && x >= 1.0 => format!("{x:.2}"),
+        Some(x) if x.is_finite() && x >= 0.01 => format!("{x:.3}"),
+        Some(x) if x.is_finite() && x > 0.0 => format!("{x:.1e}"),
+        Some(0.0) => "0".into(),
+        _ => "-".into(),
+    }
+}
+
+fn fmt_bytes(v: Option<u64>) -> String {
+    match v {
+        Some(b) if b >= 1 << 30 => format!("{:.1}G", b as f64 / (1u64 << 30) as f64),
+        Some(b) => format!("{:.0}M", b as f64 / (1u64 << 20) as f64),
+        None => "-".into(),
+    }
+}
+
+fn pair(a: String, b: String) -> String {
+    format!("{a} / {b}")
+}
+
+/// The table `roli bench` prints.
+pub fn table(r: &BenchReport) -> String {
+    let s = &r.settings;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} at {}px ({}ch), batch {}, {} classes, {} ({}), {} threads, {} warm-up + {} timed iterations; AA on {} images, {} iterations, {} targets\n",
+        s.preset, s.image_size, s.channels, s.batch, s.classes, s.device, s.precision, s.threads, s.warmup, s.iters,
+        s.aa_n, s.aa_iters, s.aa_targets
+    ));
+    match r.torch.status.as_str() {
+        "ok" => out.push_str(&format!(
+            "PyTorch side: {} (torch {}, {}){}\n",
+            r.torch.python.as_deref().unwrap_or("?"),
+            r.torch.versions.get("torch").and_then(Value::as_str).unwrap_or("?"),
+            r.torch.versions.get("autoattack").and_then(Value::as_str).unwrap_or("?"),
+            match r.torch.parity.get("max_abs_logit_diff").and_then(Value::as_f64) {
+                Some(d) => format!("; same model: max |logit diff| {d:.2e}"),
+                None => String::new(),
+            }
+        )),
+        _ => {
+            out.push_str(&format!("PyTorch side missing: {}\n", r.torch.reason.as_deref().unwrap_or("unknown reason")))
+        }
+    }
+    let header = [
+        "item",
+        "roli img/s",
+        "PyTorch img/s",
+        "roli/PyTorch",
+        "peak mem roli/PT",
+        "TFLOP/s roli/PT",
+        "% peak roli/PT",
+    ];
+    let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
+    let mut notes = Vec::new();
+    for i in &r.items {
+        let (a, b) = (i.roli.as_ref(), i.torch.as_ref());
+        let get = |t: Option<&SideTiming>, f: fn(&SideTiming) -> Option<f64>| t.and_then(f);
+        rows.push([
+            i.item.clone(),
+            fmt_rate(a.map(|t| t.images_per_s)),
+            fmt_rate(b.map(|t| t.images_per_s)),
+            i.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
+            pair(fmt_bytes(a.and_then(|t| t.peak_memory_bytes)), fmt_bytes(b.and_then(|t| t.peak_memory_bytes))),
+            pair(fmt_rate(get(a, |t| t.tflops)), fmt_rate(get(b, |t| t.tflops))),
+            pair(fmt_rate(get(a, |t| t.pct_of_peak)), fmt_rate(get(b, |t| t.pct_of_peak))),
+        ]);
+        if let Some(n) = &i.note {
+            notes.push(format!("  {}: {n}", i.item));
+        }
+    }
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, v)| if c == 0 { format!("{v:<w$}", w = widths[c]) } else { format!("{v:>w$}", w = widths[c]) })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&match &r.flops {
+        Some(f) => format!("FLOPs: {}\n", f.source),
+        None => "FLOPs: unknown without the PyTorch side (TFLOP/s shown as -)\n".into(),
+    });
+    if s.peak_tflops.is_none() {
+        out.push_str("% peak: pass --peak-tflops for the device's peak at this precision\n");
+    }
+    out.push_str("peak mem: roli's is not measurable yet (null in the JSON); PyTorch's only on CUDA\n");
+    if !notes.is_empty() {
+        out.push_str("notes:\n");
+        for n in notes {
+            out.push_str(&n);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Writes the report as JSON (atomically).
+pub fn write(path: &Path, r: &BenchReport) -> anyhow::Result<()> {
+    artifacts::write_json(path, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pf() -> PassFlops {
+        PassFlops { forward: 10.0, input_grad: 30.0, train: 30.0 }
+    }
+
+    #[test]
+    fn flops_count_plain_and_gradient_passes_and_training() {
+        // PGD-7 training step of batch 4: 8 forwards of which 7 with an input gradient, + training.
+        let w = Work { forward_examples: 32.0, backward_examples: 28.0, train_examples: 4.0 };
+        assert_eq!(flops_per_iter(&pf(), &w), 4.0 * 10.0 + 28.0 * 30.0 + 4.0 * 30.0);
+        assert_eq!(tflops(2e12, 0.5), Some(4.0));
+        assert_eq!(tflops(1.0, 0.0), None);
+        assert_eq!(images_per_s(64.0, 0.5), 128.0);
+        assert_eq!(ratio(50.0, 100.0), Some(0.5));
+        assert_eq!(ratio(50.0, 0.0), None);
+        assert_eq!(ratio(f64::NAN, 1.0), None);
+        let t = SideTiming::new(0.5, 4.0, w, None).with_flops(Some(&pf()), Some(1e-9));
+        assert_eq!(t.flops_per_iter, Some(1000.0));
+        assert!((t.tflops.unwrap() - 2e-9).abs() < 1e-21);
+        assert!((t.pct_of_peak.unwrap() - 200.0).abs() < 1e-9);
+        let t = SideTiming::new(0.5, 4.0, w, None).with_flops(Some(&pf()), None);
+        assert_eq!(t.pct_of_peak, None);
+    }
+
+    #[test]
+    fn twin_describes_presets_as_timm_builds_them() {
+        let v = twin(&roli_models::descriptor("vit_micro_patch4_32").unwrap()).unwrap();
+        assert_eq!(v["family"], "vit");
+        assert_eq!(v["timm_name"], Value::Null);
+        let k = &v["kwargs"];
+        assert_eq!((k["img_size"].as_i64(), k["patch_size"].as_i64()), (Some(32), Some(4)));
+        assert_eq!(
+            (k["embed_dim"].as_i64(), k["depth"].as_i64(), k["num_heads"].as_i64()),
+            (Some(64), Some(6), Some(4))
+        );
+        assert_eq!(k["in_chans"].as_i64(), Some(1));
+        assert_eq!(v["classifier"], "head");
+        let v = twin(&roli_models::descriptor("swin_micro_patch2_window4_32").unwrap()).unwrap();
+        assert_eq!(v["family"], "swin");
+        assert_eq!(v["kwargs"]["depths"], json!([2, 2, 2]));
+        assert_eq!(v["kwargs"]["num_heads"], json!([2, 4, 8]));
+        assert_eq!(v["kwargs"]["window_size"], 4);
+        assert_eq!(v["classifier"], "head.fc");
+        let v = twin(&roli_models::descriptor("swin_base_patch4_window7_224").unwrap()).unwrap();
+        assert_eq!(v["timm_name"], "swin_base_patch4_window7_224");
+        assert_eq!(v["native_size"], 224);
+        let v = twin(&roli_models::descriptor("lenet5_advertorch").unwrap()).unwrap();
+        assert_eq!(v["family"], "lenet");
+        assert_eq!(v["kwargs"], json!({"in_chans": 1, "conv1": 32, "conv2": 64, "hidden": 200, "img_size": 28}));
+        assert_eq!((v["mean"].clone(), v["std"].clone()), (json!([0.0]), json!([1.0])));
+    }
+
+    #[test]
+    fn aa_stages_follow_the_standard_table_at_the_asked_budget() {
+        let names: Vec<&str> = aa_attacks(5, 9).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, AA_ITEMS);
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            preset: "lenet5_advertorch".into(),
+            batch: 4,
+            image_size: 28,
+            native_size: 28,
+            channels: 1,
+            classes: 10,
+            device: "cpu".into(),
+            precision: Precision::Fp32,
+            threads: 2,
+            iters: 1,
+            warmup: 0,
+            aa_iters: 5,
+            aa_n: 4,
+            aa_targets: 9,
+            eps: EPS,
+            train_pgd: PgdSetting { steps: 7, step: STEP },
+            eval_pgd: PgdSetting { steps: 10, step: STEP },
+            lora_rank: 16,
+            lora_alpha: 16.0,
+            lr: LR,
+            weight_decay: WEIGHT_DECAY,
+            peak_tflops: None,
+            seed: 0,
+        }
+    }
+
+    fn torch_out() -> TorchOut {
+        serde_json::from_value(json!({
+            "versions": {"torch": "2.11.0", "autoattack": "pyautoattack"},
+            "device_name": "cpu", "threads": 2,
+            "items": {
+                "pgd10-eval": {"seconds_per_iter": 0.2, "images_per_iter": 4, "forward_examples": 48,
+                               "backward_examples": 40, "train_examples": 0, "peak_memory_bytes": null},
+                "pgd7-train-full": {"seconds_per_iter": 0.4, "images_per_iter": 4, "forward_examples": 32,
+                                    "backward_examples": 28, "train_examples": 4, "peak_memory_bytes": 1048576}
+            },
+            "errors": {"apgd-ce": "RuntimeError: boom"},
+            "parity": {"max_abs_logit_diff": 1e-6},
+            "flops_per_image": {"full": {"forward": 10.0, "input_grad": 30.0, "train": 30.0}},
+            "flop_source": "torch.utils.flop_counter.FlopCounterMode"
+        }))
+        .unwrap()
+    }
+
+    fn roli_side_fixture() -> RoliSide {
+        let w = |f: f64, b: f64, t: f64| Work { forward_examples: f, backward_examples: b, train_examples: t };
+        RoliSide {
+            timings: vec![
+                (PGD10_EVAL.into(), 4, Ok(SideTiming::new(0.1, 4.0, w(48.0, 40.0, 0.0), None))),
+                ("apgd-ce".into(), 4, Ok(SideTiming::new(0.1, 4.0, w(24.0, 20.0, 0.0), None))),
+                (TRAIN_FULL.into(), 4, Ok(SideTiming::new(0.8, 4.0, w(32.0, 28.0, 4.0), None))),
+                (TRAIN_LORA.into(), 4, Err("LoRA needs transformer blocks".into())),
+            ],
+        }
+    }
+
+    #[test]
+    fn report_joins_both_sides_with_ratios_flops_and_reasons() {
+        let t = torch_out();
+        let rep = TorchReport {
+            versions: t.versions.clone(),
+            parity: t.parity.clone(),
+            errors: t.errors.clone(),
+            ..TorchReport::missing("ok", None, Some("python3".into()))
+        };
+        let r = assemble(settings(), roli_side_fixture(), rep, Some(&t));
+        let by = |n: &str| r.items.iter().find(|i| i.item == n).unwrap();
+        assert_eq!(by(PGD10_EVAL).ratio, Some(2.0));
+        assert_eq!(by(TRAIN_FULL).ratio, Some(0.5));
+        let full = by(TRAIN_FULL).roli.as_ref().unwrap();
+        assert_eq!(full.flops_per_iter, Some(4.0 * 10.0 + 28.0 * 30.0 + 4.0 * 30.0));
+        assert_eq!(by(TRAIN_FULL).torch.as_ref().unwrap().peak_memory_bytes, Some(1 << 20));
+        assert!(by("apgd-ce").torch.is_none() && by("apgd-ce").note.as_deref().unwrap().contains("boom"));
+        assert!(by(TRAIN_LORA).roli.is_none() && by(TRAIN_LORA).note.as_deref().unwrap().contains("LoRA"));
+
+        // The JSON: settings, flops, the torch status and per-item sides, nulls named.
+        let v = serde_json::to_value(&r).unwrap();
+        for k in ["settings", "flops", "torch", "items"] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+        assert_eq!(v["settings"]["threads"], 2);
+        assert_eq!(v["settings"]["precision"], "fp32");
+        let item = &v["items"][0];
+        for k in ["item", "images_per_iter", "roli", "torch", "ratio", "note"] {
+            assert!(item.get(k).is_some(), "{k} missing in {item}");
+        }
+        for k in ["seconds_per_iter", "images_per_s", "forward_examples", "backward_examples", "train_examples"] {
+            assert!(item["roli"][k].is_number(), "{k}: {item}");
+        }
+        assert!(item["roli"]["peak_memory_bytes"].is_null());
+        assert!(item["roli"]["pct_of_peak"].is_null());
+        let back: BenchReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+
+        let text = table(&r);
+        assert!(text.contains("pgd10-eval") && text.contains("2.00") && text.contains("max |logit diff|"), "{text}");
+        assert!(text.contains("1M") && text.contains("torch 2.11.0"), "{text}");
+        assert_eq!(
+            (fmt_rate(Some(0.0046)), fmt_rate(Some(0.123)), fmt_rate(None)),
+            ("4.6e-3".into(), "0.123".into(), "-".into())
+        );
+    }
+
+    #[test]
+    fn without_the_torch_side_roli_stands_alone_with_the_reason() {
+        let r = assemble(
+            settings(),
+            roli_side_fixture(),
+            TorchReport::missing("failed", Some("No module named 'torch'".into()), Some("python3".into())),
+            None,
+        );
+        assert!(r.flops.is_none());
+        assert!(r.items.iter().all(|i| i.torch.is_none() && i.ratio.is_none()));
+        assert!(r.items[0].roli.as_ref().unwrap().images_per_s > 0.0);
+        let text = table(&r);
+        assert!(text.contains("PyTorch side missing: No module named 'torch'"), "{text}");
+    }
+
+    #[test]
+    fn differing_work_is_flagged() {
+        let w = |f: f64| Work { forward_examples: f, backward_examples: 0.0, train_examples: 0.0 };
+        let a = SideTiming::new(1.0, 1.0, w(100.0), None);
+        assert!(work_note(Some(&a), Some(&SideTiming::new(1.0, 1.0, w(105.0), None))).is_none());
+        assert!(work_note(Some(&a), Some(&SideTiming::new(1.0, 1.0, w(150.0), None))).is_some());
+        assert_eq!(
+            last_error_line("Traceback\n  x\nModuleNotFoundError: No module named 'torch'\n\n"),
+            "ModuleNotFoundError: No module named 'torch'"
+        );
+    }
+}
