@@ -304,11 +304,11 @@ def main():
     def timed(name, run, images, model_counter=None, train_examples=0):
         """Warm-up, then `iters` timed runs; counts taken over the timed runs only."""
         try:
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
             for _ in range(warmup):
                 run()
             sync()
+            if cuda:  # the peak of the timed iterations, as on roli's side
+                torch.cuda.reset_peak_memory_stats(device)
             if model_counter is not None:
                 model_counter.fwd = model_counter.bwd = 0
             t0 = time.perf_counter()

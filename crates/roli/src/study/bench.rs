@@ -178,8 +178,7 @@ pub struct SideTiming {
     pub images_per_s: f64,
     #[serde(flatten)]
     pub work: Work,
-    /// Peak device memory of the item; `null` where it cannot be measured (the CPU; roli until its
-    /// memory-stats API exists).
+    /// Peak device memory of the item's timed iterations; `null` on the CPU.
     pub peak_memory_bytes: Option<u64>,
     pub flops_per_iter: Option<f64>,
     pub tflops: Option<f64>,
@@ -977,7 +976,7 @@ pub fn table(r: &BenchReport) -> String {
     if s.peak_tflops.is_none() {
         out.push_str("% peak: pass --peak-tflops for the device's peak at this precision\n");
     }
-    out.push_str("peak mem: roli's is not measurable yet (null in the JSON); PyTorch's only on CUDA\n");
+    out.push_str("peak mem: peak bytes allocated by each side's CUDA caching allocator during the timed iterations (CUDA only)\n");
     if !notes.is_empty() {
         out.push_str("notes:\n");
         for n in notes {
