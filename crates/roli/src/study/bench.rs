@@ -1063,6 +1063,8 @@ mod tests {
             classes: 10,
             device: "cpu".into(),
             precision: Precision::Fp32,
+            attention: AttentionImpl::Explicit,
+            optimizer_impl: OptimImpl::Reference,
             threads: 2,
             iters: 1,
             warmup: 0,
