@@ -112,4 +112,26 @@ mod tests {
         let e = "fp16".parse::<Precision>().unwrap_err();
         assert!(e.contains("'fp16'") && e.contains("bf16"), "{e}");
     }
+
+    #[test]
+    fn a_phase_sets_and_restores_the_global_flags_and_bf16_autocasts() {
+        use roli_torch_ext::MatmulPrecision as M;
+        let before = roli_torch_ext::float32_matmul_precision().unwrap();
+        {
+            let _tf32 = Precision::Tf32.enter(Device::Cpu).unwrap();
+            assert_eq!(roli_torch_ext::float32_matmul_precision().unwrap(), M::High);
+            assert!(roli_torch_ext::cudnn_allow_tf32().unwrap());
+        }
+        assert_eq!(roli_torch_ext::float32_matmul_precision().unwrap(), before);
+        let _bf16 = Precision::Bf16.enter(Device::Cpu).unwrap();
+        let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+        let inner = std::cell::Cell::new(Kind::Float);
+        let out = Precision::Bf16.forward(Device::Cpu, || {
+            let y = a.matmul(&a);
+            inner.set(y.kind());
+            y
+        });
+        assert_eq!((inner.get(), out.kind()), (Kind::BFloat16, Kind::Float));
+        assert_eq!(Precision::Fp32.forward(Device::Cpu, || a.matmul(&a)).kind(), Kind::Float);
+    }
 }
