@@ -19,7 +19,8 @@ pub const FORMAT: &str = "roli-manifest";
 /// Schema version.
 pub const VERSION: u32 = 1;
 /// The files of a stage folder whose SHA-256 the manifest records (those present).
-pub const STAGE_FILES: [&str; 4] = [artifacts::BEST, artifacts::HEAD_TENSORS, artifacts::HEAD_JSON, artifacts::TEST_EXAMPLES];
+pub const STAGE_FILES: [&str; 4] =
+    [artifacts::BEST, artifacts::HEAD_TENSORS, artifacts::HEAD_JSON, artifacts::TEST_EXAMPLES];
 
 /// One output folder's manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,17 +224,30 @@ pub fn env_differences(recorded: &Manifest, now_build: &BuildInfo, now_env: &Env
         ("arch", e.arch.clone(), now_env.arch.clone()),
         ("cpu_model", opt(&e.cpu_model), opt(&now_env.cpu_model)),
     ];
-    pairs.into_iter().filter(|(_, a, b)| a != b).map(|(field, recorded, now)| EnvDiff { field, recorded, now }).collect()
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(field, recorded, now)| EnvDiff { field, recorded, now })
+        .collect()
 }
 
 /// Whether a difference can change floating-point results of the same code and inputs (another
 /// machine, thread count, device or library), as opposed to another program.
 pub fn explains_float_changes(d: &EnvDiff) -> bool {
-    matches!(d.field, "threads" | "device" | "device_name" | "cuda" | "cudnn" | "cpu_model" | "arch" | "os" | "libtorch_version")
+    matches!(
+        d.field,
+        "threads" | "device" | "device_name" | "cuda" | "cudnn" | "cpu_model" | "arch" | "os" | "libtorch_version"
+    )
 }
 
 /// The record of a stage folder `dir` (named `name` relative to the manifest).
-pub fn stage_record(name: &str, dir: &Path, seed: Option<u64>, eval_seed: u64, seconds: Option<f64>) -> anyhow::Result<StageRecord> {
+pub fn stage_record(
+    name: &str,
+    dir: &Path,
+    seed: Option<u64>,
+    eval_seed: u64,
+    seconds: Option<f64>,
+) -> anyhow::Result<StageRecord> {
     let mut rec = StageRecord {
         name: name.into(),
         seed,
@@ -314,7 +328,12 @@ impl Manifest {
         }
         let m: Manifest = artifacts::read_json(&p)?;
         if m.format != FORMAT || m.version > VERSION {
-            anyhow::bail!("{}: format {} version {} is not a roli manifest this build reads", p.display(), m.format, m.version);
+            anyhow::bail!(
+                "{}: format {} version {} is not a roli manifest this build reads",
+                p.display(),
+                m.format,
+                m.version
+            );
         }
         Ok(m)
     }
@@ -472,7 +491,12 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings { train_precision: Some("fp32".into()), eval_precision: "fp32".into(), attention: "explicit".into(), seed: 0 }
+        Settings {
+            train_precision: Some("fp32".into()),
+            eval_precision: "fp32".into(),
+            attention: "explicit".into(),
+            seed: 0,
+        }
     }
 
     #[test]

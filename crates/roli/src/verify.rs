@@ -53,7 +53,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> anyhow::Result<TempDir> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let p = std::env::temp_dir().join(format!("roli-verify-{}-{tag}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
         Ok(TempDir(p))
@@ -70,7 +71,14 @@ impl Drop for TempDir {
 pub fn diff_examples(stage: &str, recorded: &TestExamples, now: &TestExamples) -> Vec<Difference> {
     let mut out = Vec::new();
     let mut push = |what: &str, index: Option<usize>, field: &str, a: String, b: String| {
-        out.push(Difference { stage: stage.into(), what: what.into(), index, field: field.into(), recorded: a, now: b });
+        out.push(Difference {
+            stage: stage.into(),
+            what: what.into(),
+            index,
+            field: field.into(),
+            recorded: a,
+            now: b,
+        });
     };
     let (r, n) = (recorded.reports(), now.reports());
     if r.len() != n.len() {
@@ -162,9 +170,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> anyhow::Result<Verdict> {
         other => Verdict {
             identical: true,
             differences: Vec::new(),
-            text: format!(
-                "{other} folder: recorded hashes match; re-computation covers run and demo folders only\n"
-            ),
+            text: format!("{other} folder: recorded hashes match; re-computation covers run and demo folders only\n"),
         },
     };
     v.text += &format!("verified {} in {:.1}s\n", dir.display(), t0.elapsed().as_secs_f64());
@@ -196,7 +202,11 @@ fn verify_run(dir: &Path, m: &Manifest, opts: &VerifyOptions) -> anyhow::Result<
     let stages: Vec<_> = plan.stages.iter().filter(|s| selected(s.stage, opts.stage.as_deref())).cloned().collect();
     if stages.is_empty() {
         let names: Vec<String> = plan.stages.iter().map(|s| s.stage.dir_name()).collect();
-        bail!("--stage {}: no such stage in this run (stages: {})", opts.stage.as_deref().unwrap_or(""), names.join(", "));
+        bail!(
+            "--stage {}: no such stage in this run (stages: {})",
+            opts.stage.as_deref().unwrap_or(""),
+            names.join(", ")
+        );
     }
     if !problems.is_empty() {
         bail!("refusing to verify {}:\n{}", dir.display(), problems.join("\n"));
@@ -210,7 +220,11 @@ fn verify_run(dir: &Path, m: &Manifest, opts: &VerifyOptions) -> anyhow::Result<
         pipeline::run(&p, &tmp.0)?;
         for s in &stages {
             let name = s.stage.dir_name();
-            diffs.extend(diff_weights(&name, &dir.join(&name).join(artifacts::BEST), &tmp.0.join(&name).join(artifacts::BEST))?);
+            diffs.extend(diff_weights(
+                &name,
+                &dir.join(&name).join(artifacts::BEST),
+                &tmp.0.join(&name).join(artifacts::BEST),
+            )?);
             diffs.extend(diff_stage(dir, &tmp.0.join(&name), &name)?);
         }
     } else {
@@ -231,7 +245,14 @@ fn verify_run(dir: &Path, m: &Manifest, opts: &VerifyOptions) -> anyhow::Result<
             let tmp = TempDir::new(&name)?;
             let eval_dir = tmp.0.join(&name);
             std::fs::create_dir_all(&eval_dir)?;
-            pipeline::evaluate_test(&plan.eval, &plan.eval.attacks_for(s.stage.kind()), &built.model, device, data.test.as_ref(), &eval_dir)?;
+            pipeline::evaluate_test(
+                &plan.eval,
+                &plan.eval.attacks_for(s.stage.kind()),
+                &built.model,
+                device,
+                data.test.as_ref(),
+                &eval_dir,
+            )?;
             diffs.extend(diff_stage(dir, &eval_dir, &name)?);
         }
     }

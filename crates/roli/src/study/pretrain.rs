@@ -228,7 +228,15 @@ pub fn pretrain(spec: &PretrainSpec, out: &Path) -> anyhow::Result<Pretrained> {
                   "aa_accuracy": test.aa_accuracy, "aa_n": test.aa_n },
     });
     let sc = roli_models::save_classifier(out, &built.vs, &built.model, info)?;
-    crate::manifest::write_pretrain(&plan, sp.seed, &eval, &data, &sc.backbone_fingerprint, t0.elapsed().as_secs_f64(), out)?;
+    crate::manifest::write_pretrain(
+        &plan,
+        sp.seed,
+        &eval,
+        &data,
+        &sc.backbone_fingerprint,
+        t0.elapsed().as_secs_f64(),
+        out,
+    )?;
     Ok(Pretrained { test, backbone_fingerprint: sc.backbone_fingerprint })
 }
 
