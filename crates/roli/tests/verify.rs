@@ -93,6 +93,10 @@ fn a_tiny_run_has_a_manifest_and_verifies_and_a_changed_checkpoint_is_refused() 
     let (code, stdout, err) = verify(&out, &["--stage", "bias/roli"]);
     assert_eq!(code, 0, "{stdout}{err}");
     assert!(stdout.contains("identical: 1 stage(s)"), "{stdout}");
+    // --full re-trains (the probe, then bias/roli) into a temp folder: bit-identical on the same machine.
+    let (code, stdout, err) = verify(&out, &["--full", "--stage", "bias_roli"]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("identical: 1 stage(s) re-trained and re-evaluated"), "{stdout}");
     let (code, _, err) = verify(&out, &["--stage", "lora_roli"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no such stage") && err.contains("bias_roli"), "{err}");
