@@ -13,6 +13,7 @@ pub mod device;
 pub mod dry_run;
 pub mod examples;
 pub mod head;
+pub mod manifest;
 pub mod peft;
 pub mod pipeline;
 pub mod plan;
@@ -24,6 +25,7 @@ pub mod seed;
 pub mod stage;
 pub mod study;
 pub mod train;
+pub mod verify;
 pub mod zoo;
 
 pub use roli_attacks as attacks;

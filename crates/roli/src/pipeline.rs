@@ -490,6 +490,7 @@ pub fn run_with(plan: &StudyPlan, out: &Path, on_model: &dyn Fn(&MethodResult, b
         results,
     };
     artifacts::write_json(&out.join(artifacts::SUMMARY), &summary)?;
+    crate::manifest::write_run(plan, out, &data, &src, &summary)?;
     Ok(summary)
 }
 

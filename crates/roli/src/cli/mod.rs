@@ -9,6 +9,7 @@ pub mod pretrain;
 pub mod report;
 pub mod run;
 pub mod tune;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Learning-rate selection on validation (never test) per method and init; writes tuned.toml.
     Tune(tune::TuneArgs),
+    /// Re-compute a run's test results from its artifacts and diff them with the recorded ones (exit 0 identical, 1 differences, 2 bad input).
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs a parsed command line.
@@ -63,5 +66,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a),
         Command::Report(a) => report::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }

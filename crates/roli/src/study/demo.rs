@@ -142,6 +142,7 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
         ..Default::default()
     };
     let report = report::write_report(&robust, out, &opts)?;
+    crate::manifest::write_demo(plan, out)?;
     Ok(DemoOutcome { robust, standard, report })
 }
 

@@ -117,6 +117,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         EvalOutcome::Sweep(sw)
     };
     let _ = std::fs::remove_file(r.out.join(crate::artifacts::STATE));
+    crate::manifest::write_eval(r, ds.as_ref(), src.describe(), &built.backbone_fingerprint, &outcome)?;
     Ok(Evaluated { outcome, results })
 }
 

@@ -177,6 +177,7 @@ pub struct Pretrained {
 
 /// Trains in `out/train` (resumable), tests, and saves the classifier with its sidecar in `out`.
 pub fn pretrain(spec: &PretrainSpec, out: &Path) -> anyhow::Result<Pretrained> {
+    let t0 = std::time::Instant::now();
     let cfg = spec.config()?;
     let plan = StudyPlan::resolve(&cfg);
     let train_dir = out.join("train");
@@ -227,6 +228,15 @@ pub fn pretrain(spec: &PretrainSpec, out: &Path) -> anyhow::Result<Pretrained> {
                   "aa_accuracy": test.aa_accuracy, "aa_n": test.aa_n },
     });
     let sc = roli_models::save_classifier(out, &built.vs, &built.model, info)?;
+    crate::manifest::write_pretrain(
+        &plan,
+        sp.seed,
+        &eval,
+        &data,
+        &sc.backbone_fingerprint,
+        t0.elapsed().as_secs_f64(),
+        out,
+    )?;
     Ok(Pretrained { test, backbone_fingerprint: sc.backbone_fingerprint })
 }
 
