@@ -65,6 +65,9 @@ fn result(
             aa_n: Some(AA_N),
             examples_path: path,
             flags: vec![],
+            checks: vec![],
+            reliable: true,
+            aa_robust_pgd_broken: None,
         },
         seconds: 1.0,
     }
