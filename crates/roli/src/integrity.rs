@@ -196,3 +196,168 @@ pub fn marker(test: &TestResult) -> String {
         format!("  {UNRELIABLE} ({})", test.failure_names().join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::TestResult;
+    use roli_attacks::{EvalOptions, ThreatModel};
+    use std::path::PathBuf;
+    use tch::{Device, Kind, Tensor};
+
+    /// A real PGD report of a small linear model on 20 self-labelled examples.
+    fn pgd_report() -> (AttackSpec, EvalReport) {
+        tch::manual_seed(3);
+        let w = Tensor::randn([12, 4], (Kind::Float, Device::Cpu));
+        let m = move |x: &Tensor| x.reshape([-1, 12]).matmul(&w);
+        let x = Tensor::rand([20, 3, 2, 2], (Kind::Float, Device::Cpu));
+        let y = tch::no_grad(|| m(&x).argmax(1, false));
+        let spec: AttackSpec = "pgd".parse().unwrap();
+        let mut o = EvalOptions::new(ThreatModel::Linf { eps: 0.05 });
+        o.batch_size = 20;
+        (spec, roli_attacks::evaluate(&m, &x, &y, &spec, &o).unwrap())
+    }
+
+    fn test_result(checks: Vec<Check>) -> TestResult {
+        let mut t = TestResult {
+            n: 20,
+            clean_accuracy: 1.0,
+            pgd_accuracy: 0.5,
+            aa_accuracy: None,
+            aa_n: None,
+            examples_path: PathBuf::new(),
+            flags: vec![],
+            checks: vec![],
+            reliable: true,
+            aa_robust_pgd_broken: None,
+        };
+        apply(&mut t, checks);
+        t
+    }
+
+    #[test]
+    fn aa_above_pgd_on_the_same_examples_fails_the_test() {
+        let (spec, pgd) = pgd_report();
+        let broken = pgd.examples.iter().filter(|e| e.clean_correct && !e.robust).count();
+        assert!(broken >= 2, "the toy PGD must break some points: {}", pgd.robust_accuracy);
+        let aa_spec: AttackSpec = "aa-standard".parse().unwrap();
+        // AA on the first 10 examples: as strong as PGD there → passes.
+        let mut aa = pgd.clone();
+        aa.examples.truncate(10);
+        aa.flags.clear();
+        let (checks, only_aa) = test_checks((&spec, &pgd), Some((&aa_spec, &aa)));
+        let c = checks.iter().find(|c| c.on == AA_VS_PGD).unwrap();
+        assert!(c.passed && only_aa == Some(0), "{c:?}");
+        // AA robust on every clean-correct point of its subset, including points PGD broke → fails,
+        // with the count of AA-robust PGD-broken examples.
+        for e in &mut aa.examples {
+            e.robust = e.clean_correct;
+        }
+        let expected = aa.examples.iter().zip(&pgd.examples).filter(|(a, p)| a.robust && !p.robust).count();
+        let (checks, only_aa) = test_checks((&spec, &pgd), Some((&aa_spec, &aa)));
+        let c = checks.iter().find(|c| c.on == AA_VS_PGD).unwrap();
+        if expected > 0 {
+            assert!(!c.passed && matches!(c.flag, Some(Flag::AaWeakerThanPgd { .. })), "{c:?}");
+            assert_eq!(only_aa, Some(expected));
+            let t = test_result(checks);
+            assert!(!t.reliable && !t.is_reliable());
+            assert_eq!(t.failure_names(), vec!["aa-vs-pgd: aa-weaker-than-pgd".to_string()]);
+        } else {
+            panic!("the first 10 examples hold no PGD-broken point; pick another seed");
+        }
+    }
+
+    #[test]
+    fn report_checks_list_what_ran_and_fail_on_flags() {
+        let (spec, mut pgd) = pgd_report();
+        let names: Vec<String> = report_checks("pgd", &spec, &pgd).iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, ["perturbation-out-of-bounds", "randomized", "softmax-output", "zero-gradient"]);
+        assert!(report_checks("pgd", &spec, &pgd).iter().all(|c| c.passed));
+        pgd.flags.push(Flag::PerturbationOutOfBounds { over_eps: 1, max_norm: 0.2, out_of_box: 0, nan: 0 });
+        pgd.flags.push(Flag::NonMonotoneInSteps { steps_lo: 1, acc_lo: 0.1, steps_hi: 2, acc_hi: 0.5 });
+        let cs = report_checks("pgd", &spec, &pgd);
+        let failed: Vec<&str> = cs.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["perturbation-out-of-bounds", "non-monotone-in-steps"]);
+        assert!(cs[0].detail.contains("exceed eps"));
+        // AA standard adds Square-vs-white-box and target counts.
+        let aa: AttackSpec = "aa-standard".parse().unwrap();
+        let names: Vec<String> = report_checks("autoattack", &aa, &pgd).iter().map(|c| c.name.clone()).collect();
+        assert!(names.contains(&"square-beats-white-box".into()) && names.contains(&"too-many-targets".into()));
+    }
+
+    #[test]
+    fn curve_checks_keep_the_sweep_flags() {
+        let ok = Curve { points: vec![(0.0, 0.9), (0.1, 0.5)], flags: vec![] };
+        let cs = ok.checks();
+        assert_eq!(cs.len(), 2);
+        assert!(cs.iter().all(|c| c.passed && c.on == EPS_CURVE));
+        let no_zero = Curve { points: vec![(0.05, 0.9), (0.1, 0.5)], flags: vec![] };
+        assert_eq!(no_zero.checks().len(), 1, "eps = 0 is only checked when on the curve");
+        let bad = Curve {
+            points: vec![(0.0, 0.8), (0.1, 0.6)],
+            flags: vec![
+                checks::eps_zero(0.9, 0.8).unwrap(),
+                checks::monotone_in_eps(&[(0.1, 0.5), (0.2, 0.6)]).unwrap(),
+            ],
+        };
+        let cs = bad.checks();
+        assert!(cs.iter().all(|c| !c.passed), "{cs:?}");
+        // The curve's checks join the test's and replace an earlier curve's (a re-run demo).
+        let mut t = test_result(report_checks("pgd", &pgd_report().0, &pgd_report().1));
+        assert!(t.is_reliable());
+        apply(&mut t, bad.checks());
+        assert!(!t.reliable && t.flags.len() == 2, "{:?}", t.flags);
+        apply(&mut t, ok.checks());
+        assert!(t.reliable && t.flags.is_empty() && t.checks.iter().filter(|c| c.on == EPS_CURVE).count() == 2);
+    }
+
+    #[test]
+    fn gate_names_unreliable_models_unless_allowed_and_reads_old_summaries() {
+        // summary.json as written before the gate: no checks, reliable or aa_robust_pgd_broken.
+        let r = crate::results::MethodResult {
+            method: crate::config::StageKind::Probe,
+            init: crate::config::Init::Ranli,
+            dir: PathBuf::from("linear"),
+            optimizer: crate::train::optim::OptimizerKind::REFERENCE_SGD,
+            lr: 0.1,
+            epochs: 1,
+            best_epoch: None,
+            best_val_robust: 0.0,
+            trainable_tensors: 1,
+            trainable_elements: 1,
+            effective_elements: None,
+            notes: vec![],
+            test: test_result(vec![]),
+            seconds: 1.0,
+        };
+        let new = Summary {
+            name: "r".into(),
+            backbone: "b".into(),
+            data: "d".into(),
+            test_n: 20,
+            head_artifact: PathBuf::from("h"),
+            results: vec![r],
+        };
+        let mut old = serde_json::to_value(&new).unwrap();
+        let test = old["results"][0]["test"].as_object_mut().unwrap();
+        for k in ["checks", "reliable", "aa_robust_pgd_broken"] {
+            assert!(test.remove(k).is_some(), "{k}");
+        }
+        let s: Summary = match serde_json::from_value(old) {
+            Ok(s) => s,
+            Err(e) => panic!("an old summary.json must stay readable: {e}"),
+        };
+        assert!(s.results[0].test.reliable && s.results[0].test.checks.is_empty());
+        assert_eq!(gate(&[("", &s)], false), Ok(()));
+        // An old result that recorded a flag counts as unreliable.
+        let mut flagged = s.clone();
+        flagged.results[0].test.flags = vec!["ZeroGradient { zero: 2, nan: 0, total: 2 }".into()];
+        let e = gate(&[("standard", &flagged)], false).unwrap_err();
+        assert_eq!(e.models.len(), 1);
+        assert!(e.models[0].starts_with("standard linear probe (ZeroGradient"), "{e:?}");
+        let line = e.to_string();
+        assert!(!line.contains('\n') && line.contains("--allow-flags"), "{line}");
+        assert_eq!(gate(&[("", &s), ("standard", &flagged)], true), Ok(()));
+        assert!(marker(&flagged.results[0].test).contains(UNRELIABLE) && marker(&s.results[0].test).is_empty());
+    }
+}

@@ -188,7 +188,7 @@ fn figures(out: &mut String, p: &Page<'_>) {
 /// was seen, per model; a count of those passed.
 fn integrity(out: &mut String, p: &Page<'_>) {
     let _ = writeln!(out, "\n## Integrity checks\n");
-    let _ = writeln!(out, "A failed check marks the model's robust accuracies **unreliable** (see roli-attacks FLAGS.md); `roli report` then exits 1 unless `--allow-flags`.\n");
+    let _ = writeln!(out, "A failed check marks the model's robust accuracies `unreliable` (see roli-attacks FLAGS.md); `roli report` then exits 1 unless `--allow-flags`.\n");
     let runs = std::iter::once(("", p.summary)).chain(p.standard.map(|s| ("standard ", s)));
     for (tag, s) in runs {
         for r in &s.results {
