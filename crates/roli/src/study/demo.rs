@@ -98,13 +98,14 @@ impl Progress {
             String::new()
         };
         format!(
-            "roli demo: {}/{} models ({}{}: clean {:.1}%, PGD {:.1}%), {:.1} min elapsed{eta}",
+            "roli demo: {}/{} models ({}{}: clean {:.1}%, PGD {:.1}%{}), {:.1} min elapsed{eta}",
             self.done.get(),
             self.total,
             r.label(),
             if reused { ", reused" } else { "" },
             100.0 * r.test.clean_accuracy,
             100.0 * r.test.pgd_accuracy,
+            if r.test.is_reliable() { "" } else { " unreliable" },
             self.start.elapsed().as_secs_f64() / 60.0
         )
     }
