@@ -2,13 +2,14 @@
 //! evaluation is marked `unreliable` in its result, the `roli run` and demo tables and report.md,
 //! and `roli report` exits 1 (one line naming the model and `--allow-flags`); `--allow-flags`
 //! exits 0 with the marks kept. The same model without masking passes every check and exits 0.
+//! `roli run` and `roli demo` on finished stages holding those two tests exit 1 / 0 likewise.
 use roli::config::{Init, RunConfig, StageKind};
 use roli::plan::StudyPlan;
 use roli::results::{MethodResult, Summary, TestResult};
 use roli::train::optim::OptimizerKind;
 use roli_attacks::Flag;
 use roli_data::TensorDataset;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
@@ -82,11 +83,11 @@ fn evaluate(masked: bool, out: &Path) -> TestResult {
     roli::pipeline::evaluate_test_model(&plan.eval, &plan.eval.attacks, model, Device::Cpu, &data, out).unwrap()
 }
 
-fn summary(dir: &Path, test: TestResult) -> Summary {
-    let r = MethodResult {
-        method: StageKind::Probe,
+fn method_result(dir: PathBuf, method: StageKind, test: TestResult) -> MethodResult {
+    MethodResult {
+        method,
         init: Init::Ranli,
-        dir: dir.join("linear"),
+        dir,
         optimizer: OptimizerKind::REFERENCE_SGD,
         lr: 0.1,
         epochs: 1,
@@ -98,14 +99,17 @@ fn summary(dir: &Path, test: TestResult) -> Summary {
         notes: vec![],
         test,
         seconds: 1.0,
-    };
+    }
+}
+
+fn summary(dir: &Path, test: TestResult) -> Summary {
     Summary {
         name: "gate".into(),
         backbone: "linear".into(),
         data: "toy".into(),
         test_n: 24,
         head_artifact: dir.join("linear/head.json"),
-        results: vec![r],
+        results: vec![method_result(dir.join("linear"), StageKind::Probe, test)],
     }
 }
 
@@ -177,4 +181,94 @@ fn the_smooth_model_passes_every_check_and_the_report_exits_zero() {
     let (code, err, md) = report(run, false);
     assert_eq!(code, 0, "{err}");
     assert!(!md.contains("**unreliable**") && md.contains("- linear: all "), "{md}");
+}
+
+fn cached() -> bool {
+    let ok = ["fashion-mnist", "advertorch"]
+        .iter()
+        .all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
+    if !ok {
+        eprintln!("note: fashion-mnist/advertorch not cached; run `roli data fetch all` — test skipped");
+    }
+    ok
+}
+
+/// `roli run` and `roli demo` on a run folder whose stages are finished (reused, no training): the
+/// probe's test is the masked model's, the bias stage's the smooth model's. Both commands print
+/// their table with the probe marked, write summary.json (and the demo's report.md), and exit 1
+/// naming only the probe; with --allow-flags they exit 0 and keep the marks.
+#[test]
+fn roli_run_and_demo_exit_1_on_an_unreliable_stage_and_0_with_allow_flags() {
+    if !cached() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("tiny.toml");
+    let text = CFG
+        .replace("name = \"toy\"", "name = \"fashion-mnist\"\ntrain_limit = 32\nval_limit = 8\ntest_limit = 24")
+        .replace("vit_micro_patch4_32", "advertorch-lenet5-mnist-at");
+    std::fs::write(&cfg, &text).unwrap();
+    let plan = StudyPlan::resolve(&RunConfig::from_toml_str(&text, &[], "test").unwrap());
+    let dirs: Vec<String> = plan.stages.iter().map(|s| s.stage.dir_name()).collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    // `run` is the folder of `roli run`; the demo runs its robust study in `demo/robust`.
+    // Each test is evaluated once; the demo's copy points to the same per-example records.
+    let tests: Vec<TestResult> =
+        dirs.iter().zip([true, false]).map(|(d, masked)| evaluate(masked, &tmp.path().join("run").join(d))).collect();
+    assert_eq!(tests.iter().map(|t| t.is_reliable()).collect::<Vec<_>>(), [false, true]);
+    for root in [tmp.path().join("run"), tmp.path().join("demo/robust")] {
+        for (i, (d, t)) in dirs.iter().zip(&tests).enumerate() {
+            let dir = root.join(d);
+            std::fs::create_dir_all(&dir).unwrap();
+            let t = t.clone();
+            let r = method_result(dir.clone(), plan.stages[i].stage.kind(), t);
+            std::fs::write(dir.join("result.json"), serde_json::to_string_pretty(&r).unwrap()).unwrap();
+            if i == 0 {
+                // A finished probe has its head artifact (only its presence is checked on reuse).
+                for f in [roli::artifacts::HEAD_TENSORS, roli::artifacts::HEAD_JSON] {
+                    std::fs::write(dir.join(f), b"").unwrap();
+                }
+            }
+        }
+    }
+    let roli = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_roli")).args(args).output().unwrap();
+        let (out, err) =
+            (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+        (o.status.code().unwrap(), out, err)
+    };
+    let (cfg, run, demo) = (cfg.to_str().unwrap(), tmp.path().join("run"), tmp.path().join("demo"));
+    let (run, demo) = (run.to_str().unwrap(), demo.to_str().unwrap());
+    for allow in [false, true] {
+        let flag: &[&str] = if allow { &["--allow-flags"] } else { &[] };
+        let (code, out, err) = roli(&[&["run", cfg, "--out", run], flag].concat());
+        assert_eq!(code, if allow { 0 } else { 1 }, "{out}{err}");
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("linear") || l.starts_with("bias")).collect();
+        assert_eq!(rows.len(), 2, "{out}");
+        assert!(rows[0].contains("unreliable (pgd: zero-gradient") && !rows[1].contains("unreliable"), "{out}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        if allow {
+            assert!(errors.is_empty(), "{err}");
+        } else {
+            assert_eq!(errors.len(), 1, "{err}");
+            assert!(
+                errors[0].contains("linear probe (")
+                    && !errors[0].contains("bias/")
+                    && errors[0].contains("--allow-flags")
+            );
+        }
+        let s: Summary =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(run).join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s.results.iter().map(|r| r.test.reliable).collect::<Vec<_>>(), [false, true]);
+
+        let (code, out, err) = roli(&[&["demo", "--config", cfg, "--no-standard", "--out", demo], flag].concat());
+        assert_eq!(code, if allow { 0 } else { 1 }, "{out}{err}");
+        assert!(
+            out.lines().any(|l| l.starts_with("robust") && l.contains("linear") && l.contains("unreliable")),
+            "{out}"
+        );
+        let md = std::fs::read_to_string(Path::new(demo).join("report.md")).unwrap();
+        assert!(md.contains("- linear: **unreliable**") && md.contains("- bias/RanLI: all "), "{md}");
+    }
 }
