@@ -201,6 +201,49 @@ pub fn aa_not_weaker_than_pgd(aa: f64, pgd: f64) -> Option<Flag> {
     (aa > pgd + ACC_TOLERANCE).then_some(Flag::AaWeakerThanPgd { aa, pgd })
 }
 
+/// AutoAttack vs PGD example by example, on the examples both evaluated (matched by index).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AaVsPgd {
+    /// Examples both attacks evaluated.
+    pub n: usize,
+    /// Robust accuracy under AutoAttack on them.
+    pub aa: f64,
+    /// Robust accuracy under PGD on the same examples.
+    pub pgd: f64,
+    /// Examples AutoAttack left robust that PGD broke (expected rare: AA runs other attacks, but
+    /// a weaker overall AA shows up as many of these).
+    pub aa_robust_pgd_broken: usize,
+    /// [`Flag::AaWeakerThanPgd`] when AA's accuracy on the shared examples exceeds PGD's by more
+    /// than [`ACC_TOLERANCE`].
+    pub flag: Option<Flag>,
+}
+
+/// [`aa_not_weaker_than_pgd`] on the examples both evaluations hold: `pgd` and `aa` are
+/// `(example index, robust)` pairs; indices in only one of them are ignored. `None` when no index
+/// is shared (nothing to compare).
+pub fn aa_vs_pgd_examples(pgd: &[(usize, bool)], aa: &[(usize, bool)]) -> Option<AaVsPgd> {
+    let pgd: std::collections::HashMap<usize, bool> = pgd.iter().copied().collect();
+    let (mut n, mut aa_k, mut pgd_k, mut only_aa) = (0usize, 0usize, 0usize, 0usize);
+    for &(i, aa_robust) in aa {
+        let Some(&pgd_robust) = pgd.get(&i) else { continue };
+        n += 1;
+        aa_k += aa_robust as usize;
+        pgd_k += pgd_robust as usize;
+        only_aa += (aa_robust && !pgd_robust) as usize;
+    }
+    if n == 0 {
+        return None;
+    }
+    let (aa_acc, pgd_acc) = (aa_k as f64 / n as f64, pgd_k as f64 / n as f64);
+    Some(AaVsPgd {
+        n,
+        aa: aa_acc,
+        pgd: pgd_acc,
+        aa_robust_pgd_broken: only_aa,
+        flag: aa_not_weaker_than_pgd(aa_acc, pgd_acc),
+    })
+}
+
 /// Every ‖x_adv − x‖ ≤ eps (relative slack [`NORM_SLACK`]), x_adv ∈ [0, 1] and finite.
 pub fn perturbation_bounds(x: &Tensor, x_adv: &Tensor, threat: &ThreatModel) -> Option<Flag> {
     let mut acc = BoundsAccumulator::new(*threat);
@@ -373,6 +416,25 @@ mod tests {
         let f = square_vs_white_box(&bad).unwrap();
         assert!(matches!(f, Flag::SquareBeatsWhiteBox { delta } if (delta - 0.08).abs() < 1e-9));
         assert!(f.message().contains("FLAGS.md#square-beats-white-box"));
+    }
+
+    #[test]
+    fn aa_vs_pgd_on_shared_examples() {
+        // PGD on 0..6, AA on 0..4: only indices 0..4 count.
+        let pgd = [(0, true), (1, true), (2, false), (3, false), (4, true), (5, true)];
+        let ok = aa_vs_pgd_examples(&pgd, &[(0, true), (1, false), (2, false), (3, false)]).unwrap();
+        assert_eq!((ok.n, ok.aa_robust_pgd_broken, ok.flag.clone()), (4, 0, None));
+        assert_eq!((ok.aa, ok.pgd), (0.25, 0.5));
+        // AA robust where PGD broke them: counted, and the aggregate flags.
+        let bad = aa_vs_pgd_examples(&pgd, &[(0, true), (1, true), (2, true), (3, false)]).unwrap();
+        assert_eq!(bad.aa_robust_pgd_broken, 1);
+        assert_eq!(bad.flag, Some(Flag::AaWeakerThanPgd { aa: 0.75, pgd: 0.5 }));
+        // Swapped per-example disagreement with equal totals: counted, not flagged.
+        let even = aa_vs_pgd_examples(&pgd, &[(0, false), (1, true), (2, true), (3, false)]).unwrap();
+        assert_eq!((even.aa_robust_pgd_broken, even.flag), (1, None));
+        // Indices AA ran on but PGD did not are not compared; nothing shared: None.
+        assert_eq!(aa_vs_pgd_examples(&pgd, &[(9, true)]), None);
+        assert_eq!(aa_vs_pgd_examples(&pgd, &[(9, true), (2, false)]).unwrap().n, 1);
     }
 
     #[test]

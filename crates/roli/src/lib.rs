@@ -13,6 +13,7 @@ pub mod device;
 pub mod dry_run;
 pub mod examples;
 pub mod head;
+pub mod integrity;
 pub mod manifest;
 pub mod peft;
 pub mod pipeline;

@@ -1,4 +1,5 @@
-//! The `roli` binary: parse, set up logging, run, and print errors as one clear line (exit 2).
+//! The `roli` binary: parse, set up logging, run, and print errors as one clear line (exit 2;
+//! exit 1 for numbers that failed an integrity check, see `roli::integrity`).
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -9,6 +10,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     match roli::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Failed integrity checks without --allow-flags: the outputs are written, exit 1.
+        Err(e) if e.downcast_ref::<roli::integrity::Unreliable>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -170,6 +170,20 @@ pub fn evaluate_test(
 ) -> anyhow::Result<TestResult> {
     let _precision = eval.precision.enter(device)?;
     let m = |t: &Tensor| eval.precision.forward(device, || model.forward_with(t, false));
+    evaluate_test_model(eval, attacks, &m, device, test, out)
+}
+
+/// [`evaluate_test`] of any model (taking [0, 1] inputs on `device`, returning logits), with the
+/// integrity checks of both evaluations and AutoAttack ≤ PGD on their shared examples
+/// (`crate::integrity`): a failed check makes the result `reliable: false`.
+pub fn evaluate_test_model(
+    eval: &EvalPlan,
+    attacks: &[AttackSpec],
+    m: &dyn roli_attacks::Model,
+    device: tch::Device,
+    test: &dyn Dataset,
+    out: &Path,
+) -> anyhow::Result<TestResult> {
     let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bars = crate::progress::EvalBars::new(&format!("{label} test"));
     let on_event = |e: &roli_attacks::ProgressEvent| bars.on_event(e);
@@ -177,8 +191,8 @@ pub fn evaluate_test(
     opts.seed = eval.seed;
     opts.batch_size = eval.batch_size;
     opts.progress = Some(&on_event);
-    let mut pgd: Option<EvalReport> = None;
-    let mut aa: Option<EvalReport> = None;
+    let mut pgd: Option<(AttackSpec, EvalReport)> = None;
+    let mut aa: Option<(AttackSpec, EvalReport)> = None;
     let n_aa = eval.aa_limit.unwrap_or(test.len()).min(test.len());
     for spec in attacks {
         match spec {
@@ -186,28 +200,35 @@ pub fn evaluate_test(
             AttackSpec::AutoAttack(_) if n_aa == 0 => {}
             AttackSpec::AutoAttack(_) => {
                 let first = DatasetExamples::new(test, n_aa, device);
-                aa = Some(roli_attacks::evaluate_examples(&m, &first, spec, &opts)?);
+                aa = Some((*spec, roli_attacks::evaluate_examples(m, &first, spec, &opts)?));
             }
             _ => {
                 let all = DatasetExamples::new(test, test.len(), device);
-                pgd = Some(roli_attacks::evaluate_examples(&m, &all, spec, &opts)?);
+                pgd = Some((*spec, roli_attacks::evaluate_examples(m, &all, spec, &opts)?));
             }
         }
     }
     bars.finish();
-    let pgd = pgd.context("the test evaluation needs a whole-set attack (PGD) first")?;
-    let flags = pgd.flags.iter().chain(aa.iter().flat_map(|a| a.flags.iter())).map(|f| format!("{f:?}")).collect();
+    let (pgd_spec, pgd) = pgd.context("the test evaluation needs a whole-set attack (PGD) first")?;
+    let (checks, aa_robust_pgd_broken) =
+        crate::integrity::test_checks((&pgd_spec, &pgd), aa.as_ref().map(|(s, r)| (s, r)));
+    let aa = aa.map(|(_, r)| r);
     let examples_path = out.join(artifacts::TEST_EXAMPLES);
     artifacts::write_json_compact(&examples_path, &serde_json::json!({ "pgd": pgd, "autoattack": aa }))?;
-    Ok(TestResult {
+    let mut result = TestResult {
         n: pgd.n,
         clean_accuracy: pgd.clean_accuracy,
         pgd_accuracy: pgd.robust_accuracy,
         aa_accuracy: aa.as_ref().map(|a| a.robust_accuracy),
         aa_n: aa.as_ref().map(|a| a.n),
         examples_path,
-        flags,
-    })
+        flags: Vec::new(),
+        checks: Vec::new(),
+        reliable: true,
+        aa_robust_pgd_broken,
+    };
+    crate::integrity::apply(&mut result, checks);
+    Ok(result)
 }
 
 /// Trains one stage (resuming in `dir`) behind a progress bar over its batches.
@@ -420,13 +441,14 @@ pub fn load_trained(
 }
 
 /// PGD robust accuracy at each eps on the first `limit` test examples (a robustness curve).
+/// The curve keeps the sweep's flags (non-monotone in eps; eps = 0 ≠ clean when 0 is on it).
 pub fn eps_curve(
     plan: &StudyPlan,
     src: &BackboneSource,
     data: &PreparedData,
     r: &MethodResult,
     limit: usize,
-) -> anyhow::Result<Vec<(f64, f64)>> {
+) -> anyhow::Result<crate::integrity::Curve> {
     let built = load_trained(&plan.model, src, data, r)?;
     let device = built.vs.device();
     let first = DatasetExamples::new(data.test.as_ref(), limit, device);
@@ -438,7 +460,10 @@ pub fn eps_curve(
     let pgd = PgdConfig { step_size: StepSize::RelativeToEps(0.25), ..plan.threat.eval_pgd };
     let spec = AttackSpec::Single(AttackStage::Pgd(pgd));
     let sw = roli_attacks::sweep_examples(&m, &first, &spec, &plan.eval.eps_curve, &opts)?;
-    Ok(sw.reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect())
+    Ok(crate::integrity::Curve {
+        points: sw.reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect(),
+        flags: sw.flags,
+    })
 }
 
 /// Stage 1, then every (method, init) of the plan. Finished stages are skipped on a re-run

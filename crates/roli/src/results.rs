@@ -15,7 +15,60 @@ pub struct TestResult {
     pub aa_n: Option<usize>,
     /// Per-example records (JSON with the PGD and AutoAttack reports).
     pub examples_path: PathBuf,
+    /// One line per failed check (older runs: the flags' Debug text).
     pub flags: Vec<String>,
+    /// Every integrity check behind these numbers, passed or not (`crate::integrity`); empty in
+    /// runs written before the gate.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// False when any check failed: the robust accuracies are then marked `unreliable`
+    /// everywhere they are shown. See [`TestResult::is_reliable`] for older files.
+    #[serde(default = "yes")]
+    pub reliable: bool,
+    /// Examples AutoAttack left robust that PGD broke, on the examples both evaluated.
+    #[serde(default)]
+    pub aa_robust_pgd_broken: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TestResult {
+    /// Whether the numbers passed every check. A result written before the gate (no `checks`)
+    /// counts as unreliable when it recorded any flag.
+    pub fn is_reliable(&self) -> bool {
+        self.reliable && self.checks.iter().all(|c| c.passed) && (!self.checks.is_empty() || self.flags.is_empty())
+    }
+
+    /// The checks that failed.
+    pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.passed)
+    }
+
+    /// Names of the failed checks (`on: name`), or the legacy flag lines of an older result.
+    pub fn failure_names(&self) -> Vec<String> {
+        if self.checks.is_empty() {
+            return self.flags.clone();
+        }
+        self.failed_checks().map(|c| format!("{}: {}", c.on, c.name)).collect()
+    }
+}
+
+/// One integrity check of a test evaluation (`result.json` → `test.checks[]`):
+/// `{"name": "zero-gradient", "on": "pgd", "passed": false, "detail": "…", "flag": {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The check, named by its section in roli-attacks' FLAGS.md (e.g. `aa-weaker-than-pgd`).
+    pub name: String,
+    /// What it was run on: `pgd`, `autoattack`, `aa-vs-pgd` or `eps-curve`.
+    pub on: String,
+    pub passed: bool,
+    /// What was seen (the flag's message when failed).
+    pub detail: String,
+    /// The typed flag of a failed check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<roli_attacks::Flag>,
 }
 
 /// One trained (method, init) with its test results (`result.json`).

@@ -1,5 +1,6 @@
 //! `roli demo` — README's main command: the study of [`crate::study::demo`] (the embedded
 //! `configs/demo.toml` on the robust and the standard backbone, with its report) in `--out`.
+use crate::results::Summary;
 use crate::study::demo::{self, Budget, DemoPlan, DEMO_TOML};
 use clap::Args;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub struct DemoArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long)]
     pub device: Option<crate::device::DeviceChoice>,
+    /// Exit 0 even when an integrity check failed (the numbers stay marked `unreliable`).
+    #[arg(long)]
+    pub allow_flags: bool,
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
@@ -38,21 +42,29 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     let plan = DemoPlan::resolve(&cfg, !a.no_standard);
     let outcome = demo::run(&plan, &a.out)?;
-    println!("{:<10} {:<8} {:>8} {:>8} {:>8}", "backbone", "method", "clean", "pgd", "aa");
-    let studies =
-        std::iter::once(("robust", &outcome.robust)).chain(outcome.standard.as_ref().map(|s| ("standard", s)));
-    for (tag, s) in studies {
+    print!("{}", table(&outcome.robust, outcome.standard.as_ref()));
+    println!("report: {}  ({:.1} min)", outcome.report.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);
+    let mut summaries = vec![("robust", &outcome.robust)];
+    summaries.extend(outcome.standard.as_ref().map(|s| ("standard", s)));
+    crate::integrity::gate(&summaries, a.allow_flags)?;
+    Ok(())
+}
+
+/// The demo's table: both backbones, `unreliable (checks)` after a number that failed a check.
+pub fn table(robust: &Summary, standard: Option<&Summary>) -> String {
+    let mut out = format!("{:<10} {:<8} {:>8} {:>8} {:>8}\n", "backbone", "method", "clean", "pgd", "aa");
+    for (tag, s) in std::iter::once(("robust", robust)).chain(standard.map(|s| ("standard", s))) {
         for r in &s.results {
             let m = if r.method.is_probe() { r.method.as_str().to_string() } else { r.label() };
             let aa = r.test.aa_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into());
-            println!(
-                "{tag:<10} {m:<12} {:>6.1}% {:>7.1}% {:>8}",
+            out.push_str(&format!(
+                "{tag:<10} {m:<12} {:>6.1}% {:>7.1}% {:>8}{}\n",
                 100.0 * r.test.clean_accuracy,
                 100.0 * r.test.pgd_accuracy,
-                aa
-            );
+                aa,
+                crate::integrity::marker(&r.test)
+            ));
         }
     }
-    println!("report: {}  ({:.1} min)", outcome.report.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);
-    Ok(())
+    out
 }

@@ -17,6 +17,9 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "RoLI report")]
     pub title: String,
+    /// Exit 0 even when an integrity check failed (the numbers stay marked `unreliable`).
+    #[arg(long)]
+    pub allow_flags: bool,
 }
 
 fn read_summary(dir: &Path) -> anyhow::Result<Summary> {
@@ -41,5 +44,8 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     };
     let paths = report::write_report(&s, &out, &opts)?;
     println!("report: {}", paths.markdown.display());
+    let mut summaries = vec![("", &s)];
+    summaries.extend(std_summary.as_ref().map(|st| ("standard", st)));
+    crate::integrity::gate(&summaries, a.allow_flags)?;
     Ok(())
 }

@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Input C,H,W for --dry-run (default: the backbone's own size).
     #[arg(long, value_delimiter = ',')]
     pub input: Vec<i64>,
+    /// Exit 0 even when an integrity check failed (the numbers stay marked `unreliable`).
+    #[arg(long)]
+    pub allow_flags: bool,
 }
 
 #[derive(Debug, Args)]
@@ -98,12 +101,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         return dry_run(&plan, a.classes, &a.input);
     }
     let s = pipeline::run(&plan, &a.cfg.out)?;
-    println!("{:<8} {:<6} {:>8} {:>8} {:>8}", "method", "init", "clean", "pgd", "aa");
-    for r in &s.results {
-        print_row(r);
-    }
+    print!("{}", table(&s));
     println!("summary: {}", a.cfg.out.join(crate::artifacts::SUMMARY).display());
+    crate::integrity::gate(&[("", &s)], a.allow_flags)?;
     Ok(())
+}
+
+/// The `roli run` table: one row per model, `unreliable (checks)` after a number that failed a check.
+pub fn table(s: &crate::results::Summary) -> String {
+    let mut out = format!("{:<8} {:<6} {:>8} {:>8} {:>8}\n", "method", "init", "clean", "pgd", "aa");
+    for r in &s.results {
+        out.push_str(&row(r));
+        out.push('\n');
+    }
+    out
 }
 
 /// Prints the plan, then each stage's model as built (optimiser, LR, trainable counts).
@@ -146,17 +157,22 @@ fn dry_run(plan: &StudyPlan, classes: i64, input: &[i64]) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn print_row(r: &MethodResult) {
+fn row(r: &MethodResult) -> String {
     let init = crate::config::init_label(r.method, r.init);
     let aa = r.test.aa_accuracy.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
-    println!(
-        "{:<8} {:<6} {:>7.2}% {:>7.2}% {:>8}",
+    format!(
+        "{:<8} {:<6} {:>7.2}% {:>7.2}% {:>8}{}",
         r.method.as_str(),
         init,
         100.0 * r.test.clean_accuracy,
         100.0 * r.test.pgd_accuracy,
-        aa
-    );
+        aa,
+        crate::integrity::marker(&r.test)
+    )
+}
+
+fn print_row(r: &MethodResult) {
+    println!("{}", row(r));
 }
 
 fn print_result(r: &MethodResult) {

@@ -59,6 +59,10 @@ pub struct Row {
     pub aa: Option<Estimate>,
     /// True when computed from per-example records, false when from result.json's rates.
     pub from_records: bool,
+    /// False when an integrity check of the test failed: the robust numbers are `unreliable`.
+    pub reliable: bool,
+    /// The failed checks (`on: name`), empty when reliable.
+    pub failed_checks: Vec<String>,
 }
 
 impl Row {
@@ -84,7 +88,16 @@ impl Row {
                 t.aa_accuracy.zip(t.aa_n).map(|(a, n)| Estimate::from_rate(a, n, z)),
             ),
         };
-        Row { method: l.result.method, init: l.result.init, clean, pgd, aa, from_records: l.records.is_some() }
+        Row {
+            method: l.result.method,
+            init: l.result.init,
+            clean,
+            pgd,
+            aa,
+            from_records: l.records.is_some(),
+            reliable: t.is_reliable(),
+            failed_checks: if t.is_reliable() { Vec::new() } else { t.failure_names() },
+        }
     }
 
     pub fn get(&self, m: Metric) -> Option<Estimate> {

@@ -60,9 +60,12 @@ fn results_table(out: &mut String, rows: &[Row], loaded: Option<&[(Row, &Loaded<
             }
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
+        // A failed integrity check marks the robust numbers (RobustBench's word).
+        let mark = if r.reliable { "" } else { " **unreliable**" };
+        let aa_mark = if r.aa.is_some() { mark } else { "" };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {opt} | {lr} | {ep} | {best} |",
+            "| {} | {} | {} | {}{mark} | {} | {}{aa_mark} | {} | {opt} | {lr} | {ep} | {best} |",
             r.method.as_str(),
             init_cell(r.method, r.init),
             cell(Some(r.clean)),
@@ -93,6 +96,7 @@ pub fn render(p: &Page<'_>) -> String {
     deltas(&mut out, p);
     findings(&mut out, p, &ci);
     figures(&mut out, p);
+    integrity(&mut out, p);
     flags_and_notes(&mut out, p);
     out
 }
@@ -180,23 +184,57 @@ fn figures(out: &mut String, p: &Page<'_>) {
     }
 }
 
-/// Integrity flags of the evaluations and notes of the runs (e.g. a faithful optimiser switch).
+/// The integrity checks of every model, the standard run's included: the failed ones with what
+/// was seen, per model; a count of those passed.
+fn integrity(out: &mut String, p: &Page<'_>) {
+    let _ = writeln!(out, "\n## Integrity checks\n");
+    let _ = writeln!(out, "A failed check marks the model's robust accuracies `unreliable` (see roli-attacks FLAGS.md); `roli report` then exits 1 unless `--allow-flags`.\n");
+    let runs = std::iter::once(("", p.summary)).chain(p.standard.map(|s| ("standard ", s)));
+    for (tag, s) in runs {
+        for r in &s.results {
+            let t = &r.test;
+            let name = format!("{tag}{}", super::compare::run_name(r.method, r.init));
+            let passed = t.checks.iter().filter(|c| c.passed).count();
+            if t.is_reliable() {
+                if t.checks.is_empty() {
+                    let _ = writeln!(out, "- {name}: no checks recorded (a run written before the integrity gate)");
+                } else {
+                    let _ = writeln!(out, "- {name}: all {passed} checks passed");
+                }
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "- {name}: **{}** — {} failed, {passed} passed",
+                crate::integrity::UNRELIABLE,
+                t.checks.len() - passed
+            );
+            if t.checks.is_empty() {
+                for f in &t.flags {
+                    let _ = writeln!(out, "  - {f}");
+                }
+            }
+            for c in t.failed_checks() {
+                let _ = writeln!(out, "  - {} ({}): {}", c.name, c.on, c.detail);
+            }
+        }
+    }
+}
+
+/// Notes of the runs (e.g. a faithful optimiser switch) and of the report itself.
 fn flags_and_notes(out: &mut String, p: &Page<'_>) {
-    let flagged: Vec<String> = p
-        .rows
-        .iter()
-        .filter(|(_, l)| !l.result.test.flags.is_empty() || !l.result.notes.is_empty())
-        .map(|(r, l)| {
-            format!(
-                "{}: {}",
-                r.name(),
-                l.result.test.flags.iter().chain(l.result.notes.iter()).cloned().collect::<Vec<_>>().join("; ")
-            )
+    let runs = std::iter::once(("", p.summary)).chain(p.standard.map(|s| ("standard ", s)));
+    let noted: Vec<String> = runs
+        .flat_map(|(tag, s)| {
+            s.results
+                .iter()
+                .filter(|r| !r.notes.is_empty())
+                .map(move |r| format!("{tag}{}: {}", super::compare::run_name(r.method, r.init), r.notes.join("; ")))
         })
         .collect();
-    if !flagged.is_empty() || !p.notes.is_empty() {
-        let _ = writeln!(out, "\n## Flags and notes\n");
-        for line in flagged.iter().chain(p.notes.iter()) {
+    if !noted.is_empty() || !p.notes.is_empty() {
+        let _ = writeln!(out, "\n## Notes\n");
+        for line in noted.iter().chain(p.notes.iter()) {
             let _ = writeln!(out, "- {line}");
         }
     }

@@ -65,6 +65,9 @@ fn result(
             aa_n: Some(AA_N),
             examples_path: path,
             flags: vec![],
+            checks: vec![],
+            reliable: true,
+            aa_robust_pgd_broken: None,
         },
         seconds: 1.0,
     }
@@ -173,4 +176,38 @@ fn moved_runs_are_found_and_missing_records_degrade_to_rates() {
     let bad = ReportOptions { confidence: 1.5, ..Default::default() };
     let e = write_report(&main, &out, &bad).unwrap_err().to_string();
     assert!(e.contains("confidence") && e.contains("1.5"), "{e}");
+}
+
+#[test]
+fn failed_checks_of_both_runs_are_marked_and_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let main = main_summary(&tmp.path().join("robust"));
+    let mut standard = summary(
+        "synthetic standard",
+        vec![result(&tmp.path().join("standard"), StageKind::full(), Init::Ranli, |i| i < 72, |i| i < 5)],
+    );
+    let failed = crate::results::Check {
+        name: "square-beats-white-box".into(),
+        on: "autoattack".into(),
+        passed: false,
+        detail: "Square lowered robust accuracy by 4.00%".into(),
+        flag: Some(roli_attacks::Flag::SquareBeatsWhiteBox { delta: 0.04 }),
+    };
+    let passed = crate::results::Check { passed: true, flag: None, detail: "ok".into(), ..failed.clone() };
+    crate::integrity::apply(&mut standard.results[0].test, vec![failed, passed]);
+    let out = tmp.path().join("report");
+    let opts = ReportOptions { standard: Some(&standard), ..Default::default() };
+    let paths = write_report(&main, &out, &opts).unwrap();
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    // The main rows pass (their checks were not recorded), the standard row is marked in its table
+    // (PGD and AA) and listed with the failed check.
+    let marked: Vec<&str> = md.lines().filter(|l| l.contains("**unreliable** |")).collect();
+    assert_eq!(marked.len(), 1, "{md}");
+    assert!(marked[0].starts_with("| full | RanLI | 72.0") && marked[0].matches("**unreliable**").count() == 2, "{md}");
+    assert!(md.contains("- standard full/RanLI: **unreliable** — 1 failed, 1 passed"), "{md}");
+    assert!(md.contains("  - square-beats-white-box (autoattack): Square lowered"), "{md}");
+    assert!(md.contains("- linear: no checks recorded"), "{md}");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&paths.results_json).unwrap()).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().filter(|r| r[1]["reliable"] == false).count(), 1, "{j}");
 }

@@ -98,13 +98,14 @@ impl Progress {
             String::new()
         };
         format!(
-            "roli demo: {}/{} models ({}{}: clean {:.1}%, PGD {:.1}%), {:.1} min elapsed{eta}",
+            "roli demo: {}/{} models ({}{}: clean {:.1}%, PGD {:.1}%{}), {:.1} min elapsed{eta}",
             self.done.get(),
             self.total,
             r.label(),
             if reused { ", reused" } else { "" },
             100.0 * r.test.clean_accuracy,
             100.0 * r.test.pgd_accuracy,
+            if r.test.is_reliable() { "" } else { " unreliable" },
             self.start.elapsed().as_secs_f64() / 60.0
         )
     }
@@ -132,7 +133,8 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
         None => None,
     };
     eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);
-    let curve = eps_curves(&plan.robust, &robust)?;
+    let mut robust = robust;
+    let curve = eps_curves(&plan.robust, &mut robust, &robust_dir)?;
     let opts = ReportOptions {
         title: plan.robust.name.clone(),
         standard: standard.as_ref(),
@@ -147,7 +149,9 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
 }
 
 /// The eps curve of the probe and full finetuning (the configured eps values; none: no curve).
-fn eps_curves(plan: &StudyPlan, summary: &Summary) -> anyhow::Result<Vec<EpsCurve>> {
+/// The curve's checks (monotone in eps, eps = 0 equals clean) join those of the model's test,
+/// rewritten into its `result.json` and the run's `summary.json`.
+fn eps_curves(plan: &StudyPlan, summary: &mut Summary, dir: &Path) -> anyhow::Result<Vec<EpsCurve>> {
     let mut curve = Vec::new();
     if plan.eval.eps_curve.is_empty() {
         return Ok(curve);
@@ -155,10 +159,14 @@ fn eps_curves(plan: &StudyPlan, summary: &Summary) -> anyhow::Result<Vec<EpsCurv
     let data = pipeline::prepare_data(&plan.data)?;
     let src = pipeline::source(&plan.model)?;
     let on_curve = |k: StageKind| k.is_probe() || k.as_str() == crate::peft::full::NAME;
-    for r in summary.results.iter().filter(|r| on_curve(r.method)) {
+    for r in summary.results.iter_mut().filter(|r| on_curve(r.method)) {
         let label = if r.method.is_probe() { r.label() } else { r.label().replace('/', " ") };
-        curve.push((label, pipeline::eps_curve(plan, &src, &data, r, 500)?));
+        let c = pipeline::eps_curve(plan, &src, &data, r, 500)?;
+        crate::integrity::apply(&mut r.test, c.checks());
+        crate::artifacts::write_json(&r.dir.join(crate::artifacts::RESULT), &*r)?;
+        curve.push((label, c.points));
     }
+    crate::artifacts::write_json(&dir.join(crate::artifacts::SUMMARY), &*summary)?;
     Ok(curve)
 }
 
