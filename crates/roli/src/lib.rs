@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod dry_run;
 pub mod examples;
+pub mod export;
 pub mod head;
 pub mod peft;
 pub mod pipeline;
