@@ -138,7 +138,9 @@ pub fn model_dir(p: &Path) -> anyhow::Result<PathBuf> {
 
 /// The stage folder of a checkpoint folder (its parent when it is `model/`).
 fn stage_dir(model: &Path) -> PathBuf {
-    if model.file_name().is_some_and(|n| n == MODEL_DIR) && model.parent().is_some_and(|p| p.join(artifacts::RESULT).exists()) {
+    if model.file_name().is_some_and(|n| n == MODEL_DIR)
+        && model.parent().is_some_and(|p| p.join(artifacts::RESULT).exists())
+    {
         model.parent().unwrap().to_path_buf()
     } else {
         model.to_path_buf()
@@ -346,7 +348,11 @@ fn export_peft(p: &Path, out: &Path) -> anyhow::Result<Exported> {
         let a = Tensor::cat(&[aq, av], 0);
         let z = Tensor::zeros([c, r], (Kind::Float, Device::Cpu));
         let b = Tensor::cat(
-            &[Tensor::cat(&[&bq, &z], 1), Tensor::zeros([c, 2 * r], (Kind::Float, Device::Cpu)), Tensor::cat(&[&z, &bv], 1)],
+            &[
+                Tensor::cat(&[&bq, &z], 1),
+                Tensor::zeros([c, 2 * r], (Kind::Float, Device::Cpu)),
+                Tensor::cat(&[&z, &bv], 1),
+            ],
             0,
         );
         adapter.push((format!("base_model.model.{pre}qkv.lora_A.weight"), a.contiguous()));
@@ -488,12 +494,12 @@ fn export_robustbench(p: &Path, out: &Path) -> anyhow::Result<Exported> {
     artifacts::write_json(out, &v)?;
     Ok(Exported {
         summary: format!(
-            "RobustBench model_info: {} {} eps {}: clean {}%, AutoAttack {}% (n = {})",
+            "RobustBench model_info: {} {} eps {}: clean {}%, AutoAttack {} (n = {})",
             v["dataset"].as_str().unwrap_or("?"),
             v["threat_model"].as_str().unwrap_or("?"),
             v["eps"].as_str().unwrap_or("?"),
             v["clean_acc"].as_str().unwrap_or("?"),
-            v["autoattack_acc"].as_str().unwrap_or("null"),
+            v["autoattack_acc"].as_str().map(|a| format!("{a}%")).unwrap_or_else(|| "not run (null)".into()),
             v["n_eval_examples"]
         ),
         files: vec![out.to_path_buf()],
