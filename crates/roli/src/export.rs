@@ -111,12 +111,18 @@ pub struct StageInfo {
     pub best_val_robust: f64,
 }
 
-/// Writes a stage's model (its current — best — weights) to `stage_dir/model/`.
-pub fn save_stage(stage_dir: &Path, built: &crate::zoo::Built, info: &StageInfo) -> anyhow::Result<PathBuf> {
+/// Writes a stage's model (its current — best — weights) to `stage_dir/model/`. A TorchScript
+/// backbone keeps buffers inside its module, which a roli checkpoint cannot hold: its stages get
+/// no checkpoint (`None`, with a warning).
+pub fn save_stage(stage_dir: &Path, built: &crate::zoo::Built, info: &StageInfo) -> anyhow::Result<Option<PathBuf>> {
+    if matches!(built.descriptor.arch, roli_models::ArchConfig::TorchScript(_)) {
+        tracing::warn!("{}: TorchScript backbone, no roli checkpoint of the stage (use best.safetensors)", info.stage);
+        return Ok(None);
+    }
     let dir = stage_dir.join(MODEL_DIR);
     own::save_classifier(&dir, &built.vs, &built.model, json!({ INFO_KEY: info }))
         .with_context(|| format!("saving the stage checkpoint {}", dir.display()))?;
-    Ok(dir)
+    Ok(Some(dir))
 }
 
 /// The checkpoint folder of `p`: a stage folder (`DIR/<stage>`), its `model/` folder, or the
