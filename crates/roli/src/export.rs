@@ -260,23 +260,7 @@ pub fn timm_state_dict(l: &LoadedClassifier, info: &StageInfo) -> anyhow::Result
         ),
         Some("lora") => {
             let cfg = info.peft.lora.clone().context("a LoRA checkpoint without its LoRA settings")?;
-            let scale = cfg.alpha / cfg.rank as f64;
-            for pre in lora_prefixes(&t) {
-                let get = |k: &str| t.get(&format!("{pre}{k}")).map(|x| x.to_kind(Kind::Double));
-                let (Some(aq), Some(bq), Some(av), Some(bv), Some(w)) =
-                    (get("lora_q_a"), get("lora_q_b"), get("lora_v_a"), get("lora_v_b"), get("qkv.weight"))
-                else {
-                    bail!("LoRA tensors or qkv.weight missing under {pre}");
-                };
-                let c = bq.size()[0];
-                let dq = bq.matmul(&aq) * scale;
-                let dv = bv.matmul(&av) * scale;
-                let merged = Tensor::cat(&[w.narrow(0, 0, c) + dq, w.narrow(0, c, c), w.narrow(0, 2 * c, c) + dv], 0);
-                t.insert(format!("{pre}qkv.weight"), merged.to_kind(Kind::Float).contiguous());
-                for k in ["lora_q_a", "lora_q_b", "lora_v_a", "lora_v_b"] {
-                    t.remove(&format!("{pre}{k}"));
-                }
-            }
+            merge_lora(&mut t, cfg.alpha / cfg.rank as f64)?;
         }
         _ => {}
     }
@@ -284,6 +268,28 @@ pub fn timm_state_dict(l: &LoadedClassifier, info: &StageInfo) -> anyhow::Result
         bail!("{} stage: tensor {extra} has no timm counterpart", method_name(info));
     }
     Ok(t.into_iter().collect())
+}
+
+/// Merges every block's LoRA into its fused `qkv` weight (`W[q rows] += scale·B_q·A_q`, same for
+/// v, in double precision) and removes the LoRA tensors.
+fn merge_lora(t: &mut std::collections::BTreeMap<String, Tensor>, scale: f64) -> anyhow::Result<()> {
+    for pre in lora_prefixes(t) {
+        let get = |k: &str| t.get(&format!("{pre}{k}")).map(|x| x.to_kind(Kind::Double));
+        let (Some(aq), Some(bq), Some(av), Some(bv), Some(w)) =
+            (get("lora_q_a"), get("lora_q_b"), get("lora_v_a"), get("lora_v_b"), get("qkv.weight"))
+        else {
+            bail!("LoRA tensors or qkv.weight missing under {pre}");
+        };
+        let c = bq.size()[0];
+        let dq = bq.matmul(&aq) * scale;
+        let dv = bv.matmul(&av) * scale;
+        let merged = Tensor::cat(&[w.narrow(0, 0, c) + dq, w.narrow(0, c, c), w.narrow(0, 2 * c, c) + dv], 0);
+        t.insert(format!("{pre}qkv.weight"), merged.to_kind(Kind::Float).contiguous());
+        for k in ["lora_q_a", "lora_q_b", "lora_v_a", "lora_v_b"] {
+            t.remove(&format!("{pre}{k}"));
+        }
+    }
+    Ok(())
 }
 
 /// The timm twin of a stage (`study::bench::twin` of its descriptor plus its class count, input
@@ -528,6 +534,64 @@ mod tests {
         let probe = PeftRecord::new(None, &s);
         assert!(probe.injector().unwrap().is_none());
         assert!(PeftRecord::new(Some(Method::named("full").unwrap()), &s).injector().unwrap().is_none());
+    }
+
+    /// A LoRA model with trained-looking (random) B, merged, loaded into the plain model: the same
+    /// logits, on a ViT and on a Swin (whose blocks sit under `layers.N.`).
+    #[test]
+    fn merged_lora_gives_the_lora_models_logits() {
+        use roli_models::{Classifier, ClassifierOptions};
+        for preset in ["vit_micro_patch4_32", "swin_micro_patch2_window4_32"] {
+            let desc = roli_models::descriptor(preset).unwrap();
+            let opts = ClassifierOptions::new(5);
+            let spec = crate::peft::lora::LoraSpec { rank: 2, alpha: 3.0, dropout: 0.0, zero_init: false };
+            tch::manual_seed(3);
+            let vs = tch::nn::VarStore::new(Device::Cpu);
+            let lora = Classifier::with_peft(&vs.root(), &desc, &opts, &spec).unwrap();
+            tch::no_grad(|| {
+                for (n, mut v) in vs.variables() {
+                    if n.ends_with("_b") {
+                        v.copy_(&(Tensor::randn(v.size(), (Kind::Float, Device::Cpu)) * 0.1));
+                    }
+                }
+            });
+            let [c, h, w] = desc.input_size();
+            let x = Tensor::rand([3, c, h, w], (Kind::Float, Device::Cpu));
+            let want = tch::no_grad(|| lora.forward_with(&x, false));
+            let mut t: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+            merge_lora(&mut t, 1.5).unwrap();
+            assert!(t.keys().all(|n| !n.contains("lora_")));
+            let pvs = tch::nn::VarStore::new(Device::Cpu);
+            let plain = Classifier::new(&pvs.root(), &desc, &opts).unwrap();
+            let vars = pvs.variables();
+            assert_eq!(vars.len(), t.len(), "{preset}");
+            tch::no_grad(|| {
+                for (n, v) in &vars {
+                    v.shallow_clone().copy_(&t[n]);
+                }
+            });
+            let got = tch::no_grad(|| plain.forward_with(&x, false));
+            let d = f64::try_from((&got - &want).abs().max()).unwrap();
+            assert!(d < 1e-5, "{preset}: {d}");
+            let moved = f64::try_from((&want - tch::no_grad(|| lora_free(&desc, &opts, &vs, &x))).abs().max()).unwrap();
+            assert!(moved > 1e-4, "{preset}: the LoRA must change the logits for the test to mean anything");
+        }
+    }
+
+    /// The LoRA model's backbone without its LoRA (same tensors otherwise).
+    fn lora_free(
+        desc: &roli_models::BackboneDescriptor,
+        opts: &roli_models::ClassifierOptions,
+        vs: &tch::nn::VarStore,
+        x: &Tensor,
+    ) -> Tensor {
+        let pvs = tch::nn::VarStore::new(Device::Cpu);
+        let plain = roli_models::Classifier::new(&pvs.root(), desc, opts).unwrap();
+        let src = vs.variables();
+        for (n, v) in pvs.variables() {
+            v.shallow_clone().copy_(&src[&n]);
+        }
+        plain.forward_with(x, false)
     }
 
     #[test]
