@@ -12,6 +12,7 @@ pub mod config;
 pub mod device;
 pub mod dry_run;
 pub mod examples;
+pub mod export;
 pub mod head;
 pub mod integrity;
 pub mod manifest;

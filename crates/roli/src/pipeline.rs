@@ -255,9 +255,11 @@ pub fn train_with_bar(
     Ok(outcome)
 }
 
-/// Trains one stage with a progress bar, then evaluates on test; writes `result.json`.
+/// Trains one stage with a progress bar, saves its best weights as a roli checkpoint
+/// (`dir/model/`, [`crate::export`]), then evaluates on test; writes `result.json`.
 fn train_and_test(
     eval: &EvalPlan,
+    model: &ModelPlan,
     built: &Built,
     data: &PreparedData,
     spec: &StageSpec,
@@ -266,6 +268,20 @@ fn train_and_test(
 ) -> anyhow::Result<(StageOutcome, MethodResult)> {
     let t0 = std::time::Instant::now();
     let outcome = train_with_bar(built, data, plan, dir)?;
+    let info = crate::export::StageInfo {
+        stage: spec.stage.dir_name(),
+        peft: crate::export::PeftRecord::new(spec.stage.method(), &model.peft),
+        num_classes: data.num_classes,
+        input: data.input,
+        resize: model.resize,
+        attention: model.attention,
+        data: data.spec.clone(),
+        norm: plan.threat.norm().to_string(),
+        eps: plan.threat.eps(),
+        best_epoch: outcome.state.best_epoch,
+        best_val_robust: outcome.state.best_val_robust,
+    };
+    crate::export::save_stage(dir, built, &info)?;
     let kind = spec.stage.kind();
     let test = evaluate_test(eval, &eval.attacks_for(kind), &built.model, built.vs.device(), data.test.as_ref(), dir)?;
     let vars = built.vs.variables();
@@ -301,7 +317,7 @@ pub fn probe(
 ) -> anyhow::Result<(MethodResult, PathBuf)> {
     let (built, spec, sp) = prepare_stage(plan, spec, data, src, None)?;
     tracing::info!("stage 1 (linear probe): {}; {}", src.describe(), built.load_summary);
-    let (outcome, result) = train_and_test(eval, &built, data, &spec, &sp, dir)?;
+    let (outcome, result) = train_and_test(eval, &plan.model, &built, data, &spec, &sp, dir)?;
     let vars = built.vs.variables();
     let names = built.model.head_var_names().to_vec();
     let tensors: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
@@ -403,7 +419,7 @@ pub fn finetune(
         bail!("'linear' is stage 1: use `roli probe`");
     }
     let (built, spec, sp) = prepare_stage(plan, spec, data, src, init_head)?;
-    let (_, result) = train_and_test(&plan.eval, &built, data, &spec, &sp, dir)?;
+    let (_, result) = train_and_test(&plan.eval, &plan.model, &built, data, &spec, &sp, dir)?;
     Ok(result)
 }
 

@@ -96,6 +96,10 @@ pub fn resolve(spec: &str, checkpoint: Option<&Path>, layout: SourceLayout) -> a
     if p.is_dir() && p.join("model.json").exists() {
         return Ok(BackboneSource::Own { dir: p.to_path_buf() });
     }
+    // A run's stage folder: its checkpoint is `model/` (`crate::export`).
+    if p.is_dir() && p.join(crate::export::MODEL_DIR).join("model.json").exists() {
+        return Ok(BackboneSource::Own { dir: p.join(crate::export::MODEL_DIR) });
+    }
     if p.is_file() && p.file_name().is_some_and(|f| f == "model.json" || f == "model.safetensors") {
         return Ok(BackboneSource::Own { dir: p.parent().unwrap_or(Path::new(".")).to_path_buf() });
     }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// A zoo name (`advertorch-lenet5-mnist-at`, `advertorch-lenet5-mnist-std`, …), a roli
-    /// checkpoint folder, or a TorchScript classifier (.pt; takes [0,1] NCHW, returns logits).
+    /// checkpoint folder (a run's stage folder `DIR/<stage>` too: its `model/` with the PEFT
+    /// layers), or a TorchScript classifier (.pt; takes [0,1] NCHW, returns logits).
     #[arg(long)]
     pub model: String,
     /// A built-in dataset (`mnist`, `fashion-mnist`, `cifar10-samples`, …) or a folder.

@@ -5,6 +5,7 @@ pub mod data;
 pub mod demo;
 pub mod device;
 pub mod eval;
+pub mod export;
 pub mod pretrain;
 pub mod report;
 pub mod run;
@@ -36,6 +37,8 @@ pub enum Command {
     Device(device::DeviceArgs),
     /// Robust accuracy of a classifier under an attack (PGD, APGD, FAB, Square, AutoAttack).
     Eval(eval::EvalArgs),
+    /// Export a finished stage: timm state_dict (LoRA merged), HF peft adapter, RobustBench model_info.
+    Export(export::ExportArgs),
     /// Train a backbone from scratch (adversarially, or standard with --eps 0) for the model zoo.
     Pretrain(pretrain::PretrainArgs),
     /// Stage 1: adversarial linear probing; writes the head artifact for RoLI.
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(a) => data::run(a),
         Command::Device(a) => device::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Export(a) => export::run(a),
         Command::Pretrain(a) => pretrain::run(a),
         Command::Probe(a) => run::probe(a),
         Command::Finetune(a) => run::finetune(a),

@@ -88,8 +88,22 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         attention: r.attention,
         device: r.device,
     };
-    let built = crate::zoo::build(&src, &opts, &roli_models::peft::NoPeft)
+    // A finetuned stage's checkpoint carries its PEFT layers: inject them, then check that every
+    // tensor was loaded (the fingerprint over all of them).
+    let stage_dir = match &src {
+        crate::zoo::BackboneSource::Own { dir } if crate::export::stage_info(dir)?.is_some() => Some(dir.clone()),
+        _ => None,
+    };
+    let injector = match &stage_dir {
+        Some(dir) => crate::export::checkpoint_peft(dir)?,
+        None => None,
+    };
+    let none = roli_models::peft::NoPeft;
+    let built = crate::zoo::build(&src, &opts, injector.as_deref().unwrap_or(&none))
         .with_context(|| format!("building model '{}'", r.model))?;
+    if let Some(dir) = &stage_dir {
+        crate::export::verify_loaded(&built.vs, dir)?;
+    }
     tracing::info!(
         "model: {} ({}); data: {} {} n={n}; attack {}",
         src.describe(),
