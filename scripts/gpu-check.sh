@@ -89,8 +89,8 @@ for p in "${big[@]}"; do
 done
 
 # 3. The tiny study end to end, fp32 and bf16 training; AutoAttack in fp32 for both.
-step run_fp32 "$bin" run configs/gpu-check.toml --device "$device" --out "$out/run-fp32"
-step run_bf16 "$bin" run configs/gpu-check.toml --device "$device" --out "$out/run-bf16" \
+step run_fp32 "$bin" run configs/gpu-check.toml --device "$device" --out "$out/run-fp32" --allow-flags
+step run_bf16 "$bin" run configs/gpu-check.toml --device "$device" --out "$out/run-bf16" --allow-flags \
   --set 'train.precision="bf16"' --set 'model.attention="fused"'
 
 # 4. The benchmark against PyTorch eager (same weights, batch, attack settings).
@@ -130,7 +130,8 @@ for prec in ("fp32", "bf16"):
     if s:
         res["runs"][prec] = [{"model": r["method"] + "/" + r["init"], "clean": r["test"]["clean_accuracy"],
                               "pgd": r["test"]["pgd_accuracy"], "aa": r["test"]["aa_accuracy"],
-                              "aa_n": r["test"]["aa_n"], "flags": r["test"]["flags"], "seconds": r["seconds"]}
+                              "aa_n": r["test"]["aa_n"], "flags": r["test"]["flags"],
+                              "reliable": r["test"].get("reliable"), "seconds": r["seconds"]}
                              for r in s["results"]]
 res["failed_steps"] = [s["step"] for s in steps if s["rc"] != 0]
 with open(os.path.join(out, "gpu-check.json"), "w") as f:
