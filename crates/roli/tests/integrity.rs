@@ -225,10 +225,17 @@ fn roli_run_and_demo_exit_1_on_an_unreliable_stage_and_0_with_allow_flags() {
             let r = method_result(dir.clone(), plan.stages[i].stage.kind(), t);
             std::fs::write(dir.join("result.json"), serde_json::to_string_pretty(&r).unwrap()).unwrap();
             if i == 0 {
-                // A finished probe has its head artifact (only its presence is checked on reuse).
-                for f in [roli::artifacts::HEAD_TENSORS, roli::artifacts::HEAD_JSON] {
-                    std::fs::write(dir.join(f), b"").unwrap();
-                }
+                // A finished probe has its head artifact (its presence is checked on reuse, its
+                // metadata read for the manifest).
+                std::fs::write(dir.join(roli::artifacts::HEAD_TENSORS), b"").unwrap();
+                let meta = serde_json::json!({
+                    "format": roli::head::HEAD_FORMAT, "version": roli::head::HEAD_VERSION,
+                    "backbone": "test", "backbone_fingerprint": "0", "num_classes": 10, "feature_dim": 200,
+                    "head_names": ["linear2.weight", "linear2.bias"], "threat_norm": "linf", "threat_eps": 0.1,
+                    "data": "test", "train_fingerprint": "0", "val_fingerprint": "0", "best_epoch": null,
+                    "val_clean": 0.0, "val_robust": 0.0,
+                });
+                std::fs::write(dir.join(roli::artifacts::HEAD_JSON), meta.to_string()).unwrap();
             }
         }
     }
