@@ -68,6 +68,23 @@ pub fn synchronize(d: Device) {
     }
 }
 
+/// Where and how a command computes: `--device`, `--precision`, `--attention`, flattened into
+/// `roli eval`, `pretrain`, `bench` and `device parity` (config commands use `device`,
+/// `train.precision`, `eval.precision` and `model.attention` instead).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ComputeArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// fp32, tf32 or bf16 (bf16 autocast). `roli eval`: the attacks (fp32 is the field's norm for
+    /// AutoAttack); `roli pretrain`: training (its test attacks stay fp32).
+    #[arg(long, default_value = "fp32")]
+    pub precision: crate::precision::Precision,
+    /// Attention of ViT/Swin models: explicit (softmax(q·kᵀ)·v) or fused (scaled_dot_product_attention).
+    #[arg(long, default_value = "explicit")]
+    pub attention: roli_models::AttentionImpl,
+}
+
 /// What this machine offers (`roli device info`).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceInfo {

@@ -1,17 +1,9 @@
 //! Devices and precision through the `roli` binary on a machine without a GPU: a CUDA request is a
 //! one-line error (never a panic), `roli device` reports and checks, and a run trained with the
 //! fused optimiser and bf16 autocast on the CPU goes end to end.
-use std::process::Command;
 
-fn roli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_roli"))
-}
-
-fn run(mut c: Command) -> (i32, String, String) {
-    let out = c.output().expect("roli runs");
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
-}
+mod common;
+use common::{roli, run};
 
 fn has_cuda() -> bool {
     tch::Cuda::is_available()

@@ -8,15 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-fn roli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_roli"))
-}
-
-fn run(mut c: Command) -> (i32, String, String) {
-    let out = c.output().expect("roli runs");
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
-}
+mod common;
+use common::{roli, run};
 
 fn json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()

@@ -3,17 +3,9 @@
 //! `best.safetensors` naming the file and both hashes (exit 2), and names an environment field
 //! that differs from the recorded one.
 use std::path::Path;
-use std::process::Command;
 
-fn roli() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_roli"))
-}
-
-fn run(mut c: Command) -> (i32, String, String) {
-    let out = c.output().expect("roli runs");
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
-}
+mod common;
+use common::{roli, run};
 
 fn tiny_run(d: &Path) -> std::path::PathBuf {
     let cfg = d.join("tiny.toml");

@@ -1,7 +1,6 @@
 //! `roli bench`: roli against PyTorch eager on the same work in the same run (the benchmark:
 //! [`crate::study::bench`]). Prints the table; `--json OUT` writes every number.
-use crate::device::DeviceChoice;
-use crate::precision::Precision;
+use crate::device::ComputeArgs;
 use crate::study::bench::{self, BenchRequest};
 use clap::Args;
 use std::path::PathBuf;
@@ -21,15 +20,8 @@ pub struct BenchArgs {
     /// Classes of the head.
     #[arg(long, default_value_t = 10)]
     pub classes: i64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// fp32, tf32 or bf16 (every forward of every item, on both sides).
-    #[arg(long, default_value = "fp32")]
-    pub precision: Precision,
-    /// roli's attention for ViT/Swin: explicit or fused (timm itself uses fused attention).
-    #[arg(long, default_value = "explicit")]
-    pub attention: roli_models::AttentionImpl,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Timed iterations per item.
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
@@ -68,9 +60,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         batch: a.batch,
         image_size: a.image_size,
         classes: a.classes,
-        device: a.device.resolve()?,
-        precision: a.precision,
-        attention: a.attention,
+        device: a.compute.device.resolve()?,
+        precision: a.compute.precision,
+        attention: a.compute.attention,
         iters: a.iters,
         warmup: a.warmup,
         aa_iters: a.aa_iters,

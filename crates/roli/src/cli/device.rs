@@ -1,7 +1,6 @@
 //! `roli device`: what this machine offers (`info`) and whether a device computes what the CPU
 //! computes (`parity`, [`crate::study::parity`]) — the first commands to run on a GPU machine.
-use crate::device::DeviceChoice;
-use crate::precision::Precision;
+use crate::device::ComputeArgs;
 use crate::study::parity::{self, ParitySpec};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -37,14 +36,9 @@ pub struct ParityArgs {
     pub classes: i64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    #[arg(long, default_value = "fp32")]
-    pub precision: Precision,
-    /// The device side's attention: explicit or fused (the CPU side is explicit).
-    #[arg(long, default_value = "explicit")]
-    pub attention: roli_models::AttentionImpl,
+    /// The device side (the CPU side is fp32 with explicit attention).
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     /// Exit 1 when a difference exceeds this (absolute).
     #[arg(long)]
     pub tolerance: Option<f64>,
@@ -70,9 +64,9 @@ pub fn run(a: DeviceArgs) -> anyhow::Result<()> {
                 batch: p.batch,
                 classes: p.classes,
                 seed: p.seed,
-                device: p.device.resolve()?,
-                precision: p.precision,
-                attention: p.attention,
+                device: p.compute.device.resolve()?,
+                precision: p.compute.precision,
+                attention: p.compute.attention,
             };
             let r = parity::compare(&spec)?;
             println!(

@@ -1,7 +1,6 @@
 //! `roli eval`: robust accuracy of any classifier on any dataset under any attack, with
 //! per-example records in `DIR/results.json` (the evaluation: [`crate::study::evaluate`]).
-use crate::device::DeviceChoice;
-use crate::precision::Precision;
+use crate::device::ComputeArgs;
 use crate::study::evaluate::{self, EvalOutcome, EvalRequest};
 use clap::Args;
 use roli_attacks::ProgressEvent;
@@ -55,15 +54,8 @@ pub struct EvalArgs {
     /// Resume an interrupted evaluation from DIR/state.json.
     #[arg(long)]
     pub resume: bool,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Attention of ViT/Swin models: explicit or fused.
-    #[arg(long, default_value = "explicit")]
-    pub attention: roli_models::AttentionImpl,
-    /// Precision of the attacks: fp32 (the field's norm for AutoAttack), tf32 or bf16.
-    #[arg(long, default_value = "fp32")]
-    pub precision: Precision,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
@@ -80,9 +72,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         out: a.out.clone(),
         resume: a.resume,
-        device: a.device.resolve()?,
-        attention: a.attention,
-        precision: a.precision,
+        device: a.compute.device.resolve()?,
+        attention: a.compute.attention,
+        precision: a.compute.precision,
     };
     let bars = crate::progress::EvalBars::new("eval");
     let done = evaluate::evaluate(&req, &|e: &ProgressEvent| bars.on_event(e))?;

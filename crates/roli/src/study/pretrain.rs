@@ -6,11 +6,10 @@ use crate::config::{
     AutoAttackChoice, DataConfig, EvalConfig, FinetuneConfig, HeadInitChoice, ModelConfig, OptimizerChoice, RunConfig,
     StageConfig, ThreatConfig, TrainConfig, TransformChoice,
 };
-use crate::device::DeviceChoice;
+use crate::device::ComputeArgs;
 use crate::peft::Method;
 use crate::pipeline;
 use crate::plan::{pgd_config, EvalPlan, Stage, StudyPlan};
-use crate::precision::Precision;
 use crate::results::TestResult;
 use crate::zoo::{self, BackboneSource};
 use anyhow::bail;
@@ -67,15 +66,8 @@ pub struct PretrainSpec {
     /// models that do not get off the ground adversarially from scratch.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Attention of ViT/Swin presets: explicit or fused.
-    #[arg(long, default_value = "explicit")]
-    pub attention: roli_models::AttentionImpl,
-    /// Training precision: fp32, tf32 or bf16 (the test attacks stay fp32).
-    #[arg(long, default_value = "fp32")]
-    pub precision: Precision,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 impl PretrainSpec {
@@ -107,8 +99,8 @@ impl PretrainSpec {
         let cfg = RunConfig {
             name: format!("pretrain {} on {}", self.preset, self.data),
             seed: self.seed,
-            device: self.device,
-            train: TrainConfig { precision: self.precision, ..TrainConfig::default() },
+            device: self.compute.device,
+            train: TrainConfig { precision: self.compute.precision, ..TrainConfig::default() },
             data: DataConfig {
                 name: self.data.clone(),
                 train_percent: 90,
@@ -126,7 +118,7 @@ impl PretrainSpec {
                 drop_path: 0.0,
                 layout: roli_models::SourceLayout::Native,
                 standard_backbone: None,
-                attention: self.attention,
+                attention: self.compute.attention,
             },
             threat: ThreatConfig {
                 norm: Norm::Linf,
