@@ -152,18 +152,30 @@ pub mod foreach {
         out.into_iter().map(|t| unsafe { Tensor::from_ptr(t) }).collect()
     }
 
+    /// Runs a `_foreach_` call over `n` tensors: in place (no outputs) or into `n` fresh tensors
+    /// whose pointers the C side writes through the `*mut *mut C_tensor` it is given.
+    fn with_outputs(
+        n: usize,
+        inplace: bool,
+        call_c: impl FnOnce(*mut *mut C_tensor) -> Result<(), ExtError>,
+    ) -> Result<Vec<Tensor>, ExtError> {
+        let mut out = vec![std::ptr::null_mut(); if inplace { 0 } else { n }];
+        let out_ptr = if inplace { std::ptr::null_mut() } else { out.as_mut_ptr() };
+        call_c(out_ptr)?;
+        Ok(adopt(out))
+    }
+
     fn scalar_impl<T: Borrow<Tensor>>(op: Op, this: &[T], s: f64, inplace: bool) -> Result<Vec<Tensor>, ExtError> {
         let n = this.len();
         if n == 0 {
             return Ok(Vec::new());
         }
         let a = ptrs(this);
-        let mut out = vec![std::ptr::null_mut(); if inplace { 0 } else { n }];
-        let out_ptr = if inplace { std::ptr::null_mut() } else { out.as_mut_ptr() };
-        call("foreach_scalar", |e, len| unsafe {
-            super::super::ffi::roli_ext_foreach_scalar(op.code(), a.as_ptr(), n, s, out_ptr, e, len)
-        })?;
-        Ok(adopt(out))
+        with_outputs(n, inplace, |out_ptr| {
+            call("foreach_scalar", |e, len| unsafe {
+                super::super::ffi::roli_ext_foreach_scalar(op.code(), a.as_ptr(), n, s, out_ptr, e, len)
+            })
+        })
     }
 
     fn list_impl<A: Borrow<Tensor>, B: Borrow<Tensor>>(
@@ -179,12 +191,11 @@ pub mod foreach {
             return Ok(Vec::new());
         }
         let (a, b) = (ptrs(this), ptrs(other));
-        let mut out = vec![std::ptr::null_mut(); if inplace { 0 } else { n }];
-        let out_ptr = if inplace { std::ptr::null_mut() } else { out.as_mut_ptr() };
-        call(CALL, |e, len| unsafe {
-            super::super::ffi::roli_ext_foreach_list(op.code(), a.as_ptr(), b.as_ptr(), n, out_ptr, e, len)
-        })?;
-        Ok(adopt(out))
+        with_outputs(n, inplace, |out_ptr| {
+            call(CALL, |e, len| unsafe {
+                super::super::ffi::roli_ext_foreach_list(op.code(), a.as_ptr(), b.as_ptr(), n, out_ptr, e, len)
+            })
+        })
     }
 
     /// `this[i] ∘= s` for every i.
@@ -217,12 +228,11 @@ pub mod foreach {
             return Ok(Vec::new());
         }
         let a = ptrs(this);
-        let mut out = vec![std::ptr::null_mut(); if inplace { 0 } else { n }];
-        let out_ptr = if inplace { std::ptr::null_mut() } else { out.as_mut_ptr() };
-        call("foreach_sqrt", |e, len| unsafe {
-            super::super::ffi::roli_ext_foreach_sqrt(a.as_ptr(), n, out_ptr, e, len)
-        })?;
-        Ok(adopt(out))
+        with_outputs(n, inplace, |out_ptr| {
+            call("foreach_sqrt", |e, len| unsafe {
+                super::super::ffi::roli_ext_foreach_sqrt(a.as_ptr(), n, out_ptr, e, len)
+            })
+        })
     }
 
     /// `this[i] = √this[i]`.
