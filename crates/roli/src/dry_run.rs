@@ -7,6 +7,9 @@ use crate::plan::StudyPlan;
 use crate::train::optim::weight_decay_for;
 use serde::Serialize;
 
+/// How a plan line's note starts when its stage's model cannot be built (the dry run then fails).
+pub const CANNOT_BUILD: &str = "cannot build";
+
 /// One line of a dry-run plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanLine {
@@ -52,7 +55,7 @@ pub fn dry_run(
                     trainable_tensors: 0,
                     trainable_elements: 0,
                     passes_per_epoch: 0,
-                    notes: vec![format!("cannot build: {e:#}")],
+                    notes: vec![format!("{CANNOT_BUILD}: {e:#}")],
                 });
                 continue;
             }

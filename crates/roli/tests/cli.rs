@@ -118,7 +118,8 @@ fn dry_run_prints_the_plan_and_counts_layernorm_tuning_on_swin_b() {
 }
 
 /// A method that attaches to transformer blocks is refused on a CNN (LeNet) instead of silently
-/// training only the head; bias tuning still builds there.
+/// training only the head; bias tuning still builds there. The dry run prints every stage, then
+/// fails (exit 2) naming the ones that cannot be built.
 #[test]
 fn block_methods_are_refused_on_a_backbone_without_blocks() {
     let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/lenet-fmnist.toml");
@@ -127,7 +128,9 @@ fn block_methods_are_refused_on_a_backbone_without_blocks() {
         .output()
         .expect("roli runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("lora/ranli") && err.contains("layernorm/roli") && !err.contains("bias/"), "{err}");
     for m in ["lora", "layernorm"] {
         let refused = text.lines().skip_while(|l| !l.starts_with(&format!("{m} "))).nth(1).unwrap_or_default();
         assert!(refused.contains("cannot build") && refused.contains("needs transformer blocks"), "{m}:\n{text}");

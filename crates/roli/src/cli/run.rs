@@ -154,6 +154,17 @@ fn dry_run(plan: &StudyPlan, classes: i64, input: &[i64]) -> anyhow::Result<()> 
         }
     }
     println!("# passes per epoch = n_train·(train_steps+2) + n_val·(eval_steps+2) forward/backward passes");
+    let broken: Vec<String> = lines
+        .iter()
+        .filter(|l| l.notes.iter().any(|n| n.starts_with(crate::dry_run::CANNOT_BUILD)))
+        .map(|l| format!("{}/{}", l.method, l.init))
+        .collect();
+    if !broken.is_empty() {
+        bail!(
+            "--dry-run: {} cannot be built (see the notes above); change finetune.methods or the backbone",
+            broken.join(", ")
+        );
+    }
     Ok(())
 }
 
