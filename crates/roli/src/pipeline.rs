@@ -501,7 +501,7 @@ pub fn run_with(plan: &StudyPlan, out: &Path, on_model: &dyn Fn(&MethodResult, b
     let mut head_path: Option<PathBuf> = None;
     for spec in &plan.stages {
         let dir = out.join(spec.stage.dir_name());
-        let reused = reuse(&dir).filter(|_| spec.stage != Stage::Probe || head::paths(&dir).1.exists());
+        let reused = reuse(&dir)?.filter(|_| spec.stage != Stage::Probe || head::paths(&dir).1.exists());
         let (r, was_reused) = match (reused, spec.stage) {
             (Some(r), _) => (r, true),
             (None, Stage::Probe) => {
@@ -557,6 +557,28 @@ pub fn check_same_run(plan: &StudyPlan, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reuse(dir: &Path) -> Option<MethodResult> {
-    artifacts::read_json(&dir.join(artifacts::RESULT)).ok()
+/// A finished stage's result: none when the stage has not finished (no `result.json`), an error
+/// when its `result.json` cannot be read (never silently re-run over it).
+fn reuse(dir: &Path) -> anyhow::Result<Option<MethodResult>> {
+    let p = dir.join(artifacts::RESULT);
+    if !p.exists() {
+        return Ok(None);
+    }
+    artifacts::read_json(&p)
+        .map(Some)
+        .with_context(|| format!("{} cannot be read; delete it to run the stage again", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_stage_is_none_and_a_corrupt_result_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(reuse(d.path()).unwrap().is_none());
+        std::fs::write(d.path().join(artifacts::RESULT), "{\"method\": ").unwrap();
+        let e = format!("{:#}", reuse(d.path()).unwrap_err());
+        assert!(e.contains("result.json cannot be read; delete it"), "{e}");
+    }
 }
