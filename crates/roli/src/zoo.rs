@@ -165,6 +165,33 @@ pub struct BuildOptions {
     pub device: tch::Device,
 }
 
+impl BuildOptions {
+    /// A preset with random weights drawn from `seed` and a PyTorch-default head of `num_classes`
+    /// for `input` images (resized inside the model when they are not the preset's `native`
+    /// size): what `roli bench` and `roli device parity` compare.
+    pub fn random_preset(
+        num_classes: i64,
+        input: [i64; 3],
+        native: [i64; 3],
+        seed: u64,
+        attention: roli_models::AttentionImpl,
+        device: tch::Device,
+    ) -> Self {
+        BuildOptions {
+            num_classes,
+            head_init: HeadInit::TorchDefault,
+            resize: native != input,
+            input,
+            keep_head: false,
+            drop_path: 0.0,
+            trainable_script: false,
+            init_seed: seed,
+            attention,
+            device,
+        }
+    }
+}
+
 /// A built model with its provenance.
 pub struct Built {
     pub vs: nn::VarStore,

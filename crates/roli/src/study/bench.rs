@@ -32,7 +32,7 @@ use roli_attacks::pgd::{BestIterate, Pgd, PgdConfig, StepSize};
 use roli_attacks::presets::{Stage, AA_STANDARD};
 use roli_attacks::square::{Square, SquareConfig};
 use roli_attacks::{Attack, Counting, LossKind, PassCounts, ThreatModel};
-use roli_models::{ArchConfig, AttentionImpl, BackboneDescriptor, Classifier, HeadInit, SourceLayout};
+use roli_models::{ArchConfig, AttentionImpl, BackboneDescriptor, Classifier, SourceLayout};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -537,18 +537,9 @@ struct Prepared {
 fn prepare(req: &BenchRequest, s: &Settings, has_blocks: bool, dir: &Path) -> anyhow::Result<Prepared> {
     let dev = req.device;
     let source = BackboneSource::Preset { preset: req.preset.clone(), weights: None, layout: SourceLayout::Native };
-    let opts = BuildOptions {
-        num_classes: req.classes,
-        head_init: HeadInit::TorchDefault,
-        resize: s.image_size != s.native_size,
-        input: [s.channels, s.image_size, s.image_size],
-        keep_head: false,
-        drop_path: 0.0,
-        trainable_script: false,
-        init_seed: req.seed,
-        attention: req.attention,
-        device: dev,
-    };
+    let input = [s.channels, s.image_size, s.image_size];
+    let native = [s.channels, s.native_size, s.native_size];
+    let opts = BuildOptions::random_preset(req.classes, input, native, req.seed, req.attention, dev);
     let built = zoo::build(&source, &opts, &roli_models::peft::NoPeft).context("building the model")?;
     save_vars(&dir.join("full.safetensors"), &built.vs)?;
     let lora_built = if has_blocks {

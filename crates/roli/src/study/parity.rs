@@ -4,7 +4,7 @@
 //! trusting any number it produces.
 use crate::precision::Precision;
 use crate::zoo::{self, BackboneSource, BuildOptions};
-use roli_models::{AttentionImpl, HeadInit, SourceLayout};
+use roli_models::{AttentionImpl, SourceLayout};
 use serde::Serialize;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -55,18 +55,7 @@ impl ParityReport {
 fn build(spec: &ParitySpec, input: [i64; 3], device: Device, attention: AttentionImpl) -> anyhow::Result<zoo::Built> {
     let src = BackboneSource::Preset { preset: spec.preset.clone(), weights: None, layout: SourceLayout::Native };
     let native = roli_models::descriptor(&spec.preset)?.input_size();
-    let opts = BuildOptions {
-        num_classes: spec.classes,
-        head_init: HeadInit::TorchDefault,
-        resize: native != input,
-        input,
-        keep_head: false,
-        drop_path: 0.0,
-        trainable_script: false,
-        init_seed: spec.seed,
-        attention,
-        device,
-    };
+    let opts = BuildOptions::random_preset(spec.classes, input, native, spec.seed, attention, device);
     zoo::build(&src, &opts, &roli_models::peft::NoPeft)
 }
 
