@@ -19,6 +19,7 @@ use crate::AttackError;
 /// Moved to [`crate::spec`] (the attack-name table); re-exported so `eval::AttackSpec` keeps working.
 pub use crate::spec::{AttackSpec, ATTACK_NAMES};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -154,17 +155,13 @@ impl EvalState {
     }
 }
 
-/// FNV-1a, enough to detect a changed configuration (not a security hash).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
-}
-
 /// What one read of the data records, batch by batch: the fingerprint's inputs and, per row, what
 /// the sanity values and the bounds check need of the clean input (a row the cascade does not break
 /// is returned as its clean input). Bounded by the number of rows, not their size.
 struct DataSummary {
-    /// Sum of all pixels: each batch summed in f64, the batch sums added in row order.
-    x_sum: f64,
+    /// SHA-256 of every pixel (f32, little-endian, row order): a resumed evaluation must see the
+    /// very same inputs (a pixel sum would accept permuted or compensating changes).
+    x_hash: Sha256,
     /// `[N, C, H, W]`.
     shape: Vec<i64>,
     labels: Vec<i64>,
@@ -179,7 +176,7 @@ struct DataSummary {
 impl DataSummary {
     fn new(n: usize) -> Self {
         Self {
-            x_sum: 0.0,
+            x_hash: Sha256::new(),
             shape: Vec::new(),
             labels: Vec::with_capacity(n),
             row_min: Vec::with_capacity(n),
@@ -198,8 +195,11 @@ impl DataSummary {
             self.shape[0] = n as i64;
             self.first = Some((x.shallow_clone(), y.shallow_clone()));
         }
-        self.x_sum += x.sum(Kind::Double).double_value(&[]);
         let cpu = tch::Device::Cpu;
+        let pixels = Vec::<f32>::try_from(&x.to_device(cpu).to_kind(Kind::Float).reshape([-1])).map_err(torch)?;
+        for p in pixels {
+            self.x_hash.update(p.to_le_bytes());
+        }
         self.labels.extend(Vec::<i64>::try_from(&y.to_device(cpu)).map_err(torch)?);
         let rows = x.reshape([x.size()[0], -1]);
         self.row_min.extend(Vec::<f32>::try_from(&rows.amin([1i64], false).to_device(cpu)).map_err(torch)?);
@@ -223,10 +223,11 @@ fn fingerprint(
 ) -> String {
     let key = serde_json::json!({
         "attack": spec.to_string(), "stages": stages, "threat": opts.threat, "seed": opts.seed,
-        "batch_size": opts.batch_size, "indices": indices, "labels": data.labels, "x_sum": data.x_sum,
+        "batch_size": opts.batch_size, "indices": indices, "labels": data.labels,
+        "x_sha256": format!("{:x}", data.x_hash.clone().finalize()),
         "x_shape": data.shape, "crate": env!("CARGO_PKG_VERSION"),
     });
-    format!("{:016x}", fnv1a(key.to_string().as_bytes()))
+    format!("{:x}", Sha256::digest(key.to_string().as_bytes()))
 }
 
 /// Smallest/largest of two values, NaN if either is (as `Tensor::min`/`max` over both would be).
@@ -270,8 +271,8 @@ pub fn evaluate(
 /// sanity values need; the pre-checks run on the first batch; each stage then fetches its
 /// still-robust rows chunk by chunk. The per-example records are those of the whole split in one
 /// tensor. With `opts.state_path` set to an existing state, the data is read once without the model
-/// to check the state's fingerprint (its `x_sum` is summed batch by batch, so a state written by a
-/// roli before streaming evaluation may be refused as "another configuration": delete it).
+/// to check the state's fingerprint (a SHA-256 of the configuration, labels and every pixel; a state
+/// written by a roli before 2026-12 is refused as "another configuration": delete it).
 pub fn evaluate_examples(
     model: &dyn Model,
     data: &dyn Examples,
@@ -494,8 +495,10 @@ pub fn sweep(
     sweep_examples(model, &TensorExamples::new(x, y), spec, eps_list, opts)
 }
 
-/// Runs [`evaluate_examples`] for each eps in `eps_list` (same norm, seed and batch size as `opts`;
-/// no state file), reading `data` anew for each.
+/// Runs [`evaluate_examples`] for each eps in `eps_list` (same norm, seed and batch size as `opts`),
+/// reading `data` anew for each. With `opts.state_path`, each radius keeps its own state
+/// ([`sweep_state_path`]), so an interrupted sweep resumes where it stopped; they are removed once
+/// the whole sweep is done.
 pub fn sweep_examples(
     model: &dyn Model,
     data: &dyn Examples,
@@ -511,10 +514,15 @@ pub fn sweep_examples(
             batch_size: opts.batch_size,
             indices: opts.indices,
             run_checks: opts.run_checks,
-            state_path: None,
+            state_path: opts.state_path.as_deref().map(|p| sweep_state_path(p, eps)),
             progress: opts.progress,
         };
         reports.push(evaluate_examples(model, data, spec, &o)?);
+    }
+    if let Some(p) = &opts.state_path {
+        for &eps in eps_list {
+            let _ = std::fs::remove_file(sweep_state_path(p, eps));
+        }
     }
     let curve: Vec<(f64, f64)> = reports.iter().map(|r| (r.eps, r.robust_accuracy)).collect();
     let mut flags: Vec<Flag> = checks::monotone_in_eps(&curve).into_iter().collect();
@@ -522,6 +530,12 @@ pub fn sweep_examples(
         flags.extend(checks::eps_zero(r0.clean_accuracy, r0.robust_accuracy));
     }
     Ok(Sweep { reports, flags })
+}
+
+/// The state file of one radius of a sweep: `state.json` → `state.eps-0.1.json`.
+pub fn sweep_state_path(state_path: &Path, eps: f64) -> PathBuf {
+    let stem = state_path.file_stem().and_then(|s| s.to_str()).unwrap_or("state");
+    state_path.with_file_name(format!("{stem}.eps-{eps}.json"))
 }
 
 #[cfg(test)]

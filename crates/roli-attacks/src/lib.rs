@@ -40,7 +40,8 @@ pub use cascade::{CascadeState, ProgressEvent, StageResult};
 pub use checks::{BoundsAccumulator, Flag};
 pub use error::AttackError;
 pub use eval::{
-    evaluate, evaluate_examples, sweep, sweep_examples, EvalOptions, EvalReport, EvalState, ExampleRecord, Sweep,
+    evaluate, evaluate_examples, sweep, sweep_examples, sweep_state_path, EvalOptions, EvalReport, EvalState,
+    ExampleRecord, Sweep,
 };
 pub use fab::{Fab, FabConfig};
 pub use loss::LossKind;

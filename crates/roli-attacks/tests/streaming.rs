@@ -239,3 +239,40 @@ fn sweep_and_resume_streamed_equal_in_memory() {
     assert!(ev.iter().any(|e| matches!(e, ProgressEvent::ResumeCheckBatch { done: N, n: N })), "{ev:?}");
     assert!(!ev.iter().any(|e| matches!(e, ProgressEvent::CleanBatch { .. })));
 }
+
+#[test]
+fn an_interrupted_sweep_resumes_its_finished_radii_and_a_changed_pixel_is_refused() {
+    let _turn = one_at_a_time();
+    let net = Net::new();
+    let model = |x: &Tensor| net.forward(x);
+    let (x, y, _) = split(&net);
+    let spec = AttackSpec::with_pgd(4, Some(0.01), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    // The sweep was killed after its first radius: that radius's state is on disk.
+    let mut o = EvalOptions::new(ThreatModel::Linf { eps: 0.03 });
+    o.batch_size = BATCH;
+    o.state_path = Some(roli_attacks::sweep_state_path(&state, 0.03));
+    let first = evaluate(&model, &x, &y, &spec, &o).unwrap();
+    o.state_path = Some(state.clone());
+    let sw = sweep(&model, &x, &y, &spec, &[0.03, 0.06], &o).unwrap();
+    assert_eq!(sw.reports[0].resumed_stages, 1, "the finished radius is resumed, not re-run");
+    assert_eq!(sw.reports[0].passes.forward_calls, 0);
+    assert_eq!(sw.reports[0].examples, first.examples);
+    assert_eq!(sw.reports[1].resumed_stages, 0);
+    for eps in [0.03, 0.06] {
+        assert!(!roli_attacks::sweep_state_path(&state, eps).exists(), "a finished sweep removes its states");
+    }
+
+    // A state is bound to the exact pixels: two pixels swapped (the same pixel sum) are another input.
+    o.state_path = Some(state.clone());
+    evaluate(&model, &x, &y, &spec, &o).unwrap();
+    let moved = x.copy();
+    let row = moved.get(0).get(0).get(0);
+    let (a, b) = (row.get(0).double_value(&[]), row.get(1).double_value(&[]));
+    assert_ne!(a, b);
+    let _ = row.get(0).fill_(b);
+    let _ = row.get(1).fill_(a);
+    let e = evaluate(&model, &moved, &y, &spec, &o).unwrap_err().to_string();
+    assert!(e.contains("another configuration"), "{e}");
+}

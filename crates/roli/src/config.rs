@@ -399,6 +399,9 @@ impl RunConfig {
             })?
         };
         cfg.validate().with_context(|| format!("{origin}: invalid configuration"))?;
+        // `config.resolved.toml` and the run's hashes are written from this text later on.
+        toml::to_string_pretty(&cfg)
+            .map_err(|e| anyhow::anyhow!("{origin}: the configuration cannot be written back as TOML ({e})"))?;
         Ok(cfg)
     }
 
@@ -408,7 +411,9 @@ impl RunConfig {
         Self::from_toml_str(&text, overrides, &path.display().to_string())
     }
 
-    /// The configuration with every default written out.
+    /// The configuration with every default written out. Empty only if it cannot be serialised,
+    /// which [`RunConfig::from_toml_str`] has already refused, and which
+    /// `pipeline::write_resolved` refuses again rather than write an empty file.
     pub fn to_resolved_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }

@@ -97,6 +97,31 @@ pub fn check_compatible(
     Ok(())
 }
 
+/// What stage 2 would change silently by using this head: a probe at another threat, or on
+/// other train/val splits than stage 2 trains and selects on (pure; empty when it fits).
+pub fn handoff_mismatches(
+    meta: &HeadArtifact,
+    threat_norm: &str,
+    threat_eps: f64,
+    train_fingerprint: &str,
+    val_fingerprint: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if meta.threat_norm != threat_norm || (meta.threat_eps - threat_eps).abs() > 1e-12 {
+        out.push(format!(
+            "the head was probed at {} eps {} but stage 2 uses {threat_norm} eps {threat_eps}",
+            meta.threat_norm, meta.threat_eps
+        ));
+    }
+    if meta.train_fingerprint != train_fingerprint || meta.val_fingerprint != val_fingerprint {
+        out.push(format!(
+            "the head was probed on other train/val splits of {} than stage 2 uses (fingerprints differ)",
+            meta.data
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +154,18 @@ mod tests {
         assert!(check_compatible(&m, "ffff", 10, 200, &names).unwrap_err().contains("fingerprint"));
         assert!(check_compatible(&m, "abcdef0123456789", 100, 200, &names).unwrap_err().contains("classes"));
         assert!(check_compatible(&m, "abcdef0123456789", 10, 256, &names).unwrap_err().contains("features"));
+    }
+
+    #[test]
+    fn a_head_of_another_threat_or_split_is_named() {
+        let m = meta();
+        assert!(handoff_mismatches(&m, "linf", 0.1, "t", "v").is_empty());
+        let e = handoff_mismatches(&m, "linf", 0.2, "t", "v");
+        assert!(e.len() == 1 && e[0].contains("probed at linf eps 0.1 but stage 2 uses linf eps 0.2"), "{e:?}");
+        assert!(handoff_mismatches(&m, "l2", 0.1, "t", "v")[0].contains("l2"));
+        let e = handoff_mismatches(&m, "linf", 0.1, "t", "other");
+        assert!(e.len() == 1 && e[0].contains("other train/val splits"), "{e:?}");
+        assert_eq!(handoff_mismatches(&m, "l2", 0.5, "x", "v").len(), 2);
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub fn build_model(m: &ModelPlan, src: &BackboneSource, opts: &BuildOptions, sta
     };
     let none = roli_models::peft::NoPeft;
     let built = zoo::build(src, opts, injector.as_deref().unwrap_or(&none))?;
+    check_resize(m.resize_to, &built.descriptor)?;
     let has_blocks = matches!(built.descriptor.arch, ArchConfig::Vit(_) | ArchConfig::Swin(_));
     if let Some(method) = stage.method().filter(|m| m.needs_blocks() && !has_blocks) {
         bail!(
@@ -125,6 +126,20 @@ pub fn build_model(m: &ModelPlan, src: &BackboneSource, opts: &BuildOptions, sta
         );
     }
     Ok(built)
+}
+
+/// `model.resize = [H, W]` must name the backbone's own input size: the model resizes inputs to
+/// that size, so any other value would be silently replaced by it.
+pub fn check_resize(resize_to: Option<[i64; 2]>, desc: &roli_models::BackboneDescriptor) -> anyhow::Result<()> {
+    let [_, h, w] = desc.input_size();
+    match resize_to {
+        Some([rh, rw]) if [rh, rw] != [h, w] => bail!(
+            "model.resize = [{rh}, {rw}] but backbone '{}' takes {h}x{w} images; set model.resize = [{h}, {w}] \
+             (roli resizes to the backbone's own size and does not interpolate position embeddings)",
+            desc.name
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The training plan of a stage on a built model.
@@ -344,16 +359,19 @@ pub fn probe(
 }
 
 /// Builds the model of a stage with a random head (the probe, RanLI: `init_head = None`) or the
-/// stage-1 artifact's head (RoLI), refusing a head of another backbone, class count or width.
+/// stage-1 artifact's head (RoLI), refusing a head of another backbone, class count or width, and
+/// (unless the plan allows it) one probed at another threat or on other splits. Returns the
+/// model and the notes to record (allowed mismatches).
 fn stage_model(
     plan: &StudyPlan,
     data: &PreparedData,
     src: &BackboneSource,
     stage: Stage,
     init_head: Option<&Path>,
-) -> anyhow::Result<Built> {
+) -> anyhow::Result<(Built, Vec<String>)> {
     let opts = build_options(&plan.model, data.num_classes, data.input, stage, plan.model.device()?);
     let built = build_model(&plan.model, src, &opts, stage)?;
+    let mut notes = Vec::new();
     if let Some(p) = init_head {
         let (meta, tensors) = head::load(p)?;
         head::check_compatible(
@@ -365,18 +383,26 @@ fn stage_model(
         )
         .map_err(|e| anyhow::anyhow!("refusing head {}: {e}", p.display()))?;
         let t = plan.threat.threat;
-        if (meta.threat_eps - t.eps()).abs() > 1e-12 || meta.threat_norm != t.norm().to_string() {
-            tracing::warn!(
-                "the head was probed at {} eps {} but stage 2 uses {} eps {}",
-                meta.threat_norm,
-                meta.threat_eps,
-                t.norm(),
-                t.eps()
+        let mismatches = head::handoff_mismatches(
+            &meta,
+            &t.norm().to_string(),
+            t.eps(),
+            &data.train.fingerprint(),
+            &data.val.fingerprint(),
+        );
+        if let Some(first) = mismatches.first().filter(|_| !plan.allow_head_mismatch) {
+            bail!(
+                "refusing head {}: {first}; probe again with this config, or pass --allow-head-mismatch to use it anyway",
+                p.display()
             );
+        }
+        for m in &mismatches {
+            tracing::warn!("--allow-head-mismatch: {m}");
+            notes.push(format!("head hand-off: {m}"));
         }
         artifacts::load_into(&built.vs, &tensors, p)?;
     }
-    Ok(built)
+    Ok((built, notes))
 }
 
 /// The stage a spec trains as: the probe, or a stage-2 method with the init that `init_head`
@@ -400,8 +426,9 @@ fn prepare_stage(
     init_head: Option<&Path>,
 ) -> anyhow::Result<(Built, StageSpec, StagePlan)> {
     let stage = resolved_stage(spec, init_head);
-    let built = stage_model(plan, data, src, stage, init_head)?;
-    let spec = StageSpec { stage, optim: spec.optim.clone() };
+    let (built, notes) = stage_model(plan, data, src, stage, init_head)?;
+    let mut spec = StageSpec { stage, optim: spec.optim.clone() };
+    spec.optim.notes.extend(notes);
     let sp = stage_plan(plan, &spec, &built, &stage.label());
     Ok((built, spec, sp))
 }
@@ -538,6 +565,9 @@ pub fn run_with(plan: &StudyPlan, out: &Path, on_model: &dyn Fn(&MethodResult, b
 /// Writes `config.resolved.toml` (every default written out) into `dir`.
 pub fn write_resolved(plan: &StudyPlan, dir: &Path) -> anyhow::Result<PathBuf> {
     let p = dir.join(artifacts::RESOLVED_CONFIG);
+    if plan.resolved_toml.trim().is_empty() {
+        bail!("the configuration of '{}' could not be serialised as TOML; {} was not written", plan.name, p.display());
+    }
     artifacts::write_atomic(&p, plan.resolved_toml.as_bytes())?;
     Ok(p)
 }
@@ -580,5 +610,14 @@ mod tests {
         std::fs::write(d.path().join(artifacts::RESULT), "{\"method\": ").unwrap();
         let e = format!("{:#}", reuse(d.path()).unwrap_err());
         assert!(e.contains("result.json cannot be read; delete it"), "{e}");
+    }
+
+    #[test]
+    fn a_resize_other_than_the_backbones_size_is_refused() {
+        let desc = roli_models::descriptor("vit_nano_patch7_28").unwrap();
+        assert!(check_resize(None, &desc).is_ok());
+        assert!(check_resize(Some([28, 28]), &desc).is_ok());
+        let e = check_resize(Some([224, 224]), &desc).unwrap_err().to_string();
+        assert!(e.contains("model.resize = [224, 224]") && e.contains("set model.resize = [28, 28]"), "{e}");
     }
 }

@@ -38,6 +38,10 @@ pub struct StudyPlan {
     /// The config with every default written out (`config.resolved.toml`).
     #[serde(skip)]
     pub resolved_toml: String,
+    /// Use a stage-1 head probed at another threat or on other train/val splits (`roli finetune
+    /// --allow-head-mismatch`); the mismatch is then recorded in the stage's notes.
+    #[serde(skip)]
+    pub allow_head_mismatch: bool,
 }
 
 /// Which data, how much, in which batches.
@@ -60,6 +64,10 @@ pub struct ModelPlan {
     pub layout: SourceLayout,
     /// Resize inputs to the backbone's size inside the model.
     pub resize: bool,
+    /// The size `model.resize` names, checked against the backbone when its model is built (roli
+    /// resizes to the backbone's own size; it does not interpolate position embeddings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resize_to: Option<[i64; 2]>,
     pub head_init: HeadInit,
     /// Stochastic depth for methods that train the backbone in train mode.
     pub drop_path: f64,
@@ -273,6 +281,7 @@ impl StudyPlan {
                 checkpoint: cfg.model.checkpoint.clone(),
                 layout: cfg.model.layout,
                 resize: cfg.model.resize.is_some(),
+                resize_to: cfg.model.resize,
                 head_init: match cfg.model.head_init {
                     HeadInitChoice::Reference => HeadInit::Ranli,
                     HeadInitChoice::Torch => HeadInit::TorchDefault,
@@ -309,6 +318,7 @@ impl StudyPlan {
                 precision: cfg.eval.precision,
             },
             resolved_toml: cfg.to_resolved_toml(),
+            allow_head_mismatch: false,
         }
     }
 

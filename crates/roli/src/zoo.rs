@@ -117,7 +117,7 @@ pub fn resolve(spec: &str, checkpoint: Option<&Path>, layout: SourceLayout) -> a
         }
         return Ok(BackboneSource::Preset { preset: spec.into(), weights: checkpoint.map(Path::to_path_buf), layout });
     }
-    let own: Vec<String> = list_own().into_iter().map(|(n, _)| n).collect();
+    let own = list_own();
     bail!(
         "unknown model '{spec}': not a zoo model ({}{}), a roli checkpoint folder, a TorchScript file, or a registry preset ({})",
         FETCHED.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
@@ -126,19 +126,18 @@ pub fn resolve(spec: &str, checkpoint: Option<&Path>, layout: SourceLayout) -> a
     )
 }
 
-/// The project's own zoo entries (name, sidecar JSON) found under [`zoo_dir`].
-pub fn list_own() -> Vec<(String, serde_json::Value)> {
+/// The names of the project's own zoo entries (folders with a `model.json`) under [`zoo_dir`].
+/// Only names: a malformed `model.json` is reported, naming the file, when the model is used.
+pub fn list_own() -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(zoo_dir()) {
         for e in rd.flatten() {
-            let j = e.path().join("model.json");
-            if let Ok(text) = std::fs::read_to_string(&j) {
-                let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                out.push((e.file_name().to_string_lossy().into_owned(), v));
+            if e.path().join("model.json").is_file() {
+                out.push(e.file_name().to_string_lossy().into_owned());
             }
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort();
     out
 }
 

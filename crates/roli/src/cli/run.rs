@@ -68,6 +68,9 @@ pub struct FinetuneArgs {
     /// A stage-1 head artifact (folder or head.json) → RoLI; absent → RanLI.
     #[arg(long)]
     pub init_head: Option<PathBuf>,
+    /// Use a head probed at another threat or on other train/val splits (recorded in the notes).
+    #[arg(long)]
+    pub allow_head_mismatch: bool,
 }
 
 pub fn probe(a: ConfigArgs) -> anyhow::Result<()> {
@@ -83,7 +86,8 @@ pub fn probe(a: ConfigArgs) -> anyhow::Result<()> {
 }
 
 pub fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
-    let (cfg, plan) = a.cfg.load()?;
+    let (cfg, mut plan) = a.cfg.load()?;
+    plan.allow_head_mismatch = a.allow_head_mismatch;
     let init = if a.init_head.is_some() { Init::Roli } else { Init::Ranli };
     let spec = plan::stage_spec(&cfg, Stage::Finetune { method: a.method, init });
     std::fs::create_dir_all(&a.cfg.out)?;

@@ -7,6 +7,7 @@
 //! (intervals, paired comparisons, findings), `markdown` (the page), `plots` (the figures and
 //! the run-time font lookup).
 mod compare;
+mod labels;
 mod markdown;
 mod plots;
 mod records;
@@ -14,8 +15,8 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use compare::{Comparison, Estimate, Finding, Metric, Row, Verdict};
-pub use plots::{font, font_path};
+pub use compare::{init_label, Comparison, Estimate, Finding, Metric, Row, Verdict};
+pub use plots::{font, font_path, AaPoint};
 pub use records::{ExampleRow, Source};
 
 use crate::config::{Init, StageKind};
@@ -59,6 +60,8 @@ pub struct ReportOptions<'a> {
     pub standard: Option<&'a Summary>,
     /// Robust accuracy vs eps: `(label, [(eps, accuracy in [0, 1])])`; empty: no eps plot.
     pub eps_curve: &'a [EpsCurve],
+    /// AutoAttack accuracies drawn on the eps plot (labels as the curves').
+    pub eps_curve_aa: &'a [AaPoint],
     /// The main run's output folder: resolves per-example files when the folder was moved or the
     /// recorded paths are relative to another working directory.
     pub run_dir: Option<&'a Path>,
@@ -74,6 +77,7 @@ impl Default for ReportOptions<'_> {
             title: "RoLI report".into(),
             standard: None,
             eps_curve: &[],
+            eps_curve_aa: &[],
             run_dir: None,
             standard_run_dir: None,
             confidence: 0.95,
@@ -166,7 +170,7 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
     let mut figures = Vec::new();
     let figure1 = match plots::figure1(out_dir, &opts.title, &points, text) {
         Ok(p) => {
-            figures.push(("Figure 1: clean vs PGD robust accuracy (whiskers: Wilson intervals; grey lines join RanLI → RoLI; SVG: figure1.svg)".to_string(), "figure1.png".to_string()));
+            figures.push(("Figure 1: clean vs PGD robust accuracy (whiskers: Wilson intervals; arrows go from RanLI to RoLI per method; SVG: figure1.svg)".to_string(), "figure1.png".to_string()));
             Some(p)
         }
         Err(e) => {
@@ -178,9 +182,15 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
     let eps_curve = if opts.eps_curve.is_empty() {
         None
     } else {
-        match plots::eps_curve(out_dir, &format!("{}: robust accuracy vs eps", opts.title), opts.eps_curve, text) {
+        match plots::eps_curve(
+            out_dir,
+            &format!("{}: robust accuracy vs eps", opts.title),
+            opts.eps_curve,
+            opts.eps_curve_aa,
+            text,
+        ) {
             Ok(p) => {
-                figures.push(("Robust accuracy vs eps (SVG: eps_curve.svg)".to_string(), "eps_curve.png".to_string()));
+                figures.push(("Robust accuracy vs eps: lines PGD on the test subset, crosses AutoAttack on its subset (SVG: eps_curve.svg)".to_string(), "eps_curve.png".to_string()));
                 Some(p)
             }
             Err(e) => {

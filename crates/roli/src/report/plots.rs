@@ -8,9 +8,10 @@
 //! registered under a private family name, never plotters' default `sans-serif`, so a text call
 //! that slipped through in no-text mode fails loudly in the tests instead of using a font by luck.
 use super::compare::{Estimate, Row};
+use super::labels::Rect;
 use super::records::Source;
 use crate::config::{Init, StageKind};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -112,6 +113,7 @@ const RANLI: RGBColor = RGBColor(31, 119, 180);
 const ROLI: RGBColor = RGBColor(214, 39, 40);
 const PROBE: RGBColor = RGBColor(30, 30, 30);
 const JOIN: RGBColor = RGBColor(150, 150, 150);
+const ARROW: RGBColor = RGBColor(90, 90, 90);
 
 fn colour(p: &ScatterPoint) -> RGBColor {
     match (p.method, p.init) {
@@ -141,9 +143,10 @@ fn e<E: std::fmt::Display>(err: E) -> String {
     err.to_string()
 }
 
-/// Figure 1: x = clean accuracy, y = PGD robust accuracy (percent) with 95% Wilson whiskers; RanLI
-/// and RoLI in two colours joined per method (RanLI → RoLI), the linear probe as a black
-/// triangle, standard-pretraining runs (if any) as hollow markers.
+/// Figure 1: x = clean accuracy, y = PGD robust accuracy (percent) with 95% Wilson whiskers; an
+/// arrow per method from RanLI (blue) to RoLI (red), as in the paper's Figure 1; the linear probe
+/// as a black triangle; standard-pretraining runs (if any) as hollow markers with lighter arrows.
+/// Labels name the arrow heads and lone points, placed clear of each other ([`super::labels`]).
 fn draw_figure1<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -182,15 +185,9 @@ fn draw_figure1<DB: DrawingBackend>(
             .map_err(e)?;
     }
     let xy = |p: &ScatterPoint| (p.clean.accuracy * 100.0, p.pgd.accuracy * 100.0);
-    // RanLI → RoLI per method and source.
-    for p in points.iter().filter(|p| p.init == Init::Ranli && p.method != StageKind::Probe) {
-        if let Some(q) = points.iter().find(|q| q.init == Init::Roli && q.method == p.method && q.source == p.source) {
-            chart.draw_series(LineSeries::new([xy(p), xy(q)], JOIN.stroke_width(2))).map_err(e)?;
-        }
-    }
     // 95% intervals as whiskers.
     for p in points {
-        let c = colour(p).mix(0.45);
+        let c = colour(p).mix(0.35);
         let (x, y) = xy(p);
         chart
             .draw_series([
@@ -198,6 +195,17 @@ fn draw_figure1<DB: DrawingBackend>(
                 PathElement::new([(x, p.pgd.low * 100.0), (x, p.pgd.high * 100.0)], c.stroke_width(1)),
             ])
             .map_err(e)?;
+    }
+    // RanLI → RoLI arrows per method and source, in pixels so that the heads keep their shape.
+    let coord = chart.as_coord_spec().clone();
+    let px = |p: &ScatterPoint| coord.translate(&xy(p));
+    let partner =
+        |p: &ScatterPoint| points.iter().find(|q| q.init == Init::Roli && q.method == p.method && q.source == p.source);
+    for p in points.iter().filter(|p| p.init == Init::Ranli && p.method != StageKind::Probe) {
+        if let Some(q) = partner(p) {
+            let c = if p.source == Source::Standard { JOIN.mix(0.7) } else { ARROW.mix(1.0) };
+            arrow(root, px(p), px(q), c)?;
+        }
     }
     // Markers, one series per legend entry.
     type Keep = fn(&ScatterPoint) -> bool;
@@ -208,9 +216,11 @@ fn draw_figure1<DB: DrawingBackend>(
         ("standard pretraining", |p| p.source == Source::Standard && p.method != StageKind::Probe),
         ("standard linear probe", |p| p.source == Source::Standard && p.method == StageKind::Probe),
     ];
+    let mut legend_rows = 0;
     for (label, keep) in groups {
         let sel: Vec<&ScatterPoint> = points.iter().filter(|p| keep(p)).collect();
         let Some(first) = sel.first() else { continue };
+        legend_rows += 1;
         let legend_colour = colour(first);
         let hollow = first.source == Source::Standard;
         let style = |p: &ScatterPoint| if hollow { colour(p).stroke_width(2) } else { colour(p).filled() };
@@ -226,16 +236,42 @@ fn draw_figure1<DB: DrawingBackend>(
         } else if text.is_some() {
             series.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 5, legend_style));
         }
-        if let Some(f) = text {
-            let name = |p: &ScatterPoint| {
-                format!("{}{}", p.method.as_str(), if p.source == Source::Standard { " (std)" } else { "" })
-            };
-            chart
-                .draw_series(sel.iter().map(|p| EmptyElement::at(xy(p)) + Text::new(name(p), (8, -16), (f, 13))))
-                .map_err(e)?;
-        }
     }
     if let Some(f) = text {
+        // Arrow heads and lone points carry the names; a RanLI tail is named by its arrow.
+        let named: Vec<&ScatterPoint> = points
+            .iter()
+            .filter(|p| !(p.init == Init::Ranli && p.method != StageKind::Probe && partner(p).is_some()))
+            .collect();
+        let name = |p: &ScatterPoint| {
+            let m = if p.method == StageKind::Probe { "linear" } else { p.method.as_str() };
+            format!("{m}{}", if p.source == Source::Standard { " (std)" } else { "" })
+        };
+        let style = TextStyle::from((f, 13).into_font()).color(&RGBColor(40, 40, 40));
+        let sizes: Vec<(i32, i32)> = named
+            .iter()
+            .map(|p| root.estimate_text_size(&name(p), &style).map(|(w, h)| (w as i32, h as i32)).unwrap_or((60, 13)))
+            .collect();
+        let (area_x, area_y) = chart.plotting_area().get_pixel_range();
+        let bounds = Rect { x0: area_x.start, y0: area_y.start, x1: area_x.end, y1: area_y.end };
+        let mut obstacles: Vec<Rect> = points.iter().map(|p| Rect::around(px(p), 7)).collect();
+        // The legend's corner (lower right): about 20 px per row, 230 px wide.
+        obstacles.push(Rect {
+            x0: bounds.x1 - 240,
+            y0: bounds.y1 - 20 * legend_rows - 24,
+            x1: bounds.x1,
+            y1: bounds.y1,
+        });
+        let anchors: Vec<(i32, i32)> = named.iter().map(|p| px(p)).collect();
+        let boxes = super::labels::place(&anchors, &sizes, &obstacles, bounds);
+        for ((p, b), a) in named.iter().zip(boxes).zip(anchors) {
+            // A label pushed away from a crowd gets a leader line to its point.
+            let near = (a.0.clamp(b.x0, b.x1), a.1.clamp(b.y0, b.y1));
+            if (near.0 - a.0).pow(2) + (near.1 - a.1).pow(2) > 12 * 12 {
+                root.draw(&PathElement::new(vec![a, near], RGBColor(120, 120, 120).stroke_width(1))).map_err(e)?;
+            }
+            root.draw(&Text::new(name(p), (b.x0, b.y0), style.clone())).map_err(e)?;
+        }
         chart
             .configure_series_labels()
             .label_font((f, 14))
@@ -248,18 +284,65 @@ fn draw_figure1<DB: DrawingBackend>(
     root.present().map_err(e)
 }
 
-/// Robust accuracy (percent) vs eps, one line per labelled curve; accuracies are fractions.
+/// An arrow from `a` to `b` in pixels, its head stopping short of `b`'s marker. Too short to
+/// show a head (the two runs coincide): nothing.
+fn arrow<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: (i32, i32), b: (i32, i32), c: RGBAColor) -> DrawResult {
+    let (dx, dy) = ((b.0 - a.0) as f64, (b.1 - a.1) as f64);
+    let len = dx.hypot(dy);
+    let (marker, head, half) = (7.0, 10.0, 4.5);
+    if len < marker + head + 2.0 {
+        return Ok(());
+    }
+    let (ux, uy) = (dx / len, dy / len);
+    let at = |t: f64, side: f64| {
+        ((a.0 as f64 + ux * t - uy * side).round() as i32, (a.1 as f64 + uy * t + ux * side).round() as i32)
+    };
+    let tip = at(len - marker, 0.0);
+    let base = len - marker - head;
+    root.draw(&PathElement::new(vec![at(marker * 0.6, 0.0), at(base, 0.0)], c.stroke_width(2))).map_err(e)?;
+    root.draw(&Polygon::new(vec![tip, at(base, half), at(base, -half)], c.filled())).map_err(e)
+}
+
+/// An AutoAttack accuracy on the eps plot: at the run's own eps, in the colour of the curve with
+/// the same label (the curve is PGD: the gap between the cross and the curve is what AutoAttack
+/// finds beyond PGD).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AaPoint {
+    pub label: String,
+    pub eps: f64,
+    /// Robust accuracy under AutoAttack, a fraction.
+    pub accuracy: f64,
+    /// Examples AutoAttack ran on.
+    pub n: usize,
+}
+
+/// The colour of a curve: Figure 1's for the linear probe, RanLI and RoLI runs, else a palette's.
+fn curve_colour(label: &str, i: usize) -> RGBAColor {
+    if label.starts_with("linear") {
+        PROBE.to_rgba()
+    } else if label.contains("RoLI") || label.ends_with("roli") {
+        ROLI.to_rgba()
+    } else if label.contains("RanLI") || label.ends_with("ranli") {
+        RANLI.to_rgba()
+    } else {
+        Palette99::pick(i).to_rgba()
+    }
+}
+
+/// PGD robust accuracy (percent) vs eps, one line per labelled curve, AutoAttack points as
+/// crosses; accuracies are fractions.
 fn draw_eps_curve<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     curves: &[(String, Vec<(f64, f64)>)],
+    aa: &[AaPoint],
     text: Option<&'static str>,
 ) -> DrawResult {
     root.fill(&WHITE).map_err(e)?;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (eps, _) in curves.iter().flat_map(|(_, c)| c.iter()) {
-        lo = lo.min(*eps);
-        hi = hi.max(*eps);
+    for eps in curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).chain(aa.iter().map(|a| a.eps)) {
+        lo = lo.min(eps);
+        hi = hi.max(eps);
     }
     if !lo.is_finite() {
         return Err("no points to plot".into());
@@ -276,12 +359,12 @@ fn draw_eps_curve<DB: DrawingBackend>(
     {
         let mut mesh = chart.configure_mesh();
         mesh.max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).bold_line_style(RGBColor(215, 215, 215));
-        let fmt = |v: &f64| format!("{v:.4}");
+        let fmt = |v: &f64| format!("{v:.3}");
         let whole = |v: &f64| format!("{v:.0}");
         mesh.y_label_formatter(&whole);
         if let Some(f) = text {
             mesh.x_desc("eps")
-                .y_desc("robust accuracy (%)")
+                .y_desc("robust accuracy (%): lines PGD, crosses AutoAttack")
                 .label_style((f, 14))
                 .axis_desc_style((f, 16))
                 .x_label_formatter(&fmt);
@@ -294,17 +377,29 @@ fn draw_eps_curve<DB: DrawingBackend>(
             .map_err(e)?;
     }
     for (i, (label, pts)) in curves.iter().enumerate() {
-        let c = Palette99::pick(i).to_rgba();
+        let c = curve_colour(label, i);
         let mut pts = pts.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         let line: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x, y * 100.0)).collect();
         let series = chart.draw_series(LineSeries::new(line.clone(), c.stroke_width(2))).map_err(e)?;
         if text.is_some() {
             series
-                .label(label.clone())
+                .label(format!("{label} (PGD)"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
         }
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(e)?;
+    }
+    for (i, a) in aa.iter().enumerate() {
+        let k = curves.iter().position(|(l, _)| *l == a.label).unwrap_or(curves.len() + i);
+        let c = curve_colour(&a.label, k);
+        let series = chart
+            .draw_series(std::iter::once(Cross::new((a.eps, a.accuracy * 100.0), 7, c.stroke_width(3))))
+            .map_err(e)?;
+        if text.is_some() {
+            series
+                .label(format!("{} (AutoAttack, n = {})", a.label, a.n))
+                .legend(move |(x, y)| Cross::new((x + 10, y), 5, c.stroke_width(2)));
+        }
     }
     if let Some(f) = text {
         chart
@@ -352,13 +447,14 @@ pub fn eps_curve(
     dir: &Path,
     title: &str,
     curves: &[(String, Vec<(f64, f64)>)],
+    aa: &[AaPoint],
     text: Option<&'static str>,
 ) -> Result<(PathBuf, PathBuf), super::ReportError> {
     let png = dir.join("eps_curve.png");
     let svg = dir.join("eps_curve.svg");
-    draw_eps_curve(&BitMapBackend::new(&png, SIZE).into_drawing_area(), title, curves, text)
+    draw_eps_curve(&BitMapBackend::new(&png, SIZE).into_drawing_area(), title, curves, aa, text)
         .map_err(|detail| super::ReportError::Plot { path: png.clone(), detail })?;
-    draw_eps_curve(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, curves, text)
+    draw_eps_curve(&SVGBackend::new(&svg, SIZE).into_drawing_area(), title, curves, aa, text)
         .map_err(|detail| super::ReportError::Plot { path: svg.clone(), detail })?;
     fix_svg_font(&svg)?;
     Ok((png, svg))
@@ -418,10 +514,11 @@ mod tests {
             dir.path(),
             "t",
             &[("full/RoLI".into(), vec![(0.0, 0.8), (4.0 / 255.0, 0.6), (8.0 / 255.0, 0.4)])],
+            &[AaPoint { label: "full/RoLI".into(), eps: 8.0 / 255.0, accuracy: 0.35, n: 50 }],
             None,
         )
         .unwrap();
-        assert!(eps_curve(dir.path(), "t", &[], None).is_err());
+        assert!(eps_curve(dir.path(), "t", &[], &[], None).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::config::{RunConfig, StageKind};
 use crate::pipeline;
 use crate::plan::StudyPlan;
-use crate::report::{self, EpsCurve, ReportOptions, ReportPaths};
+use crate::report::{self, AaPoint, EpsCurve, ReportOptions, ReportPaths};
 use crate::results::{MethodResult, Summary};
 use std::cell::Cell;
 use std::path::Path;
@@ -134,11 +134,12 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
     };
     eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);
     let mut robust = robust;
-    let curve = eps_curves(&plan.robust, &mut robust, &robust_dir)?;
+    let (curve, curve_aa) = eps_curves(&plan.robust, &mut robust, &robust_dir)?;
     let opts = ReportOptions {
         title: plan.robust.name.clone(),
         standard: standard.as_ref(),
         eps_curve: &curve,
+        eps_curve_aa: &curve_aa,
         run_dir: Some(&robust_dir),
         standard_run_dir: Some(&standard_dir),
         ..Default::default()
@@ -148,26 +149,35 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
     Ok(DemoOutcome { robust, standard, report })
 }
 
-/// The eps curve of the probe and full finetuning (the configured eps values; none: no curve).
-/// The curve's checks (monotone in eps, eps = 0 equals clean) join those of the model's test,
-/// rewritten into its `result.json` and the run's `summary.json`.
-fn eps_curves(plan: &StudyPlan, summary: &mut Summary, dir: &Path) -> anyhow::Result<Vec<EpsCurve>> {
-    let mut curve = Vec::new();
+/// The eps curve of the probe and full finetuning (the configured eps values; none: no curve),
+/// with each model's AutoAttack accuracy at the training eps where AutoAttack ran. The curve's
+/// checks (monotone in eps, eps = 0 equals clean) join those of the model's test, rewritten into
+/// its `result.json` and the run's `summary.json`.
+fn eps_curves(plan: &StudyPlan, summary: &mut Summary, dir: &Path) -> anyhow::Result<(Vec<EpsCurve>, Vec<AaPoint>)> {
+    let (mut curve, mut aa) = (Vec::new(), Vec::new());
     if plan.eval.eps_curve.is_empty() {
-        return Ok(curve);
+        return Ok((curve, aa));
     }
     let data = pipeline::prepare_data(&plan.data)?;
     let src = pipeline::source(&plan.model)?;
     let on_curve = |k: StageKind| k.is_probe() || k.as_str() == crate::peft::full::NAME;
     for r in summary.results.iter_mut().filter(|r| on_curve(r.method)) {
-        let label = if r.method.is_probe() { r.label() } else { r.label().replace('/', " ") };
+        // The report's run names ("linear", "full/RoLI"), so that the curves match its tables.
+        let label = if r.method.is_probe() {
+            "linear".to_string()
+        } else {
+            format!("{}/{}", r.method.as_str(), crate::report::init_label(r.init))
+        };
+        if let (Some(acc), Some(n)) = (r.test.aa_accuracy, r.test.aa_n) {
+            aa.push(AaPoint { label: label.clone(), eps: plan.threat.threat.eps(), accuracy: acc, n });
+        }
         let c = pipeline::eps_curve(plan, &src, &data, r, 500)?;
         crate::integrity::apply(&mut r.test, c.checks());
         crate::artifacts::write_json(&r.dir.join(crate::artifacts::RESULT), &*r)?;
         curve.push((label, c.points));
     }
     crate::artifacts::write_json(&dir.join(crate::artifacts::SUMMARY), &*summary)?;
-    Ok(curve)
+    Ok((curve, aa))
 }
 
 #[cfg(test)]
@@ -178,7 +188,7 @@ mod tests {
     fn embedded_config_and_full_budget_parse() {
         let quick = RunConfig::from_toml_str(DEMO_TOML, &[], "demo").unwrap();
         // Both backbones of the demo are committed zoo entries.
-        let own: Vec<String> = crate::zoo::list_own().into_iter().map(|(n, _)| n).collect();
+        let own = crate::zoo::list_own();
         assert!(own.contains(&quick.model.backbone), "{} not in zoo/ ({own:?})", quick.model.backbone);
         assert!(own.contains(quick.model.standard_backbone.as_ref().unwrap()));
         assert_eq!(quick.finetune.methods.len(), 5, "the demo runs every finetuning method of the paper");

@@ -119,7 +119,7 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
     eo.seed = r.seed;
     eo.batch_size = r.batch_size;
     eo.progress = Some(progress);
-    eo.state_path = Some(fresh_state(&r.out, r.resume)?);
+    eo.state_path = Some(fresh_state(&r.out, r.resume, &r.eps_list)?);
     let results = r.out.join("results.json");
     let outcome = if r.eps_list.is_empty() {
         let rep = roli_attacks::evaluate_examples(&model, &examples, &r.attack, &eo)?;
@@ -135,12 +135,15 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
     Ok(Evaluated { outcome, results })
 }
 
-/// The state file of `out`. It always records progress; without `resume` a stale one is
-/// discarded first.
-fn fresh_state(out: &Path, resume: bool) -> anyhow::Result<PathBuf> {
+/// The state file of `out` (a sweep keeps one per radius beside it). It always records progress;
+/// without `resume` stale ones are discarded first.
+fn fresh_state(out: &Path, resume: bool, eps_list: &[f64]) -> anyhow::Result<PathBuf> {
     let state = out.join(crate::artifacts::STATE);
-    if !resume && state.exists() {
-        std::fs::remove_file(&state)?;
+    if !resume {
+        let per_radius = eps_list.iter().map(|&e| roli_attacks::sweep_state_path(&state, e));
+        for p in std::iter::once(state.clone()).chain(per_radius).filter(|p| p.exists()) {
+            std::fs::remove_file(&p)?;
+        }
     }
     Ok(state)
 }
@@ -164,10 +167,12 @@ mod tests {
     fn a_stale_state_is_discarded_unless_resuming() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(crate::artifacts::STATE);
+        let radius = roli_attacks::sweep_state_path(&p, 0.1);
         std::fs::write(&p, "{}").unwrap();
-        assert_eq!(fresh_state(d.path(), true).unwrap(), p);
-        assert!(p.exists(), "--resume keeps it");
-        fresh_state(d.path(), false).unwrap();
-        assert!(!p.exists(), "a new evaluation starts over");
+        std::fs::write(&radius, "{}").unwrap();
+        assert_eq!(fresh_state(d.path(), true, &[0.1]).unwrap(), p);
+        assert!(p.exists() && radius.exists(), "--resume keeps them");
+        fresh_state(d.path(), false, &[0.1]).unwrap();
+        assert!(!p.exists() && !radius.exists(), "a new evaluation starts over");
     }
 }

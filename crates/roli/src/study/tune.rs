@@ -39,10 +39,20 @@ impl Candidate {
 }
 
 /// The winner among candidates of one (method, init): best validation robust accuracy, then
-/// clean accuracy, then factor 1 (the configured LR), then the smaller LR. Pure, for testing.
+/// clean accuracy, then factor 1 (the configured LR), then the smaller LR. A candidate whose
+/// validation scores are not finite (a diverged run) never wins: NaN would compare as equal to
+/// anything. Pure, for testing.
 pub fn pick_best(c: &[Candidate]) -> Option<usize> {
-    let key = |x: &Candidate| (x.val_robust, x.val_clean, (x.factor == 1.0) as u8, -x.base_lr);
-    (0..c.len()).max_by(|&a, &b| key(&c[a]).partial_cmp(&key(&c[b])).unwrap_or(std::cmp::Ordering::Equal))
+    let key = |x: &Candidate| [x.val_robust, x.val_clean, (x.factor == 1.0) as u8 as f64, -x.base_lr];
+    let by_key = |a: &usize, b: &usize| {
+        key(&c[*a])
+            .iter()
+            .zip(key(&c[*b]))
+            .map(|(x, y)| x.total_cmp(&y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    (0..c.len()).filter(|&i| c[i].val_robust.is_finite() && c[i].val_clean.is_finite()).max_by(by_key)
 }
 
 /// What a tuning run found: every candidate and the chosen stage tables.
@@ -144,7 +154,12 @@ impl Ctx<'_> {
             );
             cands.push(c);
         }
-        let best = pick_best(&cands).map(|i| cands[i].base_lr).unwrap_or(spec.optim.source.base_lr);
+        let Some(best) = pick_best(&cands).map(|i| cands[i].base_lr) else {
+            anyhow::bail!(
+                "{}: every candidate learning rate diverged (validation accuracy not finite); try smaller --factors",
+                stage.label()
+            );
+        };
         all.extend(cands);
         Ok(StageSpec { stage, optim: spec.optim.with_base_lr(best, batch) })
     }
@@ -173,6 +188,9 @@ mod tests {
         assert_eq!(pick_best(&[c(0.3, 0.3, 0.45, 0.7), c(1.0, 1.0, 0.45, 0.7), c(3.0, 3.0, 0.45, 0.7)]), Some(1));
         assert_eq!(pick_best(&[c(0.3, 0.3, 0.45, 0.7), c(3.0, 3.0, 0.45, 0.7)]), Some(0));
         assert_eq!(pick_best(&[]), None);
+        assert_eq!(pick_best(&[c(0.3, 0.3, f64::NAN, 0.7), c(1.0, 1.0, 0.10, 0.6)]), Some(1), "NaN never wins");
+        assert_eq!(pick_best(&[c(1.0, 1.0, 0.10, 0.6), c(3.0, 3.0, f64::NAN, 0.7)]), Some(0));
+        assert_eq!(pick_best(&[c(1.0, 1.0, f64::NAN, f64::NAN)]), None);
     }
 
     #[test]

@@ -59,9 +59,12 @@ fn cpu() -> Device {
 }
 
 impl StagePlan {
-    /// SHA-256 of the plan, to refuse resuming a different run.
+    /// SHA-256 of the plan, to refuse resuming a different run. The plan holds strings, numbers
+    /// and lists only (no maps, whose non-string keys are JSON's one way to fail; NaN becomes
+    /// `null`), so its JSON always exists: a failure here is a bug, not an input to recover from.
     pub fn fingerprint(&self) -> String {
-        roli_data::cache::sha256_bytes(serde_json::to_string(self).unwrap_or_default().as_bytes())
+        let json = serde_json::to_string(self).expect("a StagePlan always serialises to JSON");
+        roli_data::cache::sha256_bytes(json.as_bytes())
     }
 
     /// The LR of `epoch` under the plan's schedule.

@@ -3,6 +3,7 @@
 use super::audit::GradientAudit;
 use super::checkpoint::Checkpoint;
 use super::meter::{read_every, EpochMeter};
+use super::metrics_log::{MetricsLog, Record};
 use super::optim::Optimizer;
 use super::plan::{EpochLog, ProgressFn, StageOutcome, StagePlan, StageState};
 use super::step::{BatchAt, Trainer};
@@ -32,6 +33,7 @@ pub fn train_stage(
     let mut opt = optimizer_for(plan, &params);
     let files = Checkpoint::new(dir);
     let mut st = files.resume_or_start(vs, plan, &mut opt)?;
+    let mut log = MetricsLog::open(dir, st.optimizer_steps)?;
     let trainer = Trainer {
         model,
         vs,
@@ -48,12 +50,13 @@ pub fn train_stage(
         let lr = plan.lr_at(epoch);
         opt.lr = lr;
         let audit_now = st.trainability.is_none().then_some(&mut audit);
-        let (train_loss, train_adv_accuracy) = train_epoch(&trainer, &mut opt, audit_now, train, epoch, lr, progress)?;
+        let (train_loss, train_adv_accuracy) =
+            train_epoch(&trainer, &mut opt, audit_now, &mut log, train, epoch, lr, progress)?;
         conclude_audit(&trainer, &mut audit, &mut st, lr)?;
         let (val_clean, val_robust) = validator.run(model, val, plan, epoch)?;
         let seconds = t0.elapsed().as_secs_f64();
-        let log = EpochLog { epoch, lr, train_loss, train_adv_accuracy, val_clean, val_robust, seconds };
-        end_epoch(&trainer, &opt, &mut st, log)?;
+        let epoch_log = EpochLog { epoch, lr, train_loss, train_adv_accuracy, val_clean, val_robust, seconds };
+        end_epoch(&trainer, &opt, &mut st, &mut log, epoch_log)?;
     }
     files.finish(vs, &mut st)?;
     for t in vs.variables().values() {
@@ -109,11 +112,14 @@ fn unfreeze_only(vs: &nn::VarStore, trainable: &[String]) -> anyhow::Result<Vec<
 
 /// One pass over the shuffled training set, batches streamed to the plan's device; returns (mean
 /// loss, adversarial accuracy). The sums stay on the device and are read every
-/// [`read_every`] batches (the progress bar, the non-finite-loss stop) and at the end.
+/// [`read_every`] batches (the progress bar, `metrics.jsonl`, the non-finite-loss stop) and at
+/// the end.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     trainer: &Trainer<'_>,
     opt: &mut Optimizer,
     mut audit: Option<&mut GradientAudit>,
+    log: &mut MetricsLog,
     train: &dyn Dataset,
     epoch: u32,
     lr: f64,
@@ -130,14 +136,23 @@ fn train_epoch(
         let at = BatchAt { epoch, batch: bi, lr };
         let read = (bi + 1) % every == 0 || bi + 1 == batches.len();
         let reading = trainer.train_batch(opt, audit.as_deref_mut(), &mut meter, read, &x, &y, at)?;
+        if let Some(r) = &reading {
+            log.write(&Record::Step { epoch, batch: bi, step: opt.steps, lr, loss: r.last_loss })?;
+        }
         progress(epoch, bi, trainer.batches_per_epoch, reading.map(|r| r.last_loss));
     }
     let r = meter.read();
     Ok((r.mean_loss, r.accuracy))
 }
 
-/// Logs the epoch, keeps the best weights, and checkpoints.
-fn end_epoch(trainer: &Trainer<'_>, opt: &Optimizer, st: &mut StageState, log: EpochLog) -> anyhow::Result<()> {
+/// Logs the epoch (tracing and `metrics.jsonl`), keeps the best weights, and checkpoints.
+fn end_epoch(
+    trainer: &Trainer<'_>,
+    opt: &Optimizer,
+    st: &mut StageState,
+    metrics: &mut MetricsLog,
+    log: EpochLog,
+) -> anyhow::Result<()> {
     let (plan, vs) = (trainer.plan, trainer.vs);
     let (epoch, lr) = (log.epoch, log.lr);
     tracing::info!(
@@ -148,6 +163,17 @@ fn end_epoch(trainer: &Trainer<'_>, opt: &Optimizer, st: &mut StageState, log: E
         log.val_robust
     );
     let is_best = st.record_validation(epoch, log.val_robust);
+    metrics.write(&Record::Epoch {
+        epoch,
+        step: opt.steps,
+        lr,
+        train_loss: log.train_loss,
+        train_adv_accuracy: log.train_adv_accuracy,
+        val_clean: log.val_clean,
+        val_robust: log.val_robust,
+        seconds: log.seconds,
+        best: is_best,
+    })?;
     st.history.push(log);
     if is_best {
         trainer.files.save_best(vs)?;
