@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a machine with an NVIDIA GPU runs (README "Running on a GPU"): one prepared check that
+# What a machine with an NVIDIA GPU runs (docs/gpu.md): one prepared check that
 # ends in minutes and writes its results as JSON. It needs a prebuilt CUDA-linked roli binary
 # (every `make build` links libtorch_cuda) and PyTorch 2.11 (+ timm, pyautoattack for the
 # PyTorch side of the benchmark) in `.venv` or on `python3`; no Rust, no network.

@@ -199,7 +199,7 @@ fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().map_err(|e| DataError::Command {
         command: shown.clone(),
         detail: if e.kind() == std::io::ErrorKind::NotFound {
-            "program not found; install it (see README, 'Set-up')".into()
+            "program not found; install it (see README, 'The two commands')".into()
         } else {
             e.to_string()
         },

@@ -17,6 +17,8 @@
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/_fused_sgd.h>
 
+#include <dlfcn.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -227,6 +229,27 @@ int roli_ext_cuda_versions(bool* has_cuda, int64_t* runtime, bool* has_cudnn, in
     *gpus = hooks.getNumGPUs();
     *has_cudnn = hooks.hasCuDNN();
     if (*has_cudnn) *cudnn = hooks.versionCuDNN();
+  });
+}
+
+// The name of CUDA device `index` ("NVIDIA H200"); *found is false without CUDA or for an index
+// out of range. at::cuda::getDeviceProperties(c10::DeviceIndex) returns a cudaDeviceProp*, whose
+// first member is `char name[256]`; it is looked up at run time so that this crate needs neither
+// CUDA's headers nor a link to libtorch_cuda (its own tests run without it).
+int roli_ext_cuda_device_name(int index, bool* found, char* name, size_t cap, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    *found = false;
+    if (cap == 0) return;
+    name[0] = 0;
+    if (!at::hasCUDA() || index < 0 || index >= at::detail::getCUDAHooks().getNumGPUs()) return;
+    using Fn = const char* (*)(c10::DeviceIndex);
+    auto f = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "_ZN2at4cuda19getDevicePropertiesEa"));
+    if (f == nullptr) return;
+    const char* p = f(static_cast<c10::DeviceIndex>(index));
+    if (p == nullptr) return;
+    std::strncpy(name, p, cap - 1);
+    name[cap - 1] = 0;
+    *found = true;
   });
 }
 

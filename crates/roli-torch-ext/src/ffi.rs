@@ -36,6 +36,15 @@ extern "C" {
         len: usize,
     ) -> c_int;
 
+    pub fn roli_ext_cuda_device_name(
+        index: c_int,
+        found: *mut bool,
+        name: *mut c_char,
+        cap: usize,
+        err: Err,
+        len: usize,
+    ) -> c_int;
+
     pub fn roli_ext_memory_stats(index: c_int, available: *mut bool, out: *mut i64, err: Err, len: usize) -> c_int;
     pub fn roli_ext_memory_reset_peak(index: c_int, available: *mut bool, err: Err, len: usize) -> c_int;
     pub fn roli_ext_memory_info(

@@ -245,6 +245,18 @@ pub fn cuda_versions() -> Result<Option<CudaVersions>, ExtError> {
     Ok(has_cuda.then(|| CudaVersions { runtime, cudnn: has_cudnn.then_some(cudnn), gpus: gpus.max(0) as usize }))
 }
 
+/// The name of CUDA device `index` as the driver reports it ("NVIDIA H200"), for manifests;
+/// `None` without CUDA or for an index with no device.
+pub fn cuda_device_name(index: usize) -> Result<Option<String>, ExtError> {
+    let Ok(i) = c_int::try_from(index) else { return Ok(None) };
+    let (mut found, mut buf) = (false, [0 as c_char; 256]);
+    call("cuda_device_name", |e, n| unsafe {
+        ffi::roli_ext_cuda_device_name(i, &mut found, buf.as_mut_ptr(), buf.len(), e, n)
+    })?;
+    // SAFETY: the C++ side NUL-terminates within the buffer (and it starts zeroed).
+    Ok(found.then(|| unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()))
+}
+
 /// Device memory statistics of the accelerator's caching allocator (`torch.cuda.max_memory_allocated`
 /// and friends; tch has none). Every function answers `None` (or `false`) when the process has no
 /// accelerator device with that index — always so on CPU-only machines.

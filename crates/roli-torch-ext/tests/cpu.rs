@@ -125,6 +125,7 @@ fn deterministic_flag_round_trips() {
 fn cuda_queries_answer_none_without_cuda() {
     // This test binary does not link libtorch_cuda, so libtorch sees no CUDA even on a GPU machine.
     assert_eq!(roli_torch_ext::cuda_versions().unwrap(), None);
+    assert_eq!(roli_torch_ext::cuda_device_name(0).unwrap(), None, "no CUDA device here");
     assert_eq!(memory::stats(0).unwrap(), None);
     assert_eq!(memory::peak_allocated(0).unwrap(), None);
     assert!(!memory::reset_peak(0).unwrap());

@@ -186,7 +186,10 @@ pub fn environment(device: tch::Device) -> Environment {
     };
     Environment {
         device: crate::device::name(device),
-        device_name: None,
+        device_name: match device {
+            tch::Device::Cuda(n) => roli_torch_ext::cuda_device_name(n).ok().flatten(),
+            _ => None,
+        },
         cuda,
         cudnn,
         threads: tch::get_num_threads(),

@@ -1,12 +1,12 @@
 //! The committed model zoo (`zoo/`) is what its sidecars say: every expected entry is there, loads
 //! strictly, has the recorded backbone fingerprint, and its clean accuracy on the first MNIST test
-//! images matches the recorded one (the robust/standard pairs of README's zoo table).
+//! images matches the recorded one (the robust/standard pairs of docs/zoo.md's table).
 use roli::zoo::{self, BackboneSource, BuildOptions};
 use roli_data::Split;
 use roli_models::HeadInit;
 use tch::Kind;
 
-/// The zoo README documents: (name, robust).
+/// The zoo docs/zoo.md documents: (name, robust).
 const EXPECTED: &[(&str, bool)] = &[
     ("lenet5-mnist-at", true),
     ("lenet5-mnist-std", false),
