@@ -361,6 +361,15 @@ mod tests {
     }
 
     #[test]
+    fn lengths_claiming_more_than_the_input_are_errors_before_any_allocation() {
+        // BINBYTES / BINSTRING / BINUNICODE claiming 4 GiB, LONG_BINPUT at index 2^32-1.
+        for op in [b'B', b'T', b'X'] {
+            assert!(parse(&[0x80, 2, op, 0xff, 0xff, 0xff, 0xff, b'.']).unwrap_err().contains("truncated"));
+        }
+        assert!(parse(&[b'N', b'r', 0xff, 0xff, 0xff, 0xff, b'.']).is_ok());
+    }
+
+    #[test]
     fn truncated_and_unknown_opcode_are_errors() {
         assert!(parse(&[0x80, 2, b'}', b'U', 9, b'a']).unwrap_err().contains("truncated"));
         assert!(parse(&[0x80, 2, 0xff]).unwrap_err().contains("opcode"));

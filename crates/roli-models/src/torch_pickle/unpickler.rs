@@ -325,7 +325,12 @@ impl<'a> Unpickler<'a> {
         }
         let name = format!("{}data/{key}", self.prefix);
         let bytes = self.zip.get(&name)?.ok_or_else(|| format!("storage file {name} missing from the archive"))?;
-        let need = *numel as usize * kind.elt_size_in_bytes();
+        // Checked: a negative or huge `numel` wrapped to a small `need`, and libtorch then
+        // copied `numel` elements out of a shorter buffer.
+        let need = usize::try_from(*numel)
+            .ok()
+            .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()))
+            .ok_or_else(|| format!("storage {name} claims {numel} elements"))?;
         if bytes.len() < need {
             return Err(format!("storage {name} has {} bytes, expected {need} (truncated?)", bytes.len()));
         }
@@ -358,6 +363,9 @@ pub(super) fn reduce(f: Value, args: Value) -> Result<Value, String> {
     }
 }
 
+/// Largest view (elements) that may exceed its storage (an expanded, stride-0 tensor).
+const MAX_EXPANDED_NUMEL: i64 = 1 << 24;
+
 /// `_rebuild_tensor_v2(storage, offset, size, stride, …)`: a contiguous copy of the view.
 pub(super) fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     let (Some(Value::Storage(_, st)), Some(Value::Int(off)), Some(Value::Tuple(size)), Some(Value::Tuple(stride))) =
@@ -370,12 +378,25 @@ pub(super) fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     };
     let (size, stride) = (ints(size)?, ints(stride)?);
     let numel = st.numel() as i64;
-    let span: i64 = size.iter().zip(&stride).map(|(s, d)| if *s == 0 { 0 } else { (s - 1) * d }).sum();
+    let bad = || format!("tensor view (offset {off}, size {size:?}, stride {stride:?}) is invalid for its storage of {numel} elements");
+    if size.len() != stride.len() || size.iter().chain(&stride).any(|&x| x < 0) {
+        return Err(bad());
+    }
     if size.contains(&0) {
         let t = Tensor::f_empty(size.as_slice(), (st.kind(), tch::Device::Cpu)).map_err(|e| e.to_string())?;
         return Ok(Value::Tensor(Rc::new(t)));
     }
-    if *off < 0 || off + span >= numel {
+    // Checked arithmetic: sizes and strides are untrusted. The contiguous copy below allocates
+    // the view's element count, so it may exceed the storage only for small expanded views
+    // (stride 0), never by a header claiming 10¹² elements.
+    let span = size.iter().zip(&stride).try_fold(0i64, |acc, (s, d)| (s - 1).checked_mul(*d)?.checked_add(acc));
+    let view_numel = size.iter().try_fold(1i64, |acc, s| acc.checked_mul(*s));
+    match (span, view_numel) {
+        (Some(_), Some(n)) if n <= numel.max(MAX_EXPANDED_NUMEL) => {}
+        _ => return Err(bad()),
+    }
+    let span = span.unwrap_or(i64::MAX);
+    if *off < 0 || off.checked_add(span).is_none_or(|end| end >= numel) {
         return Err(format!(
             "tensor view (offset {off}, size {size:?}, stride {stride:?}) exceeds its storage of {numel} elements"
         ));

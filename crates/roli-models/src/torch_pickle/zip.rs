@@ -16,14 +16,15 @@ pub(super) struct Entry {
     method: u16,
 }
 
+// Offsets come from the file (zip64 fields are u64), so `o + n` is checked, not wrapped.
 pub(super) fn u16le(b: &[u8], o: usize) -> Option<u16> {
-    b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(o..o.checked_add(2)?).map(|s| u16::from_le_bytes([s[0], s[1]]))
 }
 pub(super) fn u32le(b: &[u8], o: usize) -> Option<u32> {
-    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(o..o.checked_add(4)?).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 pub(super) fn u64le(b: &[u8], o: usize) -> Option<u64> {
-    b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(o..o.checked_add(8)?).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 impl<'a> Zip<'a> {
@@ -91,7 +92,8 @@ pub(super) fn directory_entry(data: &[u8], o: usize) -> Result<(String, Entry, u
     let extra = data.get(o + 46 + nlen..o + 46 + nlen + elen).ok_or("short extra field")?;
     apply_zip64_extra(extra, [&mut usize_, &mut csize, &mut local])?;
     let start = local_data_start(data, local as usize, &name)?;
-    let end = start + csize as usize;
+    // Checked: a zip64 size of 2⁶⁴−1 wrapped `end` below `start`, and `get` then panicked.
+    let end = usize::try_from(csize).ok().and_then(|c| start.checked_add(c)).unwrap_or(usize::MAX);
     if end > data.len() {
         return Err(format!("entry {name} extends past the end of the file (truncated?)"));
     }
