@@ -118,3 +118,53 @@ fn model_json_sidecar() {
     });
     out.assert_clean();
 }
+
+// Regressions and "a header claiming 10¹² elements is an error before any allocation", one per
+// container, each with the exact input.
+
+fn flat_with_pickle(edit: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    let archive = entries(&seed_file("flat.pt"));
+    let pkl = &archive.iter().find(|(n, _)| n.ends_with("/data.pkl")).unwrap().1;
+    write_zip(&archive, &edit(pkl))
+}
+
+fn replace(b: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let i = b.windows(from.len()).position(|w| w == from).expect("pattern in the seed pickle");
+    [&b[..i], to, &b[i + from.len()..]].concat()
+}
+
+fn timed_error(b: &[u8]) -> String {
+    let t = std::time::Instant::now();
+    let e = parse_state_dict(Path::new("claim.pt"), b).err().expect("must be refused").to_string();
+    assert!(t.elapsed().as_secs() < 2, "{e}");
+    e
+}
+
+#[test]
+fn storage_claiming_2_pow_62_elements_is_refused_before_libtorch_allocates() {
+    // Was: 2⁶² × 4 bytes wrapped to 0 ≤ the storage's 48 bytes, and libtorch was asked for a
+    // 2⁶²-element tensor (an overflow panic with overflow checks on, as under cargo-fuzz).
+    let zip = flat_with_pickle(|p| {
+        replace(p, b"cpuq\x07K\x0ctq\x08", &[&b"cpuq\x07\x8a\x08"[..], &(1u64 << 62).to_le_bytes(), b"tq\x08"].concat())
+    });
+    assert!(timed_error(&zip).contains("claims 4611686018427387904 elements"));
+}
+
+#[test]
+fn tensor_view_claiming_1e12_elements_is_refused_before_the_copy() {
+    // Was: size (10⁶, 10⁶) with strides (0, 0) fits in any storage, and the contiguous copy
+    // asked libtorch for 4 TB.
+    let million = 1_000_000i32.to_le_bytes();
+    let zip = flat_with_pickle(|p| {
+        let size = [&b"J"[..], &million, b"J", &million, b"\x86q\tK\x00K\x00\x86"].concat();
+        replace(p, b"K\x03K\x04\x86q\tK\x04K\x01\x86", &size)
+    });
+    assert!(timed_error(&zip).contains("is invalid for its storage"));
+}
+
+#[test]
+fn safetensors_header_claiming_1e12_elements_is_refused() {
+    let header = br#"{"a":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,4]}}"#;
+    let b = [&(header.len() as u64).to_le_bytes()[..], header, &[0u8; 4]].concat();
+    assert!(timed_error(&b).contains("corrupt"));
+}
