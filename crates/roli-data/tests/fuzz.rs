@@ -81,21 +81,44 @@ fn python2_style() -> Vec<u8> {
 
 fn pickle_dictionary() -> Vec<&'static [u8]> {
     vec![
-        b"(", b")", b"]", b"}", b"t", b"l", b"d", b"a", b"e", b"s", b"u", b"R", b"b", b"h\x00", b"h\x01", b"q\x00",
-        b"j\xff\xff\xff\xff", b"r\xff\xff\xff\x7f", b"\x94", b"\x85", b"\x86", b"\x87", b"N", b".", b"T\xff\xff\xff\xff",
-        b"B\x00\x00\x00\x80", b"X\xff\xff\xff\x7f", b"\x8a\x09", b"\x95\xff\xff\xff\xff\xff\xff\xff\xff",
-        b"c_codecs\nencode\n", b"\x93",
+        b"(",
+        b")",
+        b"]",
+        b"}",
+        b"t",
+        b"l",
+        b"d",
+        b"a",
+        b"e",
+        b"s",
+        b"u",
+        b"R",
+        b"b",
+        b"h\x00",
+        b"h\x01",
+        b"q\x00",
+        b"j\xff\xff\xff\xff",
+        b"r\xff\xff\xff\x7f",
+        b"\x94",
+        b"\x85",
+        b"\x86",
+        b"\x87",
+        b"N",
+        b".",
+        b"T\xff\xff\xff\xff",
+        b"B\x00\x00\x00\x80",
+        b"X\xff\xff\xff\x7f",
+        b"\x8a\x09",
+        b"\x95\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"c_codecs\nencode\n",
+        b"\x93",
     ]
 }
 
 #[test]
 fn cifar_python() {
-    let seeds = vec![
-        python2_style(),
-        seed_file("cifar10_p2.pkl"),
-        seed_file("cifar10_p4.pkl"),
-        seed_file("cifar100_p2.pkl"),
-    ];
+    let seeds =
+        vec![python2_style(), seed_file("cifar10_p2.pkl"), seed_file("cifar10_p4.pkl"), seed_file("cifar100_p2.pkl")];
     let m = Mutator::new(seeds, &pickle_dictionary());
     let p = Path::new("fuzz_batch");
     let out = Campaign::new("cifar-python").run(&m, |b| {
@@ -120,8 +143,20 @@ fn json_split() {
         br#"{"b/1.jpg": "132", "a/2.jpg": "001", "c/3.jpg": "132", "d/4.jpg": "010"}"#.to_vec(),
         br#"{"x": 111, "y": 1, "z": 20, "w/\u00e9.png": -5}"#.to_vec(),
     ];
-    let dict: [&[u8]; 12] =
-        [b"{", b"}", b"[", b"]", b"\"", b",", b":", b"1e999", b"-9223372036854775809", b"null", b"[[[[[[[[", b"\\u0000"];
+    let dict: [&[u8]; 12] = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b",",
+        b":",
+        b"1e999",
+        b"-9223372036854775809",
+        b"null",
+        b"[[[[[[[[",
+        b"\\u0000",
+    ];
     let m = Mutator::new(seeds, &dict);
     let out = Campaign::new("json-split").run(&m, |b| {
         let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;

@@ -253,6 +253,10 @@ mod tests {
             }
         });
         assert!(!bad.failures.is_empty());
-        assert!(bad.failures[0].contains("panic: boom") && bad.failures[0].contains("ROLI_FUZZ_CASE="), "{:?}", bad.failures);
+        assert!(
+            bad.failures[0].contains("panic: boom") && bad.failures[0].contains("ROLI_FUZZ_CASE="),
+            "{:?}",
+            bad.failures
+        );
     }
 }

@@ -31,8 +31,23 @@ fn check_checkpoint(b: &[u8]) -> Result<(), String> {
 }
 
 const PICKLE_TOKENS: [&[u8]; 18] = [
-    b"(", b")", b"]", b"}", b"t", b"R", b"b", b"Q", b"0", b"2", b"h\x00", b"\x85", b"\x86", b"\x87",
-    b"ctorch._utils\n_rebuild_tensor_v2\n", b"ccollections\nOrderedDict\n", b"X\x07\x00\x00\x00storage",
+    b"(",
+    b")",
+    b"]",
+    b"}",
+    b"t",
+    b"R",
+    b"b",
+    b"Q",
+    b"0",
+    b"2",
+    b"h\x00",
+    b"\x85",
+    b"\x86",
+    b"\x87",
+    b"ctorch._utils\n_rebuild_tensor_v2\n",
+    b"ccollections\nOrderedDict\n",
+    b"X\x07\x00\x00\x00storage",
     b"J\xff\xff\xff\xff",
 ];
 
@@ -89,10 +104,8 @@ fn torch_pickle_in_a_valid_zip() {
     // the zip's offsets first): only `data.pkl` is mutated, the storages stay.
     let archives: Vec<Vec<(String, Vec<u8>)>> =
         ["flat.pt", "wrapped.pt"].iter().map(|f| entries(&seed_file(f))).collect();
-    let pickles: Vec<Vec<u8>> = archives
-        .iter()
-        .map(|a| a.iter().find(|(n, _)| n.ends_with("/data.pkl")).unwrap().1.clone())
-        .collect();
+    let pickles: Vec<Vec<u8>> =
+        archives.iter().map(|a| a.iter().find(|(n, _)| n.ends_with("/data.pkl")).unwrap().1.clone()).collect();
     let m = Mutator::new(pickles, &PICKLE_TOKENS);
     let out = Campaign::new("torch-pickle").run(&m, |pkl| {
         // Both archives have storages 0 and 1; the larger file list is the richer target.

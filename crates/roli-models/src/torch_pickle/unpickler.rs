@@ -378,7 +378,9 @@ pub(super) fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     };
     let (size, stride) = (ints(size)?, ints(stride)?);
     let numel = st.numel() as i64;
-    let bad = || format!("tensor view (offset {off}, size {size:?}, stride {stride:?}) is invalid for its storage of {numel} elements");
+    let bad = || {
+        format!("tensor view (offset {off}, size {size:?}, stride {stride:?}) is invalid for its storage of {numel} elements")
+    };
     if size.len() != stride.len() || size.iter().chain(&stride).any(|&x| x < 0) {
         return Err(bad());
     }
