@@ -132,7 +132,13 @@ fn cifar_python() {
 #[test]
 fn pickle_machine() {
     // The raw pickle machine, also on inputs the CIFAR layer would reject early.
-    let seeds = vec![python2_style(), seed_file("cifar10_p4.pkl"), b"\x80\x02]q\x00(K\x01K\x02e.".to_vec()];
+    let seeds = vec![
+        python2_style(),
+        seed_file("cifar10_p4.pkl"),
+        b"\x80\x02]q\x00(K\x01K\x02e.".to_vec(),
+        // Memo doubling and nesting, which duplication mutations repeat.
+        b"\x80\x02]q\x00h\x00h\x00\x86q\x00h\x00h\x00\x86q\x00N\x85\x85\x85](]]e.".to_vec(),
+    ];
     let m = Mutator::new(seeds, &pickle_dictionary());
     Campaign::new("pickle").run(&m, pickle::parse).assert_clean();
 }

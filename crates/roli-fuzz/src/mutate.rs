@@ -1,6 +1,8 @@
 //! The mutation engine: turns small real seed files into damaged ones.
 //!
-//! A case is either pure random bytes (1 in 10) or a seed with 1–4 stacked mutations. Half of
+//! A case is either pure random bytes (1 in 10) or a seed with 1–4 stacked mutations (bit flips,
+//! byte sets, integer overwrites, truncations, deletions, insertions, duplications, a short
+//! range repeated up to 4,000 times, crossover with another seed, dictionary tokens). Half of
 //! the position choices fall in the first 64 bytes, where headers and their length fields live;
 //! integer overwrites use boundary and huge values (0, −1, 2³¹, 2³², 10¹², `u64::MAX`) in both
 //! byte orders, so "a header claiming 10¹² elements" is tried for every length field.
@@ -72,7 +74,7 @@ impl Mutator {
             b.extend((0..1 + rng.below(16)).map(|_| rng.byte()));
             return;
         }
-        match rng.below(10) {
+        match rng.below(11) {
             0 => {
                 let p = Self::pos(b, rng);
                 b[p] ^= 1 << rng.below(8);
@@ -103,6 +105,16 @@ impl Mutator {
                 let chunk = b[s..s + n].to_vec();
                 let p = rng.below(b.len() + 1);
                 b.splice(p..p, chunk);
+            }
+            10 => {
+                // Repeat a short range up to 4,000 times: deep nesting, memo doubling, long runs
+                // of records — what single duplications reach only after many generations.
+                let s = rng.below(b.len());
+                let n = 1 + rng.below((b.len() - s).min(16));
+                let most = if rng.chance(1, 2) { 64 } else { 4000 };
+                let times = 1 + rng.below(most);
+                let chunk = b[s..s + n].repeat(times.min(MAX_LEN / n));
+                b.splice(s..s, chunk);
             }
             7 => {
                 // Crossover: a range of another seed replaces our tail.
