@@ -181,3 +181,32 @@ fn safetensors_header_claiming_1e12_elements_is_refused() {
     let b = [&(header.len() as u64).to_le_bytes()[..], header, &[0u8; 4]].concat();
     assert!(timed_error(&b).contains("corrupt"));
 }
+
+#[test]
+fn deeply_nested_pickles_are_refused_not_a_stack_overflow() {
+    // Regression: 200,000 nested TUPLE1 opcodes loaded, then dropping the value (or popping it
+    // with POP, or a failed REDUCE) recursed 200,000 frames deep and aborted the process.
+    // Runs on a thread with a 2 MiB stack, as small as a test thread's.
+    let deep = |tail: &[u8]| [&b"\x80\x02N"[..], &vec![0x85; 200_000], tail].concat();
+    let cases = [
+        ("returned", deep(b".")),
+        ("popped", deep(b"0N.")),
+        ("bad REDUCE", deep(b"R.")),
+        ("memo kept", deep(b"q\x00N.")),
+        ("dict of it", [&b"\x80\x02}"[..], &deep(b"N"), b"s."].concat()),
+    ];
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for (what, pkl) in cases {
+                let r = parse_state_dict(Path::new("deep.pt"), &flat_with_pickle(|_| pkl.clone()));
+                if what == "returned" || what == "dict of it" {
+                    let e = r.err().expect("refused").to_string();
+                    assert!(e.contains("deeper than 512"), "{what}: {e}");
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -87,6 +87,19 @@ pub(super) struct Unpickler<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: HashMap<String, Rc<Tensor>>,
+    /// Values dropped while running (POP, BUILD state, call arguments, overwritten memo
+    /// entries), kept to be disposed of without recursion when the machine is dropped.
+    trash: Vec<Value>,
+}
+
+impl Drop for Unpickler<'_> {
+    /// The leftover stack and memo may nest arbitrarily deep: dropped without recursion.
+    fn drop(&mut self) {
+        let mut rest = std::mem::take(&mut self.stack);
+        rest.extend(std::mem::take(&mut self.memo).into_values());
+        rest.append(&mut self.trash);
+        super::dispose(rest);
+    }
 }
 
 impl<'a> Unpickler<'a> {
@@ -100,11 +113,28 @@ impl<'a> Unpickler<'a> {
             marks: vec![],
             memo: HashMap::new(),
             storages: HashMap::new(),
+            trash: vec![],
         }
     }
 
     pub(super) fn pop(&mut self) -> Result<Value, String> {
         self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+    }
+    /// The two top values (below, top), checked before either is popped so an underflow
+    /// drops nothing (a dropped value may nest deep).
+    pub(super) fn pop2(&mut self) -> Result<(Value, Value), String> {
+        if self.stack.len() < 2 {
+            return Err("pickle stack underflow".into());
+        }
+        let top = self.pop()?;
+        Ok((self.pop()?, top))
+    }
+    /// `items` with a trailing lone key (which `pairs` would drop) moved to the trash.
+    fn even(&mut self, mut items: Vec<Value>) -> Vec<Value> {
+        if items.len() % 2 == 1 {
+            self.trash.extend(items.pop());
+        }
+        items
     }
     pub(super) fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
         let m = self.marks.pop().ok_or("pickle MARK missing")?;
@@ -152,10 +182,12 @@ impl<'a> Unpickler<'a> {
             }
             b'(' => self.marks.push(self.stack.len()),
             b'0' => {
-                self.pop()?;
+                let v = self.pop()?;
+                self.trash.push(v);
             }
             b'1' => {
-                self.pop_mark()?;
+                let items = self.pop_mark()?;
+                self.trash.extend(items);
             }
             b'2' => {
                 let v = self.top()?.clone();
@@ -218,7 +250,10 @@ impl<'a> Unpickler<'a> {
                 Value::Tuple(Rc::new(self.stack.split_off(self.stack.len() - n)))
             }
             b'l' | 0x91 => new_list(self.pop_mark()?),
-            b'd' => new_dict(pairs(self.pop_mark()?)),
+            b'd' => {
+                let items = self.pop_mark()?;
+                new_dict(pairs(self.even(items)))
+            }
             _ => return Ok(false),
         };
         self.push_known(v)
@@ -229,20 +264,33 @@ impl<'a> Unpickler<'a> {
     pub(super) fn fill(&mut self, op: u8) -> Result<bool, String> {
         let (items, name) = match op {
             b's' => {
-                let v = self.pop()?;
-                let k = self.pop()?;
+                let (k, v) = self.pop2()?;
                 (vec![k, v], "SETITEM")
             }
-            b'u' => (self.pop_mark()?, "SETITEMS"),
+            b'u' => {
+                let items = self.pop_mark()?;
+                (self.even(items), "SETITEMS")
+            }
             b'a' => (vec![self.pop()?], "APPEND"),
             b'e' | 0x90 => (self.pop_mark()?, "APPENDS"),
             _ => return Ok(false),
         };
-        match self.top()? {
-            Value::Dict(d) if matches!(op, b's' | b'u') => d.borrow_mut().extend(pairs(items)),
-            Value::List(l) if !matches!(op, b's' | b'u') => l.borrow_mut().extend(items),
-            Value::Object(_) => {}
-            other => return Err(format!("{name} on {}", other.type_name())),
+        let refused = match self.top() {
+            Ok(Value::Dict(d)) if matches!(op, b's' | b'u') => {
+                d.borrow_mut().extend(pairs(items));
+                return Ok(true);
+            }
+            Ok(Value::List(l)) if !matches!(op, b's' | b'u') => {
+                l.borrow_mut().extend(items);
+                return Ok(true);
+            }
+            Ok(Value::Object(_)) => None,
+            Ok(other) => Some(format!("{name} on {}", other.type_name())),
+            Err(e) => Some(e),
+        };
+        self.trash.extend(items);
+        if let Some(e) = refused {
+            return Err(e);
         }
         Ok(true)
     }
@@ -257,7 +305,9 @@ impl<'a> Unpickler<'a> {
                     _ => self.memo.len() as u32,
                 };
                 let v = self.top()?.clone();
-                self.memo.insert(i, v);
+                if let Some(old) = self.memo.insert(i, v) {
+                    self.trash.push(old);
+                }
                 Ok(true)
             }
             b'h' | b'j' => {
@@ -277,29 +327,36 @@ impl<'a> Unpickler<'a> {
                 Value::Global(m, self.r.line()?)
             }
             0x93 => {
-                let n = self.pop()?;
-                let m = self.pop()?;
-                match (m, n) {
-                    (Value::Str(m), Value::Str(n)) => Value::Global(m, n),
-                    _ => return Err("STACK_GLOBAL needs two strings".into()),
-                }
+                let (m, n) = self.pop2()?;
+                let global = match (&m, &n) {
+                    (Value::Str(m), Value::Str(n)) => Some(Value::Global(m.clone(), n.clone())),
+                    _ => None,
+                };
+                self.trash.extend([m, n]);
+                global.ok_or("STACK_GLOBAL needs two strings")?
             }
             b'Q' => {
                 let pid = self.pop()?;
-                self.persistent_load(pid)?
+                let r = self.persistent_load(pid.clone());
+                self.trash.push(pid);
+                r?
             }
             b'R' => {
-                let args = self.pop()?;
-                let f = self.pop()?;
-                reduce(f, args)?
+                let (f, args) = self.pop2()?;
+                let r = reduce(f.clone(), args.clone());
+                self.trash.extend([f, args]);
+                r?
             }
             0x81 => {
-                let _args = self.pop()?;
-                Value::Object(self.pop()?.type_name())
+                let (cls, args) = self.pop2()?;
+                let v = Value::Object(cls.type_name());
+                self.trash.extend([args, cls]);
+                v
             }
             b'b' => {
                 // BUILD: object state (OrderedDict._metadata, Namespace fields): not needed
-                self.pop()?;
+                let state = self.pop()?;
+                self.trash.push(state);
                 return Ok(true);
             }
             _ => return Ok(false),
