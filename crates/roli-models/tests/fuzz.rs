@@ -148,7 +148,7 @@ fn replace(b: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 fn timed_error(b: &[u8]) -> String {
     let t = std::time::Instant::now();
-    let e = parse_state_dict(Path::new("claim.pt"), b).err().expect("must be refused").to_string();
+    let e = parse_state_dict(Path::new("claim.pt"), b).expect_err("must be refused").to_string();
     assert!(t.elapsed().as_secs() < 2, "{e}");
     e
 }
@@ -201,7 +201,7 @@ fn deeply_nested_pickles_are_refused_not_a_stack_overflow() {
             for (what, pkl) in cases {
                 let r = parse_state_dict(Path::new("deep.pt"), &flat_with_pickle(|_| pkl.clone()));
                 if what == "returned" || what == "dict of it" {
-                    let e = r.err().expect("refused").to_string();
+                    let e = r.expect_err("refused").to_string();
                     assert!(e.contains("deeper than 512"), "{what}: {e}");
                 }
             }
