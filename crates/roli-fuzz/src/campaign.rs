@@ -17,6 +17,9 @@ pub const HANG_LIMIT: Duration = Duration::from_secs(30);
 /// A single case slower than this is a failure (a parser that is quadratic or worse).
 pub const SLOW_CASE: Duration = Duration::from_secs(5);
 
+/// Wall-time bound of a campaign per 10,000 cases.
+pub const WALL_PER_10K: Duration = Duration::from_secs(60);
+
 /// One parser's campaign.
 #[derive(Debug, Clone)]
 pub struct Campaign {
@@ -55,10 +58,14 @@ impl Outcome {
             self.slowest.as_secs_f64() * 1e3
         )
     }
-    /// Panics with every failure if there was any (the assertion of a fuzz test).
+    /// Panics with every failure if there was any (the assertion of a fuzz test), or if the
+    /// campaign took longer than [`WALL_PER_10K`] per 10,000 cases (a loose bound: the suite's
+    /// budget is 120 s for all parsers together, and these take seconds).
     pub fn assert_clean(&self) {
         println!("{}", self.summary());
         assert!(self.failures.is_empty(), "{}\n{}", self.summary(), self.failures.join("\n"));
+        let budget = WALL_PER_10K.mul_f64((self.cases as f64 / 10_000.0).max(1.0));
+        assert!(self.wall <= budget, "{}: slower than {budget:?}", self.summary());
     }
 }
 
