@@ -10,7 +10,7 @@ CARGO ?= cargo
 ROLI := $(ROOT)/target/release/roli
 DEMO_ARGS ?=
 
-.PHONY: setup build test lint demo data clean-data
+.PHONY: setup build test lint fuzz demo data clean-data
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,10 @@ build: setup
 test: build lint
 	$(ROLI) data fetch all
 	$(CARGO) test --release --workspace
+
+## The parser fuzz tests alone (also part of `test`), one line per parser: docs/fuzzing.md.
+fuzz: setup
+	$(CARGO) test --release -p roli-data -p roli-models -p roli --test fuzz -- --nocapture
 
 ## rustfmt and clippy, as CI runs them.
 lint: setup

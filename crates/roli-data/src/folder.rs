@@ -106,11 +106,8 @@ impl ImageListDataset {
     /// strings), remapped to 0..K by sorted unique value — per split, as the reference does.
     pub fn json_split(json: &Path, image_dir: &Path, transform: ImageTransform) -> Result<Self> {
         let text = std::fs::read_to_string(json).map_err(|e| DataError::io(json, e))?;
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
-            DataError::Split { path: json.to_path_buf(), detail: format!("not a JSON object of path → label: {e}") }
-        })?;
         let (items, classes) =
-            remap_json_labels(&map).map_err(|detail| DataError::Split { path: json.to_path_buf(), detail })?;
+            parse_json_split(&text).map_err(|detail| DataError::Split { path: json.to_path_buf(), detail })?;
         let items = items.into_iter().map(|(p, l)| (image_dir.join(p), l)).collect::<Vec<_>>();
         if let Some((p, _)) = items.iter().find(|(p, _)| !p.exists()) {
             return Err(DataError::corrupt(
@@ -125,6 +122,14 @@ impl ImageListDataset {
 
 /// A remapped JSON split: `(path, class id)` sorted by path, and the class names by id.
 pub type RemappedSplit = (Vec<(String, i64)>, Vec<String>);
+
+/// Parses a JSON split's text and remaps its labels (the in-memory half of
+/// [`ImageListDataset::json_split`], which the fuzz tests call directly).
+pub fn parse_json_split(text: &str) -> std::result::Result<RemappedSplit, String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object of path → label: {e}"))?;
+    remap_json_labels(&map)
+}
 
 /// Sorted-unique label remap of a JSON split (pure, tested). Ints sort numerically, strings
 /// lexicographically (as Python's `sorted` does); mixing them is an error.

@@ -18,16 +18,28 @@ const FIX: &str =
 /// Reads an IDX file; `.gz` files (or files starting with the gzip magic) are decompressed.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::corrupt(path, format!("gzip stream is broken ({e})"), FIX))?;
-        out
-    } else {
-        raw
-    };
-    parse_idx(&bytes).map_err(|what| DataError::corrupt(path, what, FIX))
+    decode_idx(raw).map_err(|what| DataError::corrupt(path, what, FIX))
+}
+
+/// Largest decompressed IDX file accepted (MNIST's largest is 47 MB): a gzip bomb is an
+/// error, not an out-of-memory.
+pub const MAX_IDX_BYTES: u64 = 1 << 31;
+
+/// Decodes the bytes of an IDX file, gunzipping them first if they start with the gzip magic
+/// (the in-memory half of [`read_idx`], which the fuzz tests call directly).
+pub fn decode_idx(raw: Vec<u8>) -> std::result::Result<IdxArray, String> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return parse_idx(&raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .take(MAX_IDX_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("gzip stream is broken ({e})"))?;
+    if out.len() as u64 > MAX_IDX_BYTES {
+        return Err(format!("gzip stream inflates to more than {MAX_IDX_BYTES} bytes"));
+    }
+    parse_idx(&out)
 }
 
 /// Parses IDX bytes; the error says exactly what is wrong.
@@ -54,8 +66,12 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     }
     let dims: Vec<usize> =
         (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let n: usize = dims.iter().product();
-    let expected = header + n;
+    // Checked: four u32 dimensions can overflow usize and wrap to a "valid" length.
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| n.checked_add(header))
+        .ok_or_else(|| format!("header dimensions {dims:?} overflow the addressable size"))?;
     if bytes.len() != expected {
         let kind = if bytes.len() < expected { "truncated" } else { "has trailing bytes" };
         return Err(format!("{kind}: header says {dims:?} = {expected} bytes, file has {}", bytes.len()));
@@ -103,6 +119,36 @@ mod tests {
             msg.contains("t10k-images-idx3-ubyte") && msg.contains("truncated") && msg.contains("roli data fetch"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn dimensions_overflowing_usize_are_an_error() {
+        // Regression (fuzzing): 65536⁴ = 2⁶⁴ wrapped to 0, so this 20-byte header with no data
+        // was accepted as a [65536; 4] array (and panicked with overflow checks on).
+        let mut b = vec![0, 0, 8, 4];
+        for _ in 0..4 {
+            b.extend(65_536u32.to_be_bytes());
+        }
+        assert!(parse_idx(&b).unwrap_err().contains("overflow"));
+    }
+
+    #[test]
+    fn a_header_claiming_1e12_elements_is_an_error_before_any_allocation() {
+        let b = encode_idx(&[1_000_000, 1_000_000], &[1, 2, 3]);
+        let t = std::time::Instant::now();
+        assert!(parse_idx(&b).unwrap_err().contains("truncated"));
+        assert!(decode_idx(b).unwrap_err().contains("truncated"));
+        assert!(t.elapsed().as_secs() < 1);
+    }
+
+    #[test]
+    fn broken_gzip_is_a_named_error_and_the_cap_fits_mnist() {
+        const { assert!(MAX_IDX_BYTES >= 47_040_016, "MNIST train images must fit under the gzip cap") };
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &[0, 0, 8, 1, 0, 0, 0, 1, 7]).unwrap();
+        let mut broken = gz.finish().unwrap();
+        broken.truncate(broken.len() - 4);
+        assert!(decode_idx(broken).unwrap_err().contains("gzip"));
     }
 
     #[test]

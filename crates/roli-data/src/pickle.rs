@@ -115,9 +115,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Deepest nesting accepted (CIFAR batches nest 4 deep). Bounded because `Value` is an owned
+/// tree whose drop, clone and comparison recurse: 200,000 nested TUPLE1 opcodes (200 KB)
+/// overflowed the stack.
+pub const MAX_DEPTH: u32 = 512;
+
 /// Parses a pickle byte stream into a [`Value`].
 pub fn parse(bytes: &[u8]) -> Result<Value, String> {
-    Machine { r: Reader { b: bytes, pos: 0 }, stack: vec![], marks: vec![], memo: HashMap::new() }.run()
+    // Memo copies may add up to the input's size again plus 1 Mi nodes: a real batch memoises
+    // its data array once, while `h0 h0 TUPLE2 q0` repeated doubles a value per 7 bytes.
+    let copy_budget = 2 * bytes.len() as u64 + (1 << 20);
+    Machine { r: Reader { b: bytes, pos: 0 }, stack: vec![], marks: vec![], memo: HashMap::new(), copy_budget }.run()
 }
 
 /// Appends `k1, v1, k2, v2, …` to a dict (a trailing lone key is dropped).
@@ -130,37 +138,96 @@ fn set_items(target: &mut Value, kv: Vec<Value>) -> Result<(), String> {
     Ok(())
 }
 
+/// A stack or memo entry: a value with its nesting depth and its size (nodes plus payload
+/// bytes), carried up as containers are built so neither needs a walk of the tree.
+#[derive(Clone)]
+struct Node {
+    v: Value,
+    depth: u32,
+    weight: u64,
+}
+
+impl Node {
+    fn leaf(v: Value) -> Node {
+        let payload = match &v {
+            Value::Bytes(b) => b.len(),
+            Value::Str(s) | Value::Global(s) => s.len(),
+            _ => 0,
+        };
+        Node { v, depth: 0, weight: 1 + payload as u64 }
+    }
+    /// Depth and weight that `children` add to a container holding them.
+    fn summary(children: &[Node]) -> (u32, u64) {
+        let depth = children.iter().map(|c| c.depth + 1).max().unwrap_or(0);
+        (depth, children.iter().map(|c| c.weight).sum())
+    }
+    /// A container made by `make` from `children`.
+    fn wrap(children: Vec<Node>, make: impl FnOnce(Vec<Value>) -> Value) -> Node {
+        let (depth, weight) = Self::summary(&children);
+        Node { v: make(children.into_iter().map(|c| c.v).collect()), depth, weight: 1 + weight }
+    }
+}
+
 /// The pickle machine: one method per opcode group, each returning whether it knew the opcode.
 /// Same shape as `roli_models::torch_pickle`'s; see the note there on why the two stay apart.
 struct Machine<'a> {
     r: Reader<'a>,
-    stack: Vec<Value>,
+    stack: Vec<Node>,
     marks: Vec<usize>,
-    memo: HashMap<usize, Value>,
+    memo: HashMap<usize, Node>,
+    /// Weight that memo copies (BINPUT/BINGET) may still make.
+    copy_budget: u64,
 }
 
 impl Machine<'_> {
-    fn pop(&mut self) -> Result<Value, String> {
+    fn pop(&mut self) -> Result<Node, String> {
         self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
     }
-    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
+    fn pop_mark(&mut self) -> Result<Vec<Node>, String> {
         let m = self.marks.pop().ok_or("pickle MARK missing")?;
         if m > self.stack.len() {
             return Err("pickle MARK beyond stack".into());
         }
         Ok(self.stack.split_off(m))
     }
-    /// Pushes `v` and reports the opcode as known (the tail of most opcode groups).
-    fn push_known(&mut self, v: Value) -> Result<bool, String> {
-        self.stack.push(v);
+    /// Pushes `n` and reports the opcode as known (the tail of most opcode groups).
+    fn push_known(&mut self, n: Node) -> Result<bool, String> {
+        if n.depth > MAX_DEPTH {
+            return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
+        }
+        self.stack.push(n);
         Ok(true)
+    }
+    /// Charges a memo copy of `weight` to the budget, before the copy is made.
+    fn charge(&mut self, weight: u64) -> Result<(), String> {
+        self.copy_budget = self.copy_budget.checked_sub(weight).ok_or_else(|| {
+            "pickle memo references expand far beyond the file's size (a 'billion laughs' input)".to_string()
+        })?;
+        Ok(())
+    }
+    /// Adds `items` to the list or dict on top of the stack (APPEND(S), SETITEM(S)).
+    fn extend_top(&mut self, items: Vec<Node>, name: &str) -> Result<(), String> {
+        let (depth, weight) = Node::summary(&items);
+        let top = self.stack.last_mut().ok_or_else(|| format!("{name} on empty stack"))?;
+        let values = items.into_iter().map(|n| n.v).collect::<Vec<_>>();
+        match (&mut top.v, name.starts_with("APPEND")) {
+            (Value::List(l), true) => l.extend(values),
+            (d @ Value::Dict(_), false) => set_items(d, values)?,
+            _ => return Err(format!("{name} on a non-{}", if name.starts_with("APPEND") { "list" } else { "dict" })),
+        }
+        top.depth = top.depth.max(depth);
+        top.weight += weight;
+        if top.depth > MAX_DEPTH {
+            return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
+        }
+        Ok(())
     }
 
     fn run(&mut self) -> Result<Value, String> {
         loop {
             let op = self.r.u8()?;
             if op == b'.' {
-                return self.pop(); // STOP
+                return Ok(self.pop()?.v); // STOP
             }
             let known = self.control(op)?
                 || self.scalar(op)?
@@ -212,7 +279,7 @@ impl Machine<'_> {
             b'G' => Value::Float(f64::from_be_bytes(self.r.take(8)?.try_into().unwrap())),
             _ => return Ok(false),
         };
-        self.push_known(v)
+        self.push_known(Node::leaf(v))
     }
 
     /// SHORT_BINSTRING/BINSTRING (Python 2 `str`, read as bytes), SHORT_BINBYTES/BINBYTES,
@@ -229,60 +296,61 @@ impl Machine<'_> {
         } else {
             Value::Bytes(s.to_vec())
         };
-        self.push_known(v)
+        self.push_known(Node::leaf(v))
     }
 
     /// Opcodes that build a tuple, list or dict.
     fn collection(&mut self, op: u8) -> Result<bool, String> {
-        let v = match op {
-            b'}' => Value::Dict(vec![]),
-            b']' => Value::List(vec![]),
-            b')' => Value::Tuple(vec![]),
-            b't' => Value::Tuple(self.pop_mark()?),
+        let n = match op {
+            b'}' => Node::leaf(Value::Dict(vec![])),
+            b']' => Node::leaf(Value::List(vec![])),
+            b')' => Node::leaf(Value::Tuple(vec![])),
+            b't' => Node::wrap(self.pop_mark()?, Value::Tuple),
             0x85..=0x87 => {
                 let mut items = Vec::new();
                 for _ in 0x84..op {
                     items.push(self.pop()?);
                 }
                 items.reverse();
-                Value::Tuple(items)
+                Node::wrap(items, Value::Tuple)
             }
-            b'l' => Value::List(self.pop_mark()?),
-            b'd' => {
+            b'l' => Node::wrap(self.pop_mark()?, Value::List),
+            b'd' => Node::wrap(self.pop_mark()?, |kv| {
                 let mut d = Value::Dict(vec![]);
-                set_items(&mut d, self.pop_mark()?)?;
+                let _fresh_dict_cannot_fail = set_items(&mut d, kv);
                 d
-            }
+            }),
             _ => return Ok(false),
         };
-        self.push_known(v)
+        self.push_known(n)
     }
 
     /// APPEND(S), SETITEM(S): fill the list or dict on top of the stack.
     fn fill(&mut self, op: u8) -> Result<bool, String> {
         match op {
-            b'a' | b'e' => {
-                let items = if op == b'a' { vec![self.pop()?] } else { self.pop_mark()? };
-                match self.stack.last_mut() {
-                    Some(Value::List(l)) => l.extend(items),
-                    _ => return Err(format!("{} on a non-list", if op == b'a' { "APPEND" } else { "APPENDS" })),
-                }
+            b'a' => {
+                let item = self.pop()?;
+                self.extend_top(vec![item], "APPEND")?;
+            }
+            b'e' => {
+                let items = self.pop_mark()?;
+                self.extend_top(items, "APPENDS")?;
             }
             b's' => {
                 let v = self.pop()?;
                 let k = self.pop()?;
-                set_items(self.stack.last_mut().ok_or("SETITEM on empty stack")?, vec![k, v])?;
+                self.extend_top(vec![k, v], "SETITEM")?;
             }
             b'u' => {
                 let items = self.pop_mark()?;
-                set_items(self.stack.last_mut().ok_or("SETITEMS on empty stack")?, items)?;
+                self.extend_top(items, "SETITEMS")?;
             }
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET.
+    /// BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET. Copies are charged to the budget.
     fn memo_op(&mut self, op: u8) -> Result<bool, String> {
         match op {
             b'q' | b'r' | 0x94 => {
@@ -291,15 +359,20 @@ impl Machine<'_> {
                     b'r' => (self.r.u32()?, "LONG_BINPUT"),
                     _ => (self.memo.len(), "MEMOIZE"),
                 };
-                let v = self.stack.last().cloned().ok_or_else(|| format!("{name} on empty stack"))?;
-                self.memo.insert(i, v);
+                let weight = self.stack.last().map(|n| n.weight).ok_or_else(|| format!("{name} on empty stack"))?;
+                self.charge(weight)?;
+                if let Some(top) = self.stack.last() {
+                    self.memo.insert(i, top.clone());
+                }
                 Ok(true)
             }
             b'h' | b'j' => {
                 let (i, name) =
                     if op == b'h' { (self.r.u8()? as usize, "BINGET") } else { (self.r.u32()?, "LONG_BINGET") };
-                let v = self.memo.get(&i).cloned().ok_or_else(|| format!("{name} of unknown memo"))?;
-                self.push_known(v)
+                let weight = self.memo.get(&i).map(|n| n.weight).ok_or_else(|| format!("{name} of unknown memo"))?;
+                self.charge(weight)?;
+                let n = self.memo.get(&i).cloned().ok_or_else(|| format!("{name} of unknown memo"))?;
+                self.push_known(n)
             }
             _ => Ok(false),
         }
@@ -307,33 +380,36 @@ impl Machine<'_> {
 
     /// GLOBAL, STACK_GLOBAL, REDUCE/NEWOBJ, BUILD: inert nodes, nothing is called.
     fn object(&mut self, op: u8) -> Result<bool, String> {
-        let v = match op {
+        let n = match op {
             b'c' => {
                 let m = self.r.line()?;
                 let n = self.r.line()?;
-                Value::Global(format!("{m}.{n}"))
+                Node::leaf(Value::Global(format!("{m}.{n}")))
             }
             0x93 => {
                 let n = self.pop()?;
                 let m = self.pop()?;
-                match (m, n) {
-                    (Value::Str(m), Value::Str(n)) => Value::Global(format!("{m}.{n}")),
+                match (m.v, n.v) {
+                    (Value::Str(m), Value::Str(n)) => Node::leaf(Value::Global(format!("{m}.{n}"))),
                     _ => return Err("STACK_GLOBAL needs two strings".into()),
                 }
             }
-            b'R' | 0x81 => {
-                let args = self.pop()?;
-                let f = self.pop()?;
-                Value::Reduce(Box::new(f), Box::new(args))
-            }
-            b'b' => {
-                let st = self.pop()?;
-                let obj = self.pop()?;
-                Value::Build(Box::new(obj), Box::new(st))
+            b'R' | 0x81 | b'b' => {
+                let second = self.pop()?;
+                let first = self.pop()?;
+                let pair = |mut v: Vec<Value>| {
+                    let (b, a) = (v.pop().unwrap_or(Value::None), v.pop().unwrap_or(Value::None));
+                    if op == b'b' {
+                        Value::Build(Box::new(a), Box::new(b))
+                    } else {
+                        Value::Reduce(Box::new(a), Box::new(b))
+                    }
+                };
+                Node::wrap(vec![first, second], pair)
             }
             _ => return Ok(false),
         };
-        self.push_known(v)
+        self.push_known(n)
     }
 }
 
@@ -358,6 +434,52 @@ mod tests {
         let (shape, raw) = v.get("data").unwrap().as_numpy_bytes().unwrap();
         assert_eq!(shape, vec![1, 2]);
         assert_eq!(raw, vec![5, 6]);
+    }
+
+    #[test]
+    fn lengths_claiming_more_than_the_input_are_errors_before_any_allocation() {
+        // BINBYTES / BINSTRING / BINUNICODE claiming 4 GiB, LONG_BINPUT at index 2^32-1.
+        for op in [b'B', b'T', b'X'] {
+            assert!(parse(&[0x80, 2, op, 0xff, 0xff, 0xff, 0xff, b'.']).unwrap_err().contains("truncated"));
+        }
+        assert!(parse(&[b'N', b'r', 0xff, 0xff, 0xff, 0xff, b'.']).is_ok());
+    }
+
+    #[test]
+    fn memo_doubling_is_refused_quickly() {
+        // Regression (billion laughs): `]q0` then 40 × `h0 h0 TUPLE2 q0` (285 bytes) doubled a
+        // memoised value 40 times: 2⁴⁰ nodes, a hang until memory ran out.
+        let mut p = vec![0x80, 2, b']', b'q', 0];
+        for _ in 0..40 {
+            p.extend([b'h', 0, b'h', 0, 0x86, b'q', 0]);
+        }
+        p.push(b'.');
+        let t = std::time::Instant::now();
+        assert!(parse(&p).unwrap_err().contains("billion laughs"));
+        assert!(t.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // Regression: 200,000 nested TUPLE1 opcodes parsed, then dropping the value overflowed
+        // the stack (an abort, not a panic).
+        let mut p = vec![0x80, 2, b'N'];
+        p.extend(std::iter::repeat_n(0x85, 200_000));
+        p.push(b'.');
+        assert!(parse(&p).unwrap_err().contains("deeper than 512"));
+        let mut ok = vec![0x80, 2, b'N'];
+        ok.extend(std::iter::repeat_n(0x85, MAX_DEPTH as usize));
+        ok.push(b'.');
+        assert!(parse(&ok).is_ok());
+        // The same through lists filled by APPEND.
+        let mut l = vec![0x80, 2, b']'];
+        for _ in 0..1000 {
+            l.extend([b']', b'(']);
+        }
+        l.push(b'N');
+        l.extend(std::iter::repeat_n(b'e', 1000));
+        l.push(b'.');
+        assert!(parse(&l).unwrap_err().contains("deeper"));
     }
 
     #[test]

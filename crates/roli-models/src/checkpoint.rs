@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::backbone::{KeyFate, SourceLayout};
 use crate::classifier::Classifier;
@@ -174,8 +174,14 @@ fn io_err(file: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointError> {
     let file = path.as_ref();
     let bytes = std::fs::read(file).map_err(io_err(file))?;
+    parse_state_dict(file, &bytes)
+}
+
+/// [`read_state_dict`] on the file's bytes (`file` only names it in errors): the in-memory entry
+/// point the fuzz tests call.
+pub fn parse_state_dict(file: &Path, bytes: &[u8]) -> Result<StateDict, CheckpointError> {
     if bytes.starts_with(b"PK\x03\x04") {
-        let v = torch_pickle::load(file, &bytes)?;
+        let v = torch_pickle::load(file, bytes)?;
         return unwrap_state_dict(file, v);
     }
     if bytes.len() >= 9 && bytes[8] == b'{' {
@@ -189,9 +195,8 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointEr
                 ),
             });
         }
-        drop(bytes);
-        let tensors = Tensor::read_safetensors(file)
-            .map_err(|e| CheckpointError::Corrupt { file: file.to_path_buf(), reason: e.to_string() })?;
+        let tensors = safetensors_tensors(bytes)
+            .map_err(|reason| CheckpointError::Corrupt { file: file.to_path_buf(), reason })?;
         return Ok(StateDict { tensors, container: Container::Safetensors, wrapper: None });
     }
     if bytes.first() == Some(&0x80) {
@@ -206,6 +211,41 @@ pub fn read_state_dict(path: impl AsRef<Path>) -> Result<StateDict, CheckpointEr
         format!("neither safetensors nor a torch.save zip archive (first bytes {:02x?}); expected a .safetensors or .pt/.pth file", &bytes[..bytes.len().min(8)])
     };
     Err(CheckpointError::NotACheckpoint { file: file.to_path_buf(), reason })
+}
+
+/// The tensors of a safetensors file, in file order (what `Tensor::read_safetensors` reads, from
+/// memory). The `safetensors` crate checks every tensor's shape × dtype against its byte range
+/// (overflow-checked) before any tensor is made, so a header cannot make libtorch allocate.
+fn safetensors_tensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
+    use safetensors::Dtype;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("safetensors: {e}"))?;
+    let mut views = st.tensors();
+    views.sort_by(|(a, x), (b, y)| (x.data().as_ptr() as usize, a).cmp(&(y.data().as_ptr() as usize, b)));
+    views
+        .into_iter()
+        .map(|(name, view)| {
+            let kind = match view.dtype() {
+                Dtype::BOOL => Kind::Bool,
+                Dtype::U8 => Kind::Uint8,
+                Dtype::I8 => Kind::Int8,
+                Dtype::I16 => Kind::Int16,
+                Dtype::I32 => Kind::Int,
+                Dtype::I64 => Kind::Int64,
+                Dtype::BF16 => Kind::BFloat16,
+                Dtype::F16 => Kind::Half,
+                Dtype::F32 => Kind::Float,
+                Dtype::F64 => Kind::Double,
+                d => return Err(format!("tensor {name}: unsupported dtype {d:?}")),
+            };
+            let shape = view
+                .shape()
+                .iter()
+                .map(|&d| i64::try_from(d).map_err(|_| format!("tensor {name}: dimension {d} is too large")))
+                .collect::<Result<Vec<i64>, String>>()?;
+            let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| format!("tensor {name}: {e}"))?;
+            Ok((name, t))
+        })
+        .collect()
 }
 
 fn tensor_dict(v: &Value) -> Option<Vec<(String, Tensor)>> {

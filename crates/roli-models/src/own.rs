@@ -130,7 +130,13 @@ pub fn read_sidecar(dir: impl AsRef<Path>) -> Result<Sidecar, CheckpointError> {
     let (_, sidecar_path) = paths(dir.as_ref());
     let text = std::fs::read_to_string(&sidecar_path)
         .map_err(|source| CheckpointError::Io { file: sidecar_path.clone(), source })?;
-    let s: Sidecar = serde_json::from_str(&text)
+    parse_sidecar(sidecar_path, &text)
+}
+
+/// [`read_sidecar`] on the text of a `model.json` (`sidecar_path` only names it in errors): the
+/// in-memory entry point the fuzz tests call.
+pub fn parse_sidecar(sidecar_path: PathBuf, text: &str) -> Result<Sidecar, CheckpointError> {
+    let s: Sidecar = serde_json::from_str(text)
         .map_err(|e| CheckpointError::Sidecar { file: sidecar_path.clone(), reason: e.to_string() })?;
     if s.format != SIDECAR_FORMAT || s.version > SIDECAR_VERSION {
         return Err(CheckpointError::Sidecar {

@@ -54,16 +54,23 @@ pub fn save(dir: &Path, meta: &HeadArtifact, tensors: &[(String, Tensor)]) -> an
     Ok(j)
 }
 
+/// Parses and checks the text of a `head.json` (`j` only names it in errors): the in-memory half
+/// of [`load`], which the fuzz tests call directly.
+pub fn parse_meta(j: &Path, text: &str) -> anyhow::Result<HeadArtifact> {
+    let meta: HeadArtifact =
+        serde_json::from_str(text).with_context(|| format!("{} is not a roli head artifact", j.display()))?;
+    if meta.format != HEAD_FORMAT || meta.version != HEAD_VERSION {
+        bail!("{}: format {} v{} is not {HEAD_FORMAT} v{HEAD_VERSION}", j.display(), meta.format, meta.version);
+    }
+    Ok(meta)
+}
+
 /// Reads an artifact.
 pub fn load(p: &Path) -> anyhow::Result<(HeadArtifact, Vec<(String, Tensor)>)> {
     let (w, j) = paths(p);
     let text = std::fs::read_to_string(&j)
         .with_context(|| format!("no head artifact at {} (expected head.json from `roli probe`)", j.display()))?;
-    let meta: HeadArtifact =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a roli head artifact", j.display()))?;
-    if meta.format != HEAD_FORMAT || meta.version != HEAD_VERSION {
-        bail!("{}: format {} v{} is not {HEAD_FORMAT} v{HEAD_VERSION}", j.display(), meta.format, meta.version);
-    }
+    let meta = parse_meta(&j, &text)?;
     let t = Tensor::read_safetensors(&w)
         .with_context(|| format!("{} is missing or corrupt; re-run `roli probe`", w.display()))?;
     Ok((meta, t))

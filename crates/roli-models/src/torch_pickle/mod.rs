@@ -115,7 +115,63 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<Value, CheckpointError> {
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     check_state_archive(file, &zip, &prefix)?;
     let pkl = zip.get(&pkl_name).map_err(corrupt)?.unwrap_or_default();
-    Unpickler::new(file, &zip, prefix, pkl).run().map_err(corrupt)
+    let v = Unpickler::new(file, &zip, prefix, pkl).run().map_err(corrupt)?;
+    if nests_deeper_than(&v, MAX_DEPTH) {
+        dispose(vec![v]);
+        return Err(corrupt(format!("the pickle nests deeper than {MAX_DEPTH} levels")));
+    }
+    Ok(v)
+}
+
+/// Deepest nesting a loaded value may have (state dicts nest 3–4 deep). Dropping a value
+/// recurses, so 200,000 nested tuples (a 200 KB file) overflowed the stack.
+pub const MAX_DEPTH: usize = 512;
+
+/// Whether any container in `v` is first reached more than `max` levels down (breadth-first,
+/// each shared container visited once, so a memo-shared DAG is not walked exponentially).
+fn nests_deeper_than(v: &Value, max: usize) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([(v.clone(), 0usize)]);
+    while let Some((v, depth)) = queue.pop_front() {
+        let children: Vec<Value> = match &v {
+            Value::Tuple(t) if seen.insert(Rc::as_ptr(t) as usize) => t.iter().cloned().collect(),
+            Value::List(l) if seen.insert(Rc::as_ptr(l) as usize) => l.borrow().iter().cloned().collect(),
+            Value::Dict(d) if seen.insert(Rc::as_ptr(d) as usize) => {
+                d.borrow().iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()
+            }
+            _ => continue,
+        };
+        if depth >= max && !children.is_empty() {
+            return true;
+        }
+        queue.extend(children.into_iter().map(|c| (c, depth + 1)));
+    }
+    false
+}
+
+/// Drops values without recursion: containers owned only here are emptied into a work list
+/// first (the unpickler's leftover stack and memo, and refused values, may nest arbitrarily).
+pub(crate) fn dispose(mut work: Vec<Value>) {
+    while let Some(v) = work.pop() {
+        match v {
+            Value::Tuple(t) => {
+                if let Ok(items) = Rc::try_unwrap(t) {
+                    work.extend(items);
+                }
+            }
+            Value::List(l) => {
+                if let Ok(items) = Rc::try_unwrap(l) {
+                    work.extend(items.into_inner());
+                }
+            }
+            Value::Dict(d) => {
+                if let Ok(pairs) = Rc::try_unwrap(d) {
+                    work.extend(pairs.into_inner().into_iter().flat_map(|(k, v)| [k, v]));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The archive's `<prefix>/data.pkl` entry (the first by name if there are several).

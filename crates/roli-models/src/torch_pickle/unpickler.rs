@@ -87,6 +87,19 @@ pub(super) struct Unpickler<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: HashMap<String, Rc<Tensor>>,
+    /// Values dropped while running (POP, BUILD state, call arguments, overwritten memo
+    /// entries), kept to be disposed of without recursion when the machine is dropped.
+    trash: Vec<Value>,
+}
+
+impl Drop for Unpickler<'_> {
+    /// The leftover stack and memo may nest arbitrarily deep: dropped without recursion.
+    fn drop(&mut self) {
+        let mut rest = std::mem::take(&mut self.stack);
+        rest.extend(std::mem::take(&mut self.memo).into_values());
+        rest.append(&mut self.trash);
+        super::dispose(rest);
+    }
 }
 
 impl<'a> Unpickler<'a> {
@@ -100,11 +113,28 @@ impl<'a> Unpickler<'a> {
             marks: vec![],
             memo: HashMap::new(),
             storages: HashMap::new(),
+            trash: vec![],
         }
     }
 
     pub(super) fn pop(&mut self) -> Result<Value, String> {
         self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+    }
+    /// The two top values (below, top), checked before either is popped so an underflow
+    /// drops nothing (a dropped value may nest deep).
+    pub(super) fn pop2(&mut self) -> Result<(Value, Value), String> {
+        if self.stack.len() < 2 {
+            return Err("pickle stack underflow".into());
+        }
+        let top = self.pop()?;
+        Ok((self.pop()?, top))
+    }
+    /// `items` with a trailing lone key (which `pairs` would drop) moved to the trash.
+    fn even(&mut self, mut items: Vec<Value>) -> Vec<Value> {
+        if items.len() % 2 == 1 {
+            self.trash.extend(items.pop());
+        }
+        items
     }
     pub(super) fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
         let m = self.marks.pop().ok_or("pickle MARK missing")?;
@@ -152,10 +182,12 @@ impl<'a> Unpickler<'a> {
             }
             b'(' => self.marks.push(self.stack.len()),
             b'0' => {
-                self.pop()?;
+                let v = self.pop()?;
+                self.trash.push(v);
             }
             b'1' => {
-                self.pop_mark()?;
+                let items = self.pop_mark()?;
+                self.trash.extend(items);
             }
             b'2' => {
                 let v = self.top()?.clone();
@@ -218,7 +250,10 @@ impl<'a> Unpickler<'a> {
                 Value::Tuple(Rc::new(self.stack.split_off(self.stack.len() - n)))
             }
             b'l' | 0x91 => new_list(self.pop_mark()?),
-            b'd' => new_dict(pairs(self.pop_mark()?)),
+            b'd' => {
+                let items = self.pop_mark()?;
+                new_dict(pairs(self.even(items)))
+            }
             _ => return Ok(false),
         };
         self.push_known(v)
@@ -229,20 +264,33 @@ impl<'a> Unpickler<'a> {
     pub(super) fn fill(&mut self, op: u8) -> Result<bool, String> {
         let (items, name) = match op {
             b's' => {
-                let v = self.pop()?;
-                let k = self.pop()?;
+                let (k, v) = self.pop2()?;
                 (vec![k, v], "SETITEM")
             }
-            b'u' => (self.pop_mark()?, "SETITEMS"),
+            b'u' => {
+                let items = self.pop_mark()?;
+                (self.even(items), "SETITEMS")
+            }
             b'a' => (vec![self.pop()?], "APPEND"),
             b'e' | 0x90 => (self.pop_mark()?, "APPENDS"),
             _ => return Ok(false),
         };
-        match self.top()? {
-            Value::Dict(d) if matches!(op, b's' | b'u') => d.borrow_mut().extend(pairs(items)),
-            Value::List(l) if !matches!(op, b's' | b'u') => l.borrow_mut().extend(items),
-            Value::Object(_) => {}
-            other => return Err(format!("{name} on {}", other.type_name())),
+        let refused = match self.top() {
+            Ok(Value::Dict(d)) if matches!(op, b's' | b'u') => {
+                d.borrow_mut().extend(pairs(items));
+                return Ok(true);
+            }
+            Ok(Value::List(l)) if !matches!(op, b's' | b'u') => {
+                l.borrow_mut().extend(items);
+                return Ok(true);
+            }
+            Ok(Value::Object(_)) => None,
+            Ok(other) => Some(format!("{name} on {}", other.type_name())),
+            Err(e) => Some(e),
+        };
+        self.trash.extend(items);
+        if let Some(e) = refused {
+            return Err(e);
         }
         Ok(true)
     }
@@ -257,7 +305,9 @@ impl<'a> Unpickler<'a> {
                     _ => self.memo.len() as u32,
                 };
                 let v = self.top()?.clone();
-                self.memo.insert(i, v);
+                if let Some(old) = self.memo.insert(i, v) {
+                    self.trash.push(old);
+                }
                 Ok(true)
             }
             b'h' | b'j' => {
@@ -277,29 +327,36 @@ impl<'a> Unpickler<'a> {
                 Value::Global(m, self.r.line()?)
             }
             0x93 => {
-                let n = self.pop()?;
-                let m = self.pop()?;
-                match (m, n) {
-                    (Value::Str(m), Value::Str(n)) => Value::Global(m, n),
-                    _ => return Err("STACK_GLOBAL needs two strings".into()),
-                }
+                let (m, n) = self.pop2()?;
+                let global = match (&m, &n) {
+                    (Value::Str(m), Value::Str(n)) => Some(Value::Global(m.clone(), n.clone())),
+                    _ => None,
+                };
+                self.trash.extend([m, n]);
+                global.ok_or("STACK_GLOBAL needs two strings")?
             }
             b'Q' => {
                 let pid = self.pop()?;
-                self.persistent_load(pid)?
+                let r = self.persistent_load(pid.clone());
+                self.trash.push(pid);
+                r?
             }
             b'R' => {
-                let args = self.pop()?;
-                let f = self.pop()?;
-                reduce(f, args)?
+                let (f, args) = self.pop2()?;
+                let r = reduce(f.clone(), args.clone());
+                self.trash.extend([f, args]);
+                r?
             }
             0x81 => {
-                let _args = self.pop()?;
-                Value::Object(self.pop()?.type_name())
+                let (cls, args) = self.pop2()?;
+                let v = Value::Object(cls.type_name());
+                self.trash.extend([args, cls]);
+                v
             }
             b'b' => {
                 // BUILD: object state (OrderedDict._metadata, Namespace fields): not needed
-                self.pop()?;
+                let state = self.pop()?;
+                self.trash.push(state);
                 return Ok(true);
             }
             _ => return Ok(false),
@@ -325,7 +382,12 @@ impl<'a> Unpickler<'a> {
         }
         let name = format!("{}data/{key}", self.prefix);
         let bytes = self.zip.get(&name)?.ok_or_else(|| format!("storage file {name} missing from the archive"))?;
-        let need = *numel as usize * kind.elt_size_in_bytes();
+        // Checked: a negative or huge `numel` wrapped to a small `need`, and libtorch then
+        // copied `numel` elements out of a shorter buffer.
+        let need = usize::try_from(*numel)
+            .ok()
+            .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()))
+            .ok_or_else(|| format!("storage {name} claims {numel} elements"))?;
         if bytes.len() < need {
             return Err(format!("storage {name} has {} bytes, expected {need} (truncated?)", bytes.len()));
         }
@@ -358,6 +420,9 @@ pub(super) fn reduce(f: Value, args: Value) -> Result<Value, String> {
     }
 }
 
+/// Largest view (elements) that may exceed its storage (an expanded, stride-0 tensor).
+const MAX_EXPANDED_NUMEL: i64 = 1 << 24;
+
 /// `_rebuild_tensor_v2(storage, offset, size, stride, …)`: a contiguous copy of the view.
 pub(super) fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     let (Some(Value::Storage(_, st)), Some(Value::Int(off)), Some(Value::Tuple(size)), Some(Value::Tuple(stride))) =
@@ -370,12 +435,27 @@ pub(super) fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
     };
     let (size, stride) = (ints(size)?, ints(stride)?);
     let numel = st.numel() as i64;
-    let span: i64 = size.iter().zip(&stride).map(|(s, d)| if *s == 0 { 0 } else { (s - 1) * d }).sum();
+    let bad = || {
+        format!("tensor view (offset {off}, size {size:?}, stride {stride:?}) is invalid for its storage of {numel} elements")
+    };
+    if size.len() != stride.len() || size.iter().chain(&stride).any(|&x| x < 0) {
+        return Err(bad());
+    }
     if size.contains(&0) {
         let t = Tensor::f_empty(size.as_slice(), (st.kind(), tch::Device::Cpu)).map_err(|e| e.to_string())?;
         return Ok(Value::Tensor(Rc::new(t)));
     }
-    if *off < 0 || off + span >= numel {
+    // Checked arithmetic: sizes and strides are untrusted. The contiguous copy below allocates
+    // the view's element count, so it may exceed the storage only for small expanded views
+    // (stride 0), never by a header claiming 10¹² elements.
+    let span = size.iter().zip(&stride).try_fold(0i64, |acc, (s, d)| (s - 1).checked_mul(*d)?.checked_add(acc));
+    let view_numel = size.iter().try_fold(1i64, |acc, s| acc.checked_mul(*s));
+    match (span, view_numel) {
+        (Some(_), Some(n)) if n <= numel.max(MAX_EXPANDED_NUMEL) => {}
+        _ => return Err(bad()),
+    }
+    let span = span.unwrap_or(i64::MAX);
+    if *off < 0 || off.checked_add(span).is_none_or(|end| end >= numel) {
         return Err(format!(
             "tensor view (offset {off}, size {size:?}, stride {stride:?}) exceeds its storage of {numel} elements"
         ));

@@ -16,14 +16,15 @@ pub(super) struct Entry {
     method: u16,
 }
 
+// Offsets come from the file (zip64 fields are u64), so `o + n` is checked, not wrapped.
 pub(super) fn u16le(b: &[u8], o: usize) -> Option<u16> {
-    b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(o..o.checked_add(2)?).map(|s| u16::from_le_bytes([s[0], s[1]]))
 }
 pub(super) fn u32le(b: &[u8], o: usize) -> Option<u32> {
-    b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(o..o.checked_add(4)?).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 pub(super) fn u64le(b: &[u8], o: usize) -> Option<u64> {
-    b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(o..o.checked_add(8)?).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 impl<'a> Zip<'a> {
@@ -91,7 +92,8 @@ pub(super) fn directory_entry(data: &[u8], o: usize) -> Result<(String, Entry, u
     let extra = data.get(o + 46 + nlen..o + 46 + nlen + elen).ok_or("short extra field")?;
     apply_zip64_extra(extra, [&mut usize_, &mut csize, &mut local])?;
     let start = local_data_start(data, local as usize, &name)?;
-    let end = start + csize as usize;
+    // Checked: a zip64 size of 2⁶⁴−1 wrapped `end` below `start`, and `get` then panicked.
+    let end = usize::try_from(csize).ok().and_then(|c| start.checked_add(c)).unwrap_or(usize::MAX);
     if end > data.len() {
         return Err(format!("entry {name} extends past the end of the file (truncated?)"));
     }
@@ -127,4 +129,36 @@ pub(super) fn local_data_start(data: &[u8], l: usize, name: &str) -> Result<usiz
     Ok(l + 30
         + u16le(data, l + 26).ok_or("short local header")? as usize
         + u16le(data, l + 28).ok_or("short local header")? as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zip64_size_of_2_pow_64_minus_1_is_an_error_not_a_wrapped_range() {
+        // Regression: `start + csize` wrapped to `start - 1`, the range check passed, and
+        // reading the entry panicked (slice index starts after its end).
+        let mut b = 0x0201_4b50u32.to_le_bytes().to_vec(); // central directory entry
+        b.resize(46, 0);
+        b[20..28].copy_from_slice(&[0xff; 8]); // compressed + uncompressed size: see zip64
+        b[28..30].copy_from_slice(&1u16.to_le_bytes()); // name length
+        b[30..32].copy_from_slice(&20u16.to_le_bytes()); // extra length
+        b[42..46].copy_from_slice(&67u32.to_le_bytes()); // local header offset
+        b.push(b'a');
+        b.extend(1u16.to_le_bytes());
+        b.extend(16u16.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(u64::MAX.to_le_bytes());
+        b.extend(0x0403_4b50u32.to_le_bytes()); // local header at 67, data at 97
+        b.resize(97, 0);
+        let e = directory_entry(&b, 0).err().expect("refused");
+        assert!(e.contains("extends past the end"), "{e}");
+    }
+
+    #[test]
+    fn offsets_near_usize_max_read_as_absent() {
+        assert_eq!(u32le(&[1, 2, 3, 4], usize::MAX - 1), None);
+        assert_eq!(u64le(&[0; 8], usize::MAX), None);
+    }
 }
