@@ -57,6 +57,10 @@ pub struct RunConfig {
 pub struct DataConfig {
     /// A built-in name (`mnist`, `fashion-mnist`, …) or a folder (IDX, CIFAR, ImageFolder, JSON splits).
     pub name: String,
+    /// The folder's format (`idx`, `cifar10`, `cifar100`, `imagefolder`, `json-splits`) when its
+    /// files match two; detected from the files otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<roli_data::Format>,
     /// Percent of the official train split used for training; the rest is validation (VTAB rule).
     #[serde(default = "defaults::train_percent")]
     pub train_percent: u32,
@@ -418,12 +422,19 @@ impl RunConfig {
         if self.threat.norm == Norm::L1 {
             bail!("threat.norm = 'l1' is not supported (no L1 FAB/Square for AutoAttack); use \"linf\" or \"l2\"");
         }
-        if !(self.threat.eps >= 0.0 && self.threat.eps <= 1.0) {
-            bail!("threat.eps = {} must lie in [0, 1] (pixel units; 8/255 = 0.0314)", self.threat.eps);
+        use crate::validate;
+        validate::radius("threat.eps", self.threat.eps, self.threat.norm, false, "")?;
+        for &e in &self.eval.eps_curve {
+            validate::radius("eval.eps_curve", e, self.threat.norm, false, "")?;
         }
-        if self.threat.step_size <= 0.0 || self.threat.eval_step_size.is_some_and(|s| s <= 0.0) {
-            bail!("threat.step_size and threat.eval_step_size must be > 0");
+        validate::step_size("threat.step_size", self.threat.step_size)?;
+        if let Some(s) = self.threat.eval_step_size {
+            validate::step_size("threat.eval_step_size", s)?;
         }
+        validate::limit("data.train_limit", self.data.train_limit)?;
+        validate::limit("data.val_limit", self.data.val_limit)?;
+        validate::limit("data.test_limit", self.data.test_limit)?;
+        validate::limit("eval.aa_limit", self.eval.aa_limit)?;
         if self.data.batch_size == 0 {
             bail!("data.batch_size must be ≥ 1");
         }

@@ -103,6 +103,7 @@ impl PretrainSpec {
             train: TrainConfig { precision: self.compute.precision, ..TrainConfig::default() },
             data: DataConfig {
                 name: self.data.clone(),
+                format: None,
                 train_percent: 90,
                 train_limit: self.train_limit,
                 val_limit: Some(1000),
