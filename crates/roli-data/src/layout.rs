@@ -236,7 +236,7 @@ pub fn detect(dir: &Path, forced: Option<Format>) -> Result<Format> {
             Some(_) => Ok(f),
             None => Err(DataError::Layout {
                 path: dir.to_path_buf(),
-                detail: format!("is not a {f} folder{}; --format {f} needs {}", seen(), f.needs()),
+                detail: format!("is not in {f} format{}; --format {f} needs {}", seen(), f.needs()),
             }),
         };
     }
@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(detect(d.path(), Some(Format::JsonSplits)).unwrap(), Format::JsonSplits);
         assert_eq!(detect(d.path(), Some(Format::Imagefolder)).unwrap(), Format::Imagefolder);
         let e = detect(d.path(), Some(Format::Cifar10)).unwrap_err().to_string();
-        assert!(e.contains("is not a cifar10 folder") && e.contains("--format cifar10 needs"), "{e}");
+        assert!(e.contains("is not in cifar10 format") && e.contains("--format cifar10 needs"), "{e}");
     }
 
     #[test]

@@ -390,13 +390,14 @@ impl Default for EvalConfig {
 impl RunConfig {
     /// Parses TOML text, applies `key=value` overrides, checks it.
     pub fn from_toml_str(text: &str, overrides: &[String], origin: &str) -> anyhow::Result<Self> {
-        let mut tree: toml::Table = toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
+        let mut tree: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
         let cfg: RunConfig = if overrides.is_empty() {
-            // Straight from the text, so the error shows the line and column.
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))?
+            // Straight from the text, so the error names the line (toml's own rendering spans
+            // several lines with a source excerpt; the CLI prints one).
+            toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?
         } else {
             toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
                 anyhow::anyhow!("{origin} (with --set {}): {}", overrides.join(" "), e.message().trim())
@@ -485,6 +486,13 @@ impl RunConfig {
             Init::Roli => &self.finetune.roli,
         })
     }
+}
+
+/// A TOML error as one line naming the file and line (toml's own rendering adds a multi-line
+/// source excerpt).
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e.span().map(|r| format!(" line {}", text[..r.start.min(text.len())].matches('\n').count() + 1));
+    anyhow::anyhow!("{origin}{}: {}", at.unwrap_or_default(), crate::cli::one_line(e.message()))
 }
 
 /// Sets `a.b.c = value` in a TOML tree. The value is parsed as TOML (`3`, `1e-3`, `true`,

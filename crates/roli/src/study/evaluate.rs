@@ -92,6 +92,8 @@ pub fn check_request(r: &EvalRequest) -> Result<(), validate::InputError> {
 /// `out/results.json`, removes the state when done.
 pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::Result<Evaluated> {
     check_request(r)?;
+    // Where the model comes from is cheap to settle, so an unknown one fails before the data loads.
+    let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
     let spec = roli_data::resolve_as(&r.data, r.format)?;
     let ds = roli_data::load(&spec, r.split, &Default::default())?;
     let (n, clamped) = validate::clamp_limit("--limit", r.limit, ds.len(), &format!("{} {}", r.data, r.split));
@@ -102,7 +104,6 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
         bail!("the {} split of {} is empty; choose another --split or add examples", r.split, r.data);
     }
     let examples = crate::examples::DatasetExamples::new(ds.as_ref(), n, r.device);
-    let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
     let opts = crate::zoo::BuildOptions {
         num_classes: ds.num_classes(),
         head_init: HeadInit::TorchDefault,
