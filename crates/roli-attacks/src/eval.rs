@@ -41,12 +41,24 @@ pub struct EvalOptions<'a> {
     pub state_path: Option<PathBuf>,
     /// Optional progress callback.
     pub progress: Option<&'a dyn Fn(&ProgressEvent)>,
+    /// What the caller evaluates (model, data), recorded in the state: resuming a state written
+    /// for another context is refused with both named, since the fingerprint cannot see the model.
+    pub context: Option<String>,
 }
 
 impl<'a> EvalOptions<'a> {
     /// Defaults: seed 0, batch 250, checks on, no state, no progress.
     pub fn new(threat: ThreatModel) -> Self {
-        Self { threat, seed: 0, batch_size: 250, indices: None, run_checks: true, state_path: None, progress: None }
+        Self {
+            threat,
+            seed: 0,
+            batch_size: 250,
+            indices: None,
+            run_checks: true,
+            state_path: None,
+            progress: None,
+            context: None,
+        }
     }
 }
 
@@ -133,6 +145,9 @@ pub struct EvalState {
     pub flags: Vec<Flag>,
     /// Per-example state.
     pub cascade: CascadeState,
+    /// [`EvalOptions::context`] of the run that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 impl EvalState {
@@ -316,6 +331,16 @@ pub fn evaluate_examples(
     let mut summary = DataSummary::new(n);
     let (mut state, mut flags, fp) = match previous {
         Some((path, st)) => {
+            if opts.context.is_some() && st.context != opts.context {
+                return Err(AttackError::State {
+                    path: path.clone(),
+                    detail: format!(
+                        "was written for {}, not {}; use another --out, or drop --resume to start over",
+                        st.context.as_deref().unwrap_or("an unrecorded model and data"),
+                        opts.context.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
             crate::source::for_each_batch(data, opts.batch_size, |_, x, y| {
                 summary.add(n, x, y)?;
                 notify(ProgressEvent::ResumeCheckBatch { done: summary.labels.len(), n });
@@ -349,8 +374,14 @@ pub fn evaluate_examples(
     notify(ProgressEvent::Clean { n, correct: state.clean_correct.iter().filter(|&&c| c).count() });
     let save = |st: &CascadeState, flags: &[Flag]| -> Result<(), AttackError> {
         if let Some(p) = &opts.state_path {
-            EvalState { fingerprint: fp.clone(), stages: stages.clone(), flags: flags.to_vec(), cascade: st.clone() }
-                .save(p)?;
+            EvalState {
+                fingerprint: fp.clone(),
+                stages: stages.clone(),
+                flags: flags.to_vec(),
+                cascade: st.clone(),
+                context: opts.context.clone(),
+            }
+            .save(p)?;
         }
         Ok(())
     };
@@ -516,6 +547,7 @@ pub fn sweep_examples(
             run_checks: opts.run_checks,
             state_path: opts.state_path.as_deref().map(|p| sweep_state_path(p, eps)),
             progress: opts.progress,
+            context: opts.context.clone(),
         };
         reports.push(evaluate_examples(model, data, spec, &o)?);
     }

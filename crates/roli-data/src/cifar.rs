@@ -219,20 +219,14 @@ fn split_files(dir: &Path, kind: CifarKind, train: bool) -> Option<(Vec<PathBuf>
         (CifarKind::Cifar100, true) => vec![dir.join("train.bin")],
         (CifarKind::Cifar100, false) => vec![dir.join("test.bin")],
     };
-    if bin.iter().all(|p| p.exists()) {
+    if bin.iter().all(|p| p.is_file()) {
         return Some((bin, true));
     }
     let py: Vec<PathBuf> = bin.iter().map(|p| p.with_extension("")).collect();
-    if py.iter().all(|p| p.exists()) {
+    if py.iter().all(|p| p.is_file()) {
         return Some((py, false));
     }
     None
-}
-
-/// Detects a CIFAR folder (`cifar-10-batches-bin`, `cifar-10-batches-py`, `cifar-100-binary`,
-/// `cifar-100-python`, or any folder with their files).
-pub fn detect(dir: &Path) -> Option<CifarKind> {
-    [CifarKind::Cifar10, CifarKind::Cifar100].into_iter().find(|&k| split_files(dir, k, false).is_some())
 }
 
 /// Loads an official split (`train` = the 50 000 official training images, `test` = 10 000).
@@ -303,7 +297,7 @@ mod tests {
         }
         std::fs::write(d.path().join("test_batch.bin"), encode_binary(CifarKind::Cifar10, &vec![255; PIXELS], &[3]))
             .unwrap();
-        assert_eq!(detect(d.path()), Some(CifarKind::Cifar10));
+        assert_eq!(crate::layout::detect(d.path(), None).unwrap(), crate::layout::Format::Cifar10);
         let tr = load_split(d.path(), CifarKind::Cifar10, Split::Train, 90).unwrap();
         let va = load_split(d.path(), CifarKind::Cifar10, Split::Val, 90).unwrap();
         let te = load_split(d.path(), CifarKind::Cifar10, Split::Test, 90).unwrap();

@@ -31,7 +31,7 @@ pub enum DataError {
     #[error("dataset '{name}' has no '{split}' split; available: {available}")]
     NoSplit { name: String, split: String, available: String },
     /// An image could not be decoded.
-    #[error("{path}: cannot decode image: {detail}")]
+    #[error("{path}: cannot decode image ({detail}); replace or remove the file")]
     Image { path: PathBuf, detail: String },
     /// A JSON split file is malformed.
     #[error("{path}: {detail}")]
@@ -39,6 +39,9 @@ pub enum DataError {
     /// An invalid argument (batch size 0, empty dataset, …).
     #[error("{0}")]
     Invalid(String),
+    /// A folder matches no dataset layout, several (ambiguous), or not the one asked for.
+    #[error("{path} {detail}")]
+    Layout { path: PathBuf, detail: String },
 }
 
 impl DataError {

@@ -1,7 +1,6 @@
 //! Image-file datasets: torchvision-style ImageFolder trees (`<root>/<split>/<class>/*.png|jpg`)
-//! and the reference repo's JSON split files (`train.json`/`val.json`/`test.json`, each an object
-//! mapping an image path relative to the image folder to a class label, remapped per split to
-//! contiguous ids via `sorted(set(labels))`). Images are decoded per batch.
+//! and, through [`crate::json_split`], the reference repo's JSON split files. Images are decoded
+//! per batch; an empty class folder is an error (a class the model can never be tested on).
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::transforms::{image_to_chw, ImageTransform};
@@ -51,7 +50,9 @@ impl ImageListDataset {
         transform: ImageTransform,
     ) -> Result<Self> {
         let name = name.into();
-        let first = items.first().ok_or_else(|| DataError::Invalid(format!("dataset '{name}' has no images")))?;
+        let first = items.first().ok_or_else(|| {
+            DataError::Invalid(format!("dataset '{name}' has no images; check the folder layout and the split file"))
+        })?;
         let img = open_image(&first.0)?;
         let channels = if matches!(img.color().channel_count(), 1 | 2) { 1 } else { 3 };
         let out = transform.eval_version().apply(img, None);
@@ -94,84 +95,21 @@ impl ImageListDataset {
                     "every split must use the train split's class folders",
                 )
             })? as i64;
+            let before = items.len();
             for f in sorted_dir(&cdir)?.into_iter().filter(|p| is_image(p)) {
                 items.push((f, label));
+            }
+            if items.len() == before {
+                return Err(DataError::corrupt(
+                    &cdir,
+                    format!("class folder has no images ({})", IMAGE_EXTENSIONS.join(", ")),
+                    "add its images or remove the folder",
+                ));
             }
         }
         let name = split_dir.display().to_string();
         Self::new(name, items, classes, transform)
     }
-
-    /// A reference-repo JSON split: `json` maps paths relative to `image_dir` to labels (ints or
-    /// strings), remapped to 0..K by sorted unique value — per split, as the reference does.
-    pub fn json_split(json: &Path, image_dir: &Path, transform: ImageTransform) -> Result<Self> {
-        let text = std::fs::read_to_string(json).map_err(|e| DataError::io(json, e))?;
-        let (items, classes) =
-            parse_json_split(&text).map_err(|detail| DataError::Split { path: json.to_path_buf(), detail })?;
-        let items = items.into_iter().map(|(p, l)| (image_dir.join(p), l)).collect::<Vec<_>>();
-        if let Some((p, _)) = items.iter().find(|(p, _)| !p.exists()) {
-            return Err(DataError::corrupt(
-                p,
-                "listed in the split file but missing",
-                format!("put the images under {}", image_dir.display()),
-            ));
-        }
-        Self::new(json.display().to_string(), items, classes, transform)
-    }
-}
-
-/// A remapped JSON split: `(path, class id)` sorted by path, and the class names by id.
-pub type RemappedSplit = (Vec<(String, i64)>, Vec<String>);
-
-/// Parses a JSON split's text and remaps its labels (the in-memory half of
-/// [`ImageListDataset::json_split`], which the fuzz tests call directly).
-pub fn parse_json_split(text: &str) -> std::result::Result<RemappedSplit, String> {
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| format!("not a JSON object of path → label: {e}"))?;
-    remap_json_labels(&map)
-}
-
-/// Sorted-unique label remap of a JSON split (pure, tested). Ints sort numerically, strings
-/// lexicographically (as Python's `sorted` does); mixing them is an error.
-pub fn remap_json_labels(
-    map: &serde_json::Map<String, serde_json::Value>,
-) -> std::result::Result<RemappedSplit, String> {
-    #[derive(PartialEq, Eq, PartialOrd, Ord, Clone)]
-    enum Key {
-        I(i64),
-        S(String),
-    }
-    let mut keyed = Vec::with_capacity(map.len());
-    for (path, v) in map {
-        let k = match v {
-            serde_json::Value::Number(n) if n.is_i64() => Key::I(n.as_i64().unwrap_or_default()),
-            serde_json::Value::String(s) => Key::S(s.clone()),
-            other => return Err(format!("label of '{path}' is {other}, expected an integer or a string")),
-        };
-        keyed.push((path.clone(), k));
-    }
-    let mut uniq: Vec<Key> = keyed.iter().map(|(_, k)| k.clone()).collect();
-    uniq.sort();
-    uniq.dedup();
-    if uniq.iter().any(|k| matches!(k, Key::I(_))) && uniq.iter().any(|k| matches!(k, Key::S(_))) {
-        return Err("labels mix integers and strings".into());
-    }
-    let names = uniq
-        .iter()
-        .map(|k| match k {
-            Key::I(i) => i.to_string(),
-            Key::S(s) => s.clone(),
-        })
-        .collect();
-    let mut items: Vec<(String, i64)> = keyed
-        .into_iter()
-        .map(|(p, k)| {
-            let id = uniq.binary_search(&k).unwrap_or(0) as i64;
-            (p, id)
-        })
-        .collect();
-    items.sort();
-    Ok((items, names))
 }
 
 impl Dataset for ImageListDataset {
@@ -237,35 +175,16 @@ impl Dataset for ImageListDataset {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn json_labels_remap_sorted_per_split() {
-        let m: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"b/1.jpg": "132", "a/2.jpg": "001", "c/3.jpg": "132", "d/4.jpg": "010"}"#)
-                .unwrap();
-        let (items, names) = remap_json_labels(&m).unwrap();
-        assert_eq!(names, vec!["001", "010", "132"]);
-        assert_eq!(
-            items,
-            vec![("a/2.jpg".into(), 0), ("b/1.jpg".into(), 2), ("c/3.jpg".into(), 2), ("d/4.jpg".into(), 1)]
-        );
-        let m: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"x": 111, "y": 1, "z": 20}"#).unwrap();
-        let (items, _) = remap_json_labels(&m).unwrap();
-        assert_eq!(items.iter().map(|i| i.1).collect::<Vec<_>>(), vec![2, 0, 1]);
-        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"x": 1, "y": "2"}"#).unwrap();
-        assert!(remap_json_labels(&m).unwrap_err().contains("mix"));
-    }
-
-    fn write_png(p: &Path, v: u8) {
+    pub(crate) fn write_png(p: &Path, v: u8) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         image::RgbImage::from_pixel(8, 6, image::Rgb([v, v, v])).save(p).unwrap();
     }
 
     #[test]
-    fn image_folder_and_json_split_load() {
+    fn image_folder_loads_with_the_train_label_map() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
         write_png(&r.join("train/cat/1.png"), 10);
@@ -279,12 +198,21 @@ mod tests {
         assert_eq!(x.size(), vec![1, 3, 4, 4]);
         assert_eq!(Vec::<i64>::try_from(&y).unwrap(), vec![1]);
         assert!((x.mean(tch::Kind::Float).double_value(&[]) - 30.0 / 255.0).abs() < 1e-3);
+    }
 
-        std::fs::write(r.join("train.json"), r#"{"train/cat/1.png": 5, "train/dog/2.png": 9}"#).unwrap();
-        let js = ImageListDataset::json_split(&r.join("train.json"), r, ImageTransform::IDENTITY).unwrap();
-        assert_eq!(js.labels(), vec![0, 1]);
-        std::fs::write(r.join("val.json"), r#"{"nope.png": 1}"#).unwrap();
-        let e = ImageListDataset::json_split(&r.join("val.json"), r, ImageTransform::IDENTITY).unwrap_err().to_string();
-        assert!(e.contains("nope.png") && e.contains("missing"), "{e}");
+    #[test]
+    fn empty_class_folders_and_broken_images_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write_png(&r.join("train/cat/1.png"), 10);
+        std::fs::create_dir_all(r.join("train/dog")).unwrap();
+        let e = ImageListDataset::image_folder(&r.join("train"), &r.join("train"), ImageTransform::IDENTITY)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train/dog: class folder has no images") && e.contains("remove the folder"), "{e}");
+        std::fs::write(r.join("train/dog/2.png"), b"not a png").unwrap();
+        let ds = ImageListDataset::image_folder(&r.join("train"), &r.join("train"), ImageTransform::IDENTITY).unwrap();
+        let e = ds.batch(&[0, 1], None).unwrap_err().to_string();
+        assert!(e.contains("train/dog/2.png: cannot decode image") && e.contains("replace or remove"), "{e}");
     }
 }

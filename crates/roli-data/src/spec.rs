@@ -6,6 +6,7 @@ use crate::error::{DataError, Result};
 use crate::fetch::{cached_manifest, find_source, source_dir};
 use crate::folder::ImageListDataset;
 use crate::idx::read_idx;
+use crate::layout::Format;
 use crate::transforms::ImageTransform;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -89,11 +90,22 @@ fn idx_file(dir: &Path, stem: &str) -> Option<PathBuf> {
     [dir.join(stem), dir.join(format!("{stem}.gz"))].into_iter().find(|p| p.exists())
 }
 
-/// Resolves a built-in name or a folder path.
+/// Resolves a built-in name or a folder path, detecting the folder's format from its files.
 pub fn resolve(spec: &str) -> Result<DataSpec> {
+    resolve_as(spec, None)
+}
+
+/// Resolves a built-in name or a folder path; `format` (`--format`, `data.format`) settles a
+/// folder whose files match two layouts ([`crate::layout::detect`]).
+pub fn resolve_as(spec: &str, format: Option<Format>) -> Result<DataSpec> {
     if let Some(b) =
         Builtin::ALL.into_iter().find(|b| b.name() == spec || (spec == "fmnist" && *b == Builtin::FashionMnist))
     {
+        if let Some(f) = format {
+            return Err(DataError::Invalid(format!(
+                "format {f} is for folders, and '{spec}' is a built-in dataset; drop --format (or data.format)"
+            )));
+        }
         return Ok(DataSpec::Builtin(b));
     }
     let p = PathBuf::from(spec);
@@ -101,34 +113,36 @@ pub fn resolve(spec: &str) -> Result<DataSpec> {
     if !p.is_dir() {
         return Err(DataError::UnknownDataset(spec.to_string(), known));
     }
-    if idx_file(&p, "train-images-idx3-ubyte").is_some() || idx_file(&p, "t10k-images-idx3-ubyte").is_some() {
-        return Ok(DataSpec::IdxFolder(p));
-    }
-    if let Some(k) = cifar::detect(&p) {
-        return Ok(DataSpec::Cifar(p, k));
-    }
-    if p.join("train.json").exists() {
-        let first = std::fs::read_to_string(p.join("train.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t).ok())
-            .and_then(|m| m.keys().next().cloned());
-        let images = ["", "images", "Images", "256_ObjectCategories"]
-            .iter()
-            .map(|s| if s.is_empty() { p.clone() } else { p.join(s) })
-            .find(|d| first.as_ref().is_some_and(|f| d.join(f).exists()))
-            .ok_or_else(|| {
-                DataError::corrupt(
-                    p.join("train.json"),
-                    "its first image is in none of ./, images/, Images/, 256_ObjectCategories/",
-                    "put the image folder next to train.json",
-                )
-            })?;
-        return Ok(DataSpec::JsonSplits { root: p, images });
-    }
-    if p.join("train").is_dir() || p.join("test").is_dir() {
-        return Ok(DataSpec::ImageFolder(p));
-    }
-    Err(DataError::UnknownDataset(spec.to_string(), known))
+    Ok(match crate::layout::detect(&p, format)? {
+        Format::Idx => DataSpec::IdxFolder(p),
+        Format::Cifar10 => DataSpec::Cifar(p, CifarKind::Cifar10),
+        Format::Cifar100 => DataSpec::Cifar(p, CifarKind::Cifar100),
+        Format::Imagefolder => DataSpec::ImageFolder(p),
+        Format::JsonSplits => {
+            let images = json_image_dir(&p)?;
+            DataSpec::JsonSplits { root: p, images }
+        }
+    })
+}
+
+/// The image folder of a JSON-splits dataset: the first of `./`, `images/`, `Images/`,
+/// `256_ObjectCategories/` holding the first image `train.json` names.
+fn json_image_dir(p: &Path) -> Result<PathBuf> {
+    let first = std::fs::read_to_string(p.join("train.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t).ok())
+        .and_then(|m| m.keys().next().cloned());
+    ["", "images", "Images", "256_ObjectCategories"]
+        .iter()
+        .map(|s| if s.is_empty() { p.to_path_buf() } else { p.join(s) })
+        .find(|d| first.as_ref().is_some_and(|f| d.join(f).exists()))
+        .ok_or_else(|| {
+            DataError::corrupt(
+                p.join("train.json"),
+                "its first image is in none of ./, images/, Images/, 256_ObjectCategories/",
+                "put the image folder next to train.json",
+            )
+        })
 }
 
 /// Options that shape splits.
@@ -269,9 +283,11 @@ pub fn load(spec: &DataSpec, split: Split, opts: &LoadOptions) -> Result<Box<dyn
         }
         DataSpec::Cifar(dir, kind) => Ok(Box::new(cifar::load_split(dir, *kind, split, opts.train_percent)?)),
         DataSpec::ImageFolder(root) => {
-            let class_root = root.join("train");
             let dir = root.join(split.as_str());
-            if dir.is_dir() {
+            // Every split shares train/'s label map; a test-only folder uses its own.
+            let class_root = if root.join("train").is_dir() { root.join("train") } else { dir.clone() };
+            // Without val/, train is cut below (train and val must not share images).
+            if dir.is_dir() && (split != Split::Train || root.join("val").is_dir()) {
                 return Ok(Box::new(ImageListDataset::image_folder(&dir, &class_root, opts.image_transform)?));
             }
             if split == Split::Test {
@@ -279,6 +295,13 @@ pub fn load(spec: &DataSpec, split: Split, opts: &LoadOptions) -> Result<Box<dyn
                     name: root.display().to_string(),
                     split: "test".into(),
                     available: "train (add <root>/test/<class>/…)".into(),
+                });
+            }
+            if !class_root.is_dir() {
+                return Err(DataError::NoSplit {
+                    name: root.display().to_string(),
+                    split: split.to_string(),
+                    available: "test (add <root>/train/<class>/…)".into(),
                 });
             }
             // No val/ folder: a fixed (seed 0) shuffle of train, cut train_percent / rest, so

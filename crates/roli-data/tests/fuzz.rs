@@ -5,7 +5,7 @@
 //! `cargo test --release -p roli-data --test fuzz -- --nocapture` prints cases and wall time per
 //! parser; `docs/fuzzing.md` has the measured numbers and the cargo-fuzz targets for long runs.
 use roli_data::cifar::{self, CifarKind, PIXELS};
-use roli_data::{folder, idx, pickle};
+use roli_data::{idx, pickle};
 use roli_fuzz::{Campaign, Mutator};
 use std::io::Write;
 use std::path::Path;
@@ -166,7 +166,7 @@ fn json_split() {
     let m = Mutator::new(seeds, &dict);
     let out = Campaign::new("json-split").run(&m, |b| {
         let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
-        let (items, names) = folder::parse_json_split(text)?;
+        let (items, names) = roli_data::json_split::parse_json_split(text)?;
         assert!(items.iter().all(|(_, id)| (0..names.len() as i64).contains(id)));
         Ok::<_, String>(())
     });

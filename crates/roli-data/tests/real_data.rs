@@ -103,7 +103,11 @@ for name, n in [("data_batch_%d" % i, 3) for i in range(1, 6)] + [("test_batch",
                 return;
             }
         }
-        assert_eq!(cifar::detect(d.path()), Some(CifarKind::Cifar10));
+        assert_eq!(
+            roli_data::layout::detect(d.path(), None).unwrap(),
+            roli_data::Format::Cifar10,
+            "protocol {protocol}"
+        );
         let (x, y) = cifar::load_official(d.path(), CifarKind::Cifar10, false).unwrap();
         let expect = std::fs::read_to_string(d.path().join("test_batch.expect")).unwrap();
         let mut lines = expect.lines();

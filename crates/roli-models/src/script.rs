@@ -79,14 +79,21 @@ pub fn describe(
 fn load_module(file: &Path, device: tch::Device) -> Result<CModule, ModelError> {
     CModule::load_on_device(file, device).map_err(|e| ModelError::Script {
         file: file.to_path_buf(),
-        reason: format!("cannot load as TorchScript ({e}); export it with `torch.jit.script(model).save(path)` or `torch.jit.trace`"),
+        reason: format!(
+            "cannot load as TorchScript ({}); export it with `torch.jit.script(model).save(path)` or `torch.jit.trace`",
+            first_line(&e.to_string())
+        ),
     })
 }
 
 fn run(m: &CModule, x: &Tensor, file: &Path) -> Result<Tensor, ModelError> {
     let y = m.forward_ts(&[x]).map_err(|e| ModelError::Script {
         file: file.to_path_buf(),
-        reason: format!("forward failed on input {:?}: {e}", x.size()),
+        reason: format!(
+            "forward failed on input {:?} ({}); feed it data of the shape it was exported for",
+            x.size(),
+            first_line(&e.to_string())
+        ),
     })?;
     let ok_kind = matches!(y.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
     if y.dim() != 2 || y.size()[0] != x.size()[0] || !ok_kind {
@@ -101,6 +108,14 @@ fn run(m: &CModule, x: &Tensor, file: &Path) -> Result<Tensor, ModelError> {
         });
     }
     Ok(y)
+}
+
+/// The first non-empty line of a libtorch error: TorchScript errors carry the module's source
+/// and a C++ backtrace on further lines, which would break the CLI's one-line errors.
+fn first_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error");
+    // tch prefixes "Internal torch error: "; the message after it is what helps.
+    line.trim_start_matches("Internal torch error:").trim().to_string()
 }
 
 /// A TorchScript module as a [`Backbone`].

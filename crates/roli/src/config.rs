@@ -57,6 +57,10 @@ pub struct RunConfig {
 pub struct DataConfig {
     /// A built-in name (`mnist`, `fashion-mnist`, …) or a folder (IDX, CIFAR, ImageFolder, JSON splits).
     pub name: String,
+    /// The folder's format (`idx`, `cifar10`, `cifar100`, `imagefolder`, `json-splits`) when its
+    /// files match two; detected from the files otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<roli_data::Format>,
     /// Percent of the official train split used for training; the rest is validation (VTAB rule).
     #[serde(default = "defaults::train_percent")]
     pub train_percent: u32,
@@ -386,13 +390,14 @@ impl Default for EvalConfig {
 impl RunConfig {
     /// Parses TOML text, applies `key=value` overrides, checks it.
     pub fn from_toml_str(text: &str, overrides: &[String], origin: &str) -> anyhow::Result<Self> {
-        let mut tree: toml::Table = toml::from_str(text).with_context(|| format!("{origin}: not valid TOML"))?;
+        let mut tree: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
         let cfg: RunConfig = if overrides.is_empty() {
-            // Straight from the text, so the error shows the line and column.
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {}", e.to_string().trim()))?
+            // Straight from the text, so the error names the line (toml's own rendering spans
+            // several lines with a source excerpt; the CLI prints one).
+            toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?
         } else {
             toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
                 anyhow::anyhow!("{origin} (with --set {}): {}", overrides.join(" "), e.message().trim())
@@ -423,12 +428,19 @@ impl RunConfig {
         if self.threat.norm == Norm::L1 {
             bail!("threat.norm = 'l1' is not supported (no L1 FAB/Square for AutoAttack); use \"linf\" or \"l2\"");
         }
-        if !(self.threat.eps >= 0.0 && self.threat.eps <= 1.0) {
-            bail!("threat.eps = {} must lie in [0, 1] (pixel units; 8/255 = 0.0314)", self.threat.eps);
+        use crate::validate;
+        validate::radius("threat.eps", self.threat.eps, self.threat.norm, false, "")?;
+        for &e in &self.eval.eps_curve {
+            validate::radius("eval.eps_curve", e, self.threat.norm, false, "")?;
         }
-        if self.threat.step_size <= 0.0 || self.threat.eval_step_size.is_some_and(|s| s <= 0.0) {
-            bail!("threat.step_size and threat.eval_step_size must be > 0");
+        validate::step_size("threat.step_size", self.threat.step_size)?;
+        if let Some(s) = self.threat.eval_step_size {
+            validate::step_size("threat.eval_step_size", s)?;
         }
+        validate::limit("data.train_limit", self.data.train_limit)?;
+        validate::limit("data.val_limit", self.data.val_limit)?;
+        validate::limit("data.test_limit", self.data.test_limit)?;
+        validate::limit("eval.aa_limit", self.eval.aa_limit)?;
         if self.data.batch_size == 0 {
             bail!("data.batch_size must be ≥ 1");
         }
@@ -479,6 +491,13 @@ impl RunConfig {
             Init::Roli => &self.finetune.roli,
         })
     }
+}
+
+/// A TOML error as one line naming the file and line (toml's own rendering adds a multi-line
+/// source excerpt).
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e.span().map(|r| format!(" line {}", text[..r.start.min(text.len())].matches('\n').count() + 1));
+    anyhow::anyhow!("{origin}{}: {}", at.unwrap_or_default(), crate::cli::one_line(e.message()))
 }
 
 /// Sets `a.b.c = value` in a TOML tree. The value is parsed as TOML (`3`, `1e-3`, `true`,

@@ -27,6 +27,7 @@ pub mod seed;
 pub mod stage;
 pub mod study;
 pub mod train;
+pub mod validate;
 pub mod verify;
 pub mod zoo;
 

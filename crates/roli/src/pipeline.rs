@@ -36,7 +36,7 @@ pub struct PreparedData {
 
 /// Loads the splits of the data plan.
 pub fn prepare_data(d: &DataPlan) -> anyhow::Result<PreparedData> {
-    let spec = roli_data::resolve(&d.name)?;
+    let spec = roli_data::resolve_as(&d.name, d.format)?;
     let opts = LoadOptions {
         train_percent: d.train_percent,
         image_transform: match d.transform {
@@ -44,15 +44,21 @@ pub fn prepare_data(d: &DataPlan) -> anyhow::Result<PreparedData> {
             crate::config::TransformChoice::Reference => ImageTransform::REFERENCE_TRAIN,
         },
     };
-    let limit = |d: Box<dyn Dataset>, n: Option<usize>| -> Box<dyn Dataset> {
-        match n {
-            Some(n) if n < d.len() => Box::new(Subset::first(d, n)),
-            _ => d,
+    let limit = |ds: Box<dyn Dataset>, n: Option<usize>, split: Split| -> Box<dyn Dataset> {
+        let key = format!("data.{split}_limit");
+        let (n, clamped) = crate::validate::clamp_limit(&key, n, ds.len(), &format!("the {split} split of {}", d.name));
+        if let Some(w) = clamped {
+            tracing::warn!("{w}");
+        }
+        if n < ds.len() {
+            Box::new(Subset::first(ds, n))
+        } else {
+            ds
         }
     };
-    let train = limit(roli_data::load(&spec, Split::Train, &opts)?, d.train_limit);
-    let val = limit(roli_data::load(&spec, Split::Val, &opts)?, d.val_limit);
-    let test = limit(roli_data::load(&spec, Split::Test, &opts)?, d.test_limit);
+    let train = limit(roli_data::load(&spec, Split::Train, &opts)?, d.train_limit, Split::Train);
+    let val = limit(roli_data::load(&spec, Split::Val, &opts)?, d.val_limit, Split::Val);
+    let test = limit(roli_data::load(&spec, Split::Test, &opts)?, d.test_limit, Split::Test);
     for (n, s) in [("train", &train), ("val", &val), ("test", &test)] {
         if s.is_empty() {
             bail!("the {n} split of '{}' is empty (check data.train_percent and the limits)", d.name);

@@ -48,6 +48,8 @@ pub struct StudyPlan {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DataPlan {
     pub name: String,
+    /// The folder's format when given (`data.format`); detected otherwise.
+    pub format: Option<roli_data::Format>,
     pub train_percent: u32,
     pub train_limit: Option<usize>,
     pub val_limit: Option<usize>,
@@ -269,6 +271,7 @@ impl StudyPlan {
             seed: cfg.seed,
             data: DataPlan {
                 name: cfg.data.name.clone(),
+                format: cfg.data.format,
                 train_percent: cfg.data.train_percent,
                 train_limit: cfg.data.train_limit,
                 val_limit: cfg.data.val_limit,

@@ -212,6 +212,7 @@ pub fn backbone_names(all: &[String], head: &[String]) -> Vec<String> {
 /// backbone's fingerprint.
 pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) -> anyhow::Result<Built> {
     let (desc, weights, layout) = architecture(source, opts)?;
+    check_fits_data(source, &desc, weights.as_deref(), opts)?;
     let desc = if opts.drop_path > 0.0 { desc.with_drop_path(opts.drop_path)? } else { desc };
     let desc = desc.with_attention(opts.attention);
     let vs = nn::VarStore::new(tch::Device::Cpu);
@@ -229,6 +230,7 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
     }
     let load_summary = match &weights {
         Some(w) => load_weights(&vs, &model, w, layout, opts.keep_head)?,
+        None if matches!(source, BackboneSource::Script { .. }) => "weights inside the TorchScript file".to_string(),
         None => "no weights file: random initialisation".to_string(),
     };
     let backbone_fingerprint = fingerprint_backbone(&vs, &model);
@@ -237,6 +239,34 @@ pub fn build(source: &BackboneSource, opts: &BuildOptions, peft: &dyn PeftSpec) 
         device => onto_device(&vs, device, &desc, &copts, peft)?,
     };
     Ok(Built { vs, model, descriptor: desc, backbone_fingerprint, source: source.clone(), load_summary })
+}
+
+/// Refuses a model that cannot read the data (`opts.input`) before anything is built: channels,
+/// size without resizing, and with `keep_head` the class count of the checkpoint's own head.
+fn check_fits_data(
+    source: &BackboneSource,
+    desc: &BackboneDescriptor,
+    weights: Option<&Path>,
+    opts: &BuildOptions,
+) -> anyhow::Result<()> {
+    crate::validate::model_fits_data(&desc.name, desc.input_size(), opts.resize, "the data", opts.input)?;
+    if !opts.keep_head {
+        return Ok(());
+    }
+    let own_classes = match (source, weights) {
+        (BackboneSource::Own { dir }, _) => Some(roli_models::own::read_sidecar(dir)?.num_classes),
+        (BackboneSource::Script { .. }, _) => Some(desc.num_features()),
+        (BackboneSource::Preset { .. }, Some(w)) => {
+            let key = format!("{}.weight", desc.classifier);
+            let sd = roli_models::checkpoint::read_state_dict(w).with_context(|| format!("reading {}", w.display()))?;
+            sd.tensors.iter().find(|(n, _)| *n == key || n.ends_with(&format!(".{key}"))).map(|(_, t)| t.size()[0])
+        }
+        (BackboneSource::Preset { .. }, None) => None,
+    };
+    if let Some(k) = own_classes {
+        crate::validate::classes_fit(&desc.name, k, "the data", opts.num_classes)?;
+    }
+    Ok(())
 }
 
 /// The same model on `device`: built again there (so its non-parameter buffers — normalisation

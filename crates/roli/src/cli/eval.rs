@@ -17,6 +17,10 @@ pub struct EvalArgs {
     /// A built-in dataset (`mnist`, `fashion-mnist`, `cifar10-samples`, …) or a folder.
     #[arg(long)]
     pub data: String,
+    /// The folder's format when its files match two (idx, cifar10, cifar100, imagefolder,
+    /// json-splits); detected from the files otherwise.
+    #[arg(long)]
+    pub format: Option<roli_data::Format>,
     /// train, val or test.
     #[arg(long, default_value = "test")]
     pub split: Split,
@@ -26,9 +30,13 @@ pub struct EvalArgs {
     /// The attack (see --help for the list).
     #[arg(long, default_value = "pgd", long_help = roli_attacks::attack_help())]
     pub attack: String,
-    /// Radius in [0,1] pixel units (e.g. 0.3 for MNIST, 0.031373 = 8/255 for CIFAR).
+    /// Radius in [0,1] pixel units (e.g. 0.3 for MNIST, 0.031373 = 8/255 for CIFAR); not needed
+    /// with `--attack none` or `--eps-list`.
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+    /// Accept an L∞ radius above 1 (the whole [0,1] pixel range; only a sanity check needs it).
     #[arg(long)]
-    pub eps: f64,
+    pub allow_large_eps: bool,
     /// linf or l2.
     #[arg(long, default_value = "linf")]
     pub norm: String,
@@ -36,13 +44,13 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
     /// PGD step size (default eps/4).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub step_size: Option<f64>,
     /// PGD random restarts.
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
     /// Several radii for a robustness curve, e.g. `--eps-list 0,0.1,0.2,0.3`.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub eps_list: Vec<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -59,14 +67,23 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    let attack = evaluate::parse_attack(&a.attack, a.steps, a.step_size, a.restarts)?;
+    let eps = match (a.eps, a.eps_list.first()) {
+        (Some(e), _) => e,
+        (None, Some(&first)) => first,
+        (None, None) if attack == roli_attacks::AttackSpec::None => 0.0,
+        (None, None) => return Err(crate::validate::InputError::EpsRequired { attack: a.attack.clone() }.into()),
+    };
     let req = EvalRequest {
-        attack: evaluate::parse_attack(&a.attack, a.steps, a.step_size, a.restarts)?,
+        attack,
         norm: evaluate::parse_norm(&a.norm)?,
         model: a.model.clone(),
         data: a.data.clone(),
+        format: a.format,
         split: a.split,
         limit: a.limit,
-        eps: a.eps,
+        eps,
+        allow_large_eps: a.allow_large_eps,
         eps_list: a.eps_list.clone(),
         seed: a.seed,
         batch_size: a.batch_size,
@@ -91,7 +108,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
                 100.0 * rep.robust_accuracy,
                 req.attack,
                 a.norm,
-                a.eps,
+                req.eps,
                 if rep.flags.is_empty() { "none".to_string() } else { format!("{:?}", rep.flags) }
             );
             for s in &rep.stages {

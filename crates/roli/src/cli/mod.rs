@@ -55,6 +55,25 @@ pub enum Command {
     Verify(verify::VerifyArgs),
 }
 
+/// An error message as the one line the CLI promises: a cause that spans lines (a libtorch
+/// message, a nested error) is joined with spaces rather than breaking the `error:` line.
+pub fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// clap's usage error (several lines: the problem, a tip, the usage, a pointer to `--help`) as
+/// one line: the problem and its tip, then where the usage is.
+pub fn usage_error_line(rendered: &str) -> String {
+    let problem: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("error:").unwrap_or(l).trim())
+        .collect();
+    format!("{}; see --help", problem.join(" "))
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -71,5 +90,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => report::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Verify(a) => verify::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(args).unwrap_err();
+        assert!(e.use_stderr(), "{e}");
+        usage_error_line(&e.to_string())
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_naming_the_problem() {
+        let e = usage_error(&["roli", "eval", "--model", "m", "--data", "d"]);
+        assert_eq!(e, "the following required arguments were not provided: --out <OUT>; see --help");
+        let e = usage_error(&["roli", "eval", "--model", "m", "--data", "d", "--out", "o", "--eps", "abc"]);
+        assert!(e.starts_with("invalid value 'abc' for '--eps <EPS>'") && e.ends_with("; see --help"), "{e}");
+        let e = usage_error(&["roli", "eval", "--model", "m", "--data", "d", "--out", "o", "--format", "zip"]);
+        assert!(e.contains("unknown data format 'zip'") && e.contains("imagefolder"), "{e}");
+        assert!(!e.contains('\n'));
+        assert_eq!(one_line("a\n  b\n\nc"), "a b c");
     }
 }

@@ -2,6 +2,7 @@
 //! under any attack (`roli eval`): one radius, or a sweep over several, with per-example records
 //! and a resumable state.
 use crate::precision::Precision;
+use crate::validate;
 use anyhow::{bail, Context};
 use roli_attacks::threat::{Norm, ThreatModel};
 use roli_attacks::{AttackSpec, EvalOptions, EvalReport, ProgressEvent, Sweep};
@@ -14,11 +15,15 @@ use std::path::{Path, PathBuf};
 pub struct EvalRequest {
     pub model: String,
     pub data: String,
+    /// The data folder's format when detection needs help (`--format`).
+    pub format: Option<roli_data::Format>,
     pub split: Split,
     pub limit: Option<usize>,
     pub attack: AttackSpec,
     pub norm: Norm,
     pub eps: f64,
+    /// Accept an L∞ radius above 1 (`--allow-large-eps`).
+    pub allow_large_eps: bool,
     /// Several radii for a robustness curve (empty: `eps` only).
     pub eps_list: Vec<f64>,
     pub seed: u64,
@@ -66,16 +71,39 @@ pub fn parse_attack(name: &str, steps: usize, step_size: Option<f64>, restarts: 
     })
 }
 
+/// The request's numbers, checked before anything is loaded.
+pub fn check_request(r: &EvalRequest) -> Result<(), validate::InputError> {
+    let radius = |key: &str, e: f64| validate::radius(key, e, r.norm, r.allow_large_eps, "--allow-large-eps");
+    radius("--eps", r.eps)?;
+    for &e in &r.eps_list {
+        radius("--eps-list", e)?;
+    }
+    if let AttackSpec::Single(roli_attacks::Stage::Pgd(p)) = &r.attack {
+        if let roli_attacks::pgd::StepSize::Absolute(s) = p.step_size {
+            validate::step_size("--step-size", s)?;
+        }
+        validate::at_least_one("--restarts", p.restarts)?;
+    }
+    validate::at_least_one("--batch-size", r.batch_size)?;
+    validate::limit("--limit", r.limit)
+}
+
 /// Runs the request: loads the data and the model (with its own head), attacks, writes
 /// `out/results.json`, removes the state when done.
 pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::Result<Evaluated> {
-    let ds = roli_data::load(&roli_data::resolve(&r.data)?, r.split, &Default::default())?;
-    let n = r.limit.unwrap_or(ds.len()).min(ds.len());
+    check_request(r)?;
+    // Where the model comes from is cheap to settle, so an unknown one fails before the data loads.
+    let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
+    let spec = roli_data::resolve_as(&r.data, r.format)?;
+    let ds = roli_data::load(&spec, r.split, &Default::default())?;
+    let (n, clamped) = validate::clamp_limit("--limit", r.limit, ds.len(), &format!("{} {}", r.data, r.split));
+    if let Some(w) = clamped {
+        tracing::warn!("{w}");
+    }
     if n == 0 {
-        bail!("no examples to evaluate in {} / {}", r.data, r.split);
+        bail!("the {} split of {} is empty; choose another --split or add examples", r.split, r.data);
     }
     let examples = crate::examples::DatasetExamples::new(ds.as_ref(), n, r.device);
-    let src = crate::zoo::resolve(&r.model, None, roli_models::SourceLayout::Native)?;
     let opts = crate::zoo::BuildOptions {
         num_classes: ds.num_classes(),
         head_init: HeadInit::TorchDefault,
@@ -120,6 +148,8 @@ pub fn evaluate(r: &EvalRequest, progress: &dyn Fn(&ProgressEvent)) -> anyhow::R
     eo.batch_size = r.batch_size;
     eo.progress = Some(progress);
     eo.state_path = Some(fresh_state(&r.out, r.resume, &r.eps_list)?);
+    eo.context =
+        Some(format!("model {} (backbone {:.12}) on {}", src.describe(), built.backbone_fingerprint, spec.describe()));
     let results = r.out.join("results.json");
     let outcome = if r.eps_list.is_empty() {
         let rep = roli_attacks::evaluate_examples(&model, &examples, &r.attack, &eo)?;

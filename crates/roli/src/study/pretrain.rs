@@ -27,7 +27,7 @@ pub struct PretrainSpec {
     #[arg(long, default_value = "mnist")]
     pub data: String,
     /// L∞ radius of PGD training; 0 = standard training.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, allow_negative_numbers = true)]
     pub eps: f64,
     /// PGD steps in training.
     #[arg(long, default_value_t = 7)]
@@ -35,7 +35,7 @@ pub struct PretrainSpec {
     /// PGD step size in training (default 2.5·eps/steps). Large steps put every perturbation on a
     /// corner of the L∞ ball, and a model can learn to resist only those (Swin-nano at 0.3 with step
     /// 0.15: 68 % PGD at that step, 0 % at eps/4); so validation and test use eps/4.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub step_size: Option<f64>,
     #[arg(long, default_value_t = 10)]
     pub epochs: u32,
@@ -87,6 +87,11 @@ impl PretrainSpec {
     /// finetuning (`finetune.ranli`) of a preset with a PyTorch-default head; validation and test
     /// PGD-10 at eps/4.
     pub fn config(&self) -> anyhow::Result<RunConfig> {
+        // Named by their flags here; the config's own checks below would name its keys.
+        crate::validate::radius("--eps", self.eps, roli_attacks::threat::Norm::Linf, false, "")?;
+        if let Some(s) = self.step_size {
+            crate::validate::step_size("--step-size", s)?;
+        }
         let standard = self.standard();
         let step = self.train_step();
         let stage = |epochs, base_lr, weight_decay, optimizer, warmup_epochs| StageConfig {
@@ -103,6 +108,7 @@ impl PretrainSpec {
             train: TrainConfig { precision: self.compute.precision, ..TrainConfig::default() },
             data: DataConfig {
                 name: self.data.clone(),
+                format: None,
                 train_percent: 90,
                 train_limit: self.train_limit,
                 val_limit: Some(1000),
