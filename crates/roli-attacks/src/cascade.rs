@@ -306,6 +306,8 @@ pub fn run_examples(
         if let Some(cb) = opts.on_checkpoint {
             cb(state)?;
         }
+        // The kill tests' "between stages" moment (`ROLI_KILL_AT=aa-stage:N`).
+        roli_io::failpoint::kill_point("aa-stage", id.as_str());
     }
     Ok(())
 }

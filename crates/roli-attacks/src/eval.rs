@@ -432,7 +432,8 @@ pub fn evaluate_examples(
         let accs: Vec<(StageId, f64)> = state.stages.iter().map(|s| (s.id, s.robust_accuracy)).collect();
         flags.extend(checks::square_vs_white_box(&accs));
     }
-    save(&state, &flags)?;
+    // With the pre-check flags only: a run resumed from this state runs the post checks again.
+    save(&state, &flags_now)?;
 
     let clean_accuracy = state.clean_correct.iter().filter(|&&c| c).count() as f64 / n as f64;
     let robust_accuracy = state.robust.iter().filter(|&&c| c).count() as f64 / n as f64;

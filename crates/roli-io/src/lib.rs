@@ -3,7 +3,9 @@
 //! temporary file in the same folder (same file system, so the rename is atomic), are flushed to
 //! disk, and the temporary file is renamed over the target. A failed write removes its temporary
 //! file. This crate has no dependencies, so the libraries that must not import each other can
-//! all use it.
+//! all use it. The writer is also where the kill and disk-full tests hook in ([`failpoint`]).
+pub mod failpoint;
+
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,14 @@ pub fn temp_path(path: &Path) -> PathBuf {
     let dir = parent(path);
     let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     dir.join(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// The pid in a temporary file's name (`.<name>.<pid>.tmp`), if `file_name` is one. A killed
+/// writer leaves its temporary file behind; the next writer of the folder removes it.
+pub fn temp_owner(file_name: &str) -> Option<u32> {
+    let stem = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, pid) = stem.rsplit_once('.')?;
+    pid.parse().ok()
 }
 
 fn parent(path: &Path) -> &Path {
@@ -41,10 +51,15 @@ pub fn write_atomic_with<E>(
 ) -> Result<(), E> {
     std::fs::create_dir_all(parent(path)).map_err(&io_error)?;
     let tmp = temp_path(path);
+    let name = path.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
     let res = write(&tmp).and_then(|()| {
         let finish = || -> io::Result<()> {
             std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, path)
+            failpoint::fail_write(&name)?;
+            failpoint::kill_point("write", &name);
+            std::fs::rename(&tmp, path)?;
+            failpoint::kill_point("renamed", &name);
+            Ok(())
         };
         finish().map_err(&io_error)
     });
@@ -67,6 +82,16 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let left: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "only the target remains");
+    }
+
+    #[test]
+    fn temporary_names_carry_their_writer() {
+        let t = temp_path(Path::new("/x/state.json"));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_owner(name), Some(std::process::id()));
+        assert_eq!(temp_owner(".last.safetensors.12.tmp"), Some(12));
+        assert_eq!(temp_owner("state.json"), None);
+        assert_eq!(temp_owner(".a.b.tmp"), None);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub const NAN_STATE: &str = "nan_state.safetensors";
 pub const HEAD_JSON: &str = "head.json";
 /// The linear probe's head: tensors.
 pub const HEAD_TENSORS: &str = "head.safetensors";
+/// Names starting with this are roli's bookkeeping in [`LAST`] (optimiser state, the stage's
+/// state, an interrupted epoch's sums), never model tensors.
+pub const BOOKKEEPING_PREFIX: &str = "__";
 /// Name prefix of the optimiser state tensors stored next to the model's in [`LAST`].
 pub const OPTIM_PREFIX: &str = "__optim__/";
 
@@ -49,11 +52,11 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result
 }
 
 /// Copies tensors (by name) into the VarStore; every saved model tensor must exist there.
-/// Optimiser state tensors ([`OPTIM_PREFIX`]) are skipped.
+/// Bookkeeping tensors ([`BOOKKEEPING_PREFIX`]) are skipped.
 pub fn load_into(vs: &nn::VarStore, tensors: &[(String, Tensor)], origin: &Path) -> anyhow::Result<()> {
     let vars = vs.variables();
     tch::no_grad(|| -> anyhow::Result<()> {
-        for (n, t) in tensors.iter().filter(|(n, _)| !n.starts_with(OPTIM_PREFIX)) {
+        for (n, t) in tensors.iter().filter(|(n, _)| !n.starts_with(BOOKKEEPING_PREFIX)) {
             let mut v = vars
                 .get(n)
                 .with_context(|| {
@@ -101,12 +104,19 @@ pub fn read_state(dir: &Path, plan: &StagePlan) -> anyhow::Result<Option<StageSt
     if !p.exists() {
         return Ok(None);
     }
-    let st: StageState = serde_json::from_slice(&std::fs::read(&p)?)
-        .with_context(|| format!("{} is corrupt; delete {} to restart this stage", p.display(), dir.display()))?;
+    parse_state(&std::fs::read(&p)?, &p, plan).map(Some)
+}
+
+/// A [`StageState`] from JSON bytes read from `origin` (`state.json`, or the copy inside
+/// [`LAST`]), checked against `plan`.
+pub fn parse_state(bytes: &[u8], origin: &Path, plan: &StagePlan) -> anyhow::Result<StageState> {
+    let dir = origin.parent().unwrap_or(Path::new("."));
+    let st: StageState = serde_json::from_slice(bytes)
+        .with_context(|| format!("{} is corrupt; delete {} to restart this stage", origin.display(), dir.display()))?;
     if st.plan_fingerprint != plan.fingerprint() {
         bail!("{} holds a run of a different plan (settings changed); use another --out folder or delete {} to start over", dir.display(), dir.display());
     }
-    Ok(Some(st))
+    Ok(st)
 }
 
 #[cfg(test)]

@@ -218,6 +218,11 @@ pub struct TrainConfig {
     /// SGD within one float32 ulp per step of the reference, AdamW bit-identical on CPU).
     #[serde(default)]
     pub optimizer_impl: OptimImplChoice,
+    /// Also checkpoint every N optimiser steps inside an epoch (model, optimiser, the epoch's
+    /// position, sums and augmentation RNG), so a kill loses at most N steps; a resumed run gives
+    /// the same result as an uninterrupted one. Absent (the default): after every epoch only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_steps: Option<u64>,
 }
 
 /// Final evaluation.
@@ -441,6 +446,9 @@ impl RunConfig {
         validate::limit("data.val_limit", self.data.val_limit)?;
         validate::limit("data.test_limit", self.data.test_limit)?;
         validate::limit("eval.aa_limit", self.eval.aa_limit)?;
+        if self.train.checkpoint_every_steps == Some(0) {
+            bail!("train.checkpoint_every_steps must be ≥ 1 (leave it out to checkpoint after every epoch only)");
+        }
         if self.data.batch_size == 0 {
             bail!("data.batch_size must be ≥ 1");
         }
@@ -524,13 +532,17 @@ pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// Do two resolved configs describe the same run? The title (`name`), the device and the
-/// optimiser implementation may differ (a run resumes on another device); unreadable text never
-/// matches.
+/// Do two resolved configs describe the same run? The title (`name`), the device, the
+/// optimiser implementation and the checkpoint cadence may differ (a run resumes on another
+/// device, or with more frequent checkpoints); unreadable text never matches.
 pub fn same_settings(old: &str, new: &str) -> bool {
     match (toml::from_str::<RunConfig>(old), toml::from_str::<RunConfig>(new)) {
         (Ok(a), Ok(b)) => {
-            let train = TrainConfig { optimizer_impl: b.train.optimizer_impl, ..a.train.clone() };
+            let train = TrainConfig {
+                optimizer_impl: b.train.optimizer_impl,
+                checkpoint_every_steps: b.train.checkpoint_every_steps,
+                ..a.train.clone()
+            };
             RunConfig { name: b.name.clone(), device: b.device, train, ..a } == b
         }
         _ => false,
@@ -556,6 +568,9 @@ mod tests {
         };
         let old = base.to_resolved_toml();
         assert!(same_settings(&old, &with(&["device=\"cuda:1\"", "name=\"other\""])));
+        assert!(same_settings(&old, &with(&["train.checkpoint_every_steps=5"])), "checkpoints change no result");
+        let e = RunConfig::from_toml_str(MIN, &["train.checkpoint_every_steps=0".into()], "t").unwrap_err();
+        assert!(format!("{e:#}").contains("checkpoint_every_steps must be ≥ 1"), "{e:#}");
         assert!(!same_settings(&old, &with(&["train.precision=\"bf16\""])));
         assert!(!same_settings(&old, &with(&["eval.precision=\"tf32\""])));
         let e = RunConfig::from_toml_str(MIN, &["train.precision=\"fp16\"".into()], "t").unwrap_err();

@@ -15,6 +15,7 @@ pub mod examples;
 pub mod export;
 pub mod head;
 pub mod integrity;
+pub mod lock;
 pub mod manifest;
 pub mod peft;
 pub mod pipeline;

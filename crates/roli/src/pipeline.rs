@@ -175,6 +175,7 @@ pub fn stage_plan(plan: &StudyPlan, spec: &StageSpec, built: &Built, label: &str
         precision: plan.train_precision,
         device: built.vs.device(),
         optim_impl: plan.optimizer_impl.resolve(built.vs.device()),
+        checkpoint_every_steps: plan.checkpoint_every_steps,
     }
 }
 

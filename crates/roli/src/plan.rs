@@ -34,6 +34,8 @@ pub struct StudyPlan {
     pub train_precision: Precision,
     /// Implementation of every stage's optimiser (resolved per device).
     pub optimizer_impl: OptimImplChoice,
+    /// `train.checkpoint_every_steps`: mid-epoch checkpoints (none: after every epoch only).
+    pub checkpoint_every_steps: Option<u64>,
     pub eval: EvalPlan,
     /// The config with every default written out (`config.resolved.toml`).
     #[serde(skip)]
@@ -310,6 +312,7 @@ impl StudyPlan {
             stages,
             train_precision: cfg.train.precision,
             optimizer_impl: cfg.train.optimizer_impl,
+            checkpoint_every_steps: cfg.train.checkpoint_every_steps,
             eval: EvalPlan {
                 threat,
                 attacks,

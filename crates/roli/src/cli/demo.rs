@@ -41,6 +41,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         None => demo::budget_config(DEMO_TOML, "configs/demo.toml (embedded)", a.budget, &set)?,
     };
     let plan = DemoPlan::resolve(&cfg, !a.no_standard);
+    let _lock = crate::lock::lock_output(&a.out)?;
     let outcome = demo::run(&plan, &a.out)?;
     print!("{}", table(&outcome.robust, outcome.standard.as_ref()));
     println!("report: {}  ({:.1} min)", outcome.report.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);

@@ -93,6 +93,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         attention: a.compute.attention,
         precision: a.compute.precision,
     };
+    let _lock = crate::lock::lock_output(&a.out)?;
     let bars = crate::progress::EvalBars::new("eval");
     let done = evaluate::evaluate(&req, &|e: &ProgressEvent| bars.on_event(e))?;
     bars.finish();

@@ -14,6 +14,7 @@ pub struct PretrainArgs {
 }
 
 pub fn run(a: PretrainArgs) -> anyhow::Result<()> {
+    let _lock = crate::lock::lock_output(&a.out)?;
     let p = pretrain::pretrain(&a.spec, &a.out)?;
     let t = &p.test;
     println!(

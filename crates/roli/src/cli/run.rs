@@ -75,7 +75,7 @@ pub struct FinetuneArgs {
 
 pub fn probe(a: ConfigArgs) -> anyhow::Result<()> {
     let (_, plan) = a.load()?;
-    std::fs::create_dir_all(&a.out)?;
+    let _lock = crate::lock::lock_output(&a.out)?;
     pipeline::write_resolved(&plan, &a.out)?;
     let data = pipeline::prepare_data(&plan.data)?;
     let src = pipeline::source(&plan.model)?;
@@ -90,7 +90,7 @@ pub fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     plan.allow_head_mismatch = a.allow_head_mismatch;
     let init = if a.init_head.is_some() { Init::Roli } else { Init::Ranli };
     let spec = plan::stage_spec(&cfg, Stage::Finetune { method: a.method, init });
-    std::fs::create_dir_all(&a.cfg.out)?;
+    let _lock = crate::lock::lock_output(&a.cfg.out)?;
     pipeline::write_resolved(&plan, &a.cfg.out)?;
     let data = pipeline::prepare_data(&plan.data)?;
     let src = pipeline::source(&plan.model)?;
@@ -104,6 +104,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if a.dry_run {
         return dry_run(&plan, a.classes, &a.input);
     }
+    let _lock = crate::lock::lock_output(&a.cfg.out)?;
     let s = pipeline::run(&plan, &a.cfg.out)?;
     print!("{}", table(&s));
     println!("summary: {}", a.cfg.out.join(crate::artifacts::SUMMARY).display());

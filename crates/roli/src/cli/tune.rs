@@ -20,7 +20,7 @@ pub struct TuneArgs {
 pub fn run(a: TuneArgs) -> anyhow::Result<()> {
     let (cfg, plan) = a.cfg.load()?;
     let out = &a.cfg.out;
-    std::fs::create_dir_all(out)?;
+    let _lock = crate::lock::lock_output(out)?;
     crate::pipeline::write_resolved(&plan, out)?;
     let wanted = |k: StageKind| a.methods.is_empty() || a.methods.contains(&k);
     let req = TuneRequest { factors: &a.factors, wanted: &wanted, per_method: &cfg.finetune.per_method, out };

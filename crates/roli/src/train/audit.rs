@@ -70,6 +70,20 @@ impl GradientAudit {
         }
     }
 
+    /// The masks so far as named CPU tensors (uint8), for a checkpoint taken before the window
+    /// closes: a resumed stage then concludes the same [`Trainability`].
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> =
+            self.ever.iter().map(|(n, m)| (n.clone(), m.to_kind(Kind::Uint8).to_device(tch::Device::Cpu))).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// An audit holding the masks of [`GradientAudit::state_tensors`], on `device`.
+    pub fn from_state(device: tch::Device, tensors: Vec<(String, Tensor)>) -> Self {
+        GradientAudit { ever: tensors.into_iter().map(|(n, m)| (n, m.to_kind(Kind::Bool).to_device(device))).collect() }
+    }
+
     /// Summarises the masks of `params` and starts a new window.
     pub fn conclude(&mut self, params: &[(String, Tensor)]) -> Trainability {
         let tr = Trainability::from_counts(params.iter().map(|(name, t)| {
@@ -118,7 +132,9 @@ mod tests {
         let mask = Tensor::from_slice(&[0f32, 0., 0., 1.]).view([2, 2]);
         (&w * &mask).sum(Kind::Float).backward();
         audit.record(&params);
+        let saved = GradientAudit::from_state(tch::Device::Cpu, audit.state_tensors()).conclude(&params);
         let tr = audit.conclude(&params);
+        assert_eq!(saved, tr, "a checkpointed window concludes the same");
         assert_eq!((tr.nominal_tensors, tr.nominal_elements, tr.effective_elements), (3, 12, 2));
         assert_eq!(tr.dead_tensors, vec!["z", "u"]);
         // A new window starts empty.

@@ -57,6 +57,34 @@ impl EpochMeter {
         self.seen += n;
     }
 
+    /// The running sums as named CPU tensors, for a mid-epoch checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let cpu = |t: &Tensor| t.to_device(Device::Cpu);
+        vec![
+            ("loss_sum".into(), cpu(&self.loss_sum)),
+            ("correct".into(), cpu(&self.correct)),
+            ("last_loss".into(), cpu(&self.last_loss)),
+            ("first_nonfinite".into(), cpu(&self.first_nonfinite)),
+            ("seen".into(), Tensor::from(self.seen as i64)),
+        ]
+    }
+
+    /// A meter on `device` holding the sums of [`EpochMeter::state_tensors`]; errors name what
+    /// is missing.
+    pub fn from_state(device: Device, tensors: &[(String, Tensor)]) -> anyhow::Result<Self> {
+        let get = |name: &str| -> anyhow::Result<Tensor> {
+            let t = tensors.iter().find(|(n, _)| n == name);
+            Ok(t.ok_or_else(|| anyhow::anyhow!("the epoch's running sums lack '{name}'"))?.1.to_device(device))
+        };
+        Ok(EpochMeter {
+            loss_sum: get("loss_sum")?,
+            correct: get("correct")?,
+            last_loss: get("last_loss")?,
+            first_nonfinite: get("first_nonfinite")?,
+            seen: get("seen")?.int64_value(&[]) as usize,
+        })
+    }
+
     /// The sums so far (one host synchronisation).
     pub fn read(&self) -> Reading {
         let first = self.first_nonfinite.to_kind(Kind::Double);
@@ -98,6 +126,20 @@ mod tests {
         m.add(2, &t(f64::NAN), &Tensor::from(0i64), 2);
         m.add(3, &t(f64::INFINITY), &Tensor::from(0i64), 2);
         assert_eq!(m.read().first_nonfinite, Some(2), "the first bad batch is kept");
+    }
+
+    #[test]
+    fn sums_survive_a_checkpoint_exactly() {
+        let mut m = EpochMeter::new(Device::Cpu);
+        m.add(0, &t(0.1), &Tensor::from(3i64), 4);
+        let mut back = EpochMeter::from_state(Device::Cpu, &m.state_tensors()).unwrap();
+        for meter in [&mut m, &mut back] {
+            meter.add(1, &t(f64::NAN), &Tensor::from(1i64), 3);
+            meter.add(2, &t(0.7), &Tensor::from(2i64), 3);
+        }
+        assert_eq!(back.read(), m.read());
+        let e = EpochMeter::from_state(Device::Cpu, &[]).err().unwrap().to_string();
+        assert!(e.contains("lack 'loss_sum'"), "{e}");
     }
 
     #[test]

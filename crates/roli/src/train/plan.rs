@@ -52,6 +52,10 @@ pub struct StagePlan {
     /// How the optimiser computes its update (same state either way; not in the fingerprint).
     #[serde(skip, default)]
     pub optim_impl: OptimImpl,
+    /// Checkpoint every N optimiser steps inside an epoch too (`train.checkpoint_every_steps`).
+    /// Not in the fingerprint: it changes when the state is saved, not what is computed.
+    #[serde(skip, default)]
+    pub checkpoint_every_steps: Option<u64>,
 }
 
 fn cpu() -> Device {
@@ -76,6 +80,11 @@ impl StagePlan {
     /// stage is standard training on clean batches.
     pub fn attacks_training(&self) -> bool {
         !(self.train_pgd.steps == 0 || self.threat.eps() == 0.0)
+    }
+
+    /// Whether a mid-epoch checkpoint is due after optimiser step `steps` (counted over the stage).
+    pub fn checkpoint_due(&self, steps: u64) -> bool {
+        self.checkpoint_every_steps.is_some_and(|n| n > 0 && steps % n == 0)
     }
 }
 
@@ -104,6 +113,23 @@ pub struct StageState {
     pub history: Vec<EpochLog>,
     pub trainability: Option<Trainability>,
     pub finished: bool,
+    /// Set when the state was saved inside an epoch (`train.checkpoint_every_steps`): the epoch
+    /// `epochs_done` is under way and this says where. Absent from end-of-epoch states, so
+    /// their files read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid_epoch: Option<MidEpoch>,
+}
+
+/// Where an interrupted epoch stands. With the batch order and every attack and dropout seed
+/// derived from (seed, epoch, batch), this, the augmentation RNG's position and the epoch's
+/// running sums (saved as tensors next to the weights) are all a resumed epoch needs to go on
+/// exactly as the uninterrupted one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MidEpoch {
+    /// Batches of the epoch already trained on.
+    pub batches_done: usize,
+    /// The augmentation RNG's word position (`ChaCha8Rng::get_word_pos`) after those batches.
+    pub augment_word_pos: u128,
 }
 
 impl StageState {
@@ -118,6 +144,7 @@ impl StageState {
             history: vec![],
             trainability: None,
             finished: false,
+            mid_epoch: None,
         }
     }
 
@@ -170,6 +197,7 @@ pub(crate) fn test_plan() -> StagePlan {
         precision: Precision::Fp32,
         device: Device::Cpu,
         optim_impl: OptimImpl::Reference,
+        checkpoint_every_steps: None,
     }
 }
 
@@ -195,6 +223,9 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         assert!(!json.contains("precision") && !json.contains("device"), "{json}");
         assert_eq!(StagePlan { device: Device::Cuda(0), ..plan.clone() }.fingerprint(), plan.fingerprint());
+        let every = StagePlan { checkpoint_every_steps: Some(3), ..plan.clone() };
+        assert_eq!(every.fingerprint(), plan.fingerprint(), "the checkpoint cadence changes no result");
+        assert!(every.checkpoint_due(6) && !every.checkpoint_due(7) && !plan.checkpoint_due(6));
         assert_ne!(StagePlan { precision: Precision::Bf16, ..plan.clone() }.fingerprint(), plan.fingerprint());
     }
 

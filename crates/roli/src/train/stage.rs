@@ -1,15 +1,18 @@
 //! The stage loop: freeze all but the declared set, resume or start, then per epoch train on
 //! every batch, audit trainability once, validate, and checkpoint; finally restore the best.
+//! With `train.checkpoint_every_steps`, an epoch also checkpoints every N optimiser steps and a
+//! resumed stage continues inside the epoch where the checkpoint was taken.
 use super::audit::GradientAudit;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, Progress, Resumed};
 use super::meter::{read_every, EpochMeter};
 use super::metrics_log::{MetricsLog, Record};
 use super::optim::Optimizer;
-use super::plan::{EpochLog, ProgressFn, StageOutcome, StagePlan, StageState};
+use super::plan::{EpochLog, MidEpoch, ProgressFn, StageOutcome, StagePlan, StageState};
 use super::step::{BatchAt, Trainer};
 use super::validate::Validator;
 use crate::artifacts::write_state;
 use anyhow::{bail, Context};
+use rand_chacha::ChaCha8Rng;
 use roli_attacks::pgd::Pgd;
 use roli_data::loader::{epoch_rng, BatchPlan};
 use roli_data::Dataset;
@@ -32,7 +35,7 @@ pub fn train_stage(
     let params = unfreeze_only(vs, &plan.trainable)?;
     let mut opt = optimizer_for(plan, &params);
     let files = Checkpoint::new(dir);
-    let mut st = files.resume_or_start(vs, plan, &mut opt)?;
+    let Resumed { state: mut st, mut audit, meter: mut interrupted } = files.resume_or_start(vs, plan, &mut opt)?;
     let mut log = MetricsLog::open(dir, st.optimizer_steps)?;
     let trainer = Trainer {
         model,
@@ -44,25 +47,57 @@ pub fn train_stage(
         batches_per_epoch: BatchPlan::shuffled(train.len(), plan.batch_size, plan.seed).num_batches(),
     };
     let validator = Validator::new(plan);
-    let mut audit = GradientAudit::default();
     for epoch in st.epochs_done..plan.epochs {
         let t0 = std::time::Instant::now();
         let lr = plan.lr_at(epoch);
         opt.lr = lr;
+        let start = EpochStart::new(plan, epoch, lr, st.mid_epoch.take(), interrupted.take())?;
         let audit_now = st.trainability.is_none().then_some(&mut audit);
         let (train_loss, train_adv_accuracy) =
-            train_epoch(&trainer, &mut opt, audit_now, &mut log, train, epoch, lr, progress)?;
+            train_epoch(&trainer, &mut opt, audit_now, &mut log, train, &st, start, progress)?;
         conclude_audit(&trainer, &mut audit, &mut st, lr)?;
         let (val_clean, val_robust) = validator.run(model, val, plan, epoch)?;
         let seconds = t0.elapsed().as_secs_f64();
         let epoch_log = EpochLog { epoch, lr, train_loss, train_adv_accuracy, val_clean, val_robust, seconds };
-        end_epoch(&trainer, &opt, &mut st, &mut log, epoch_log)?;
+        let open_audit = st.trainability.is_none().then_some(&audit);
+        end_epoch(&trainer, &opt, open_audit, &mut st, &mut log, epoch_log)?;
     }
     files.finish(vs, &mut st)?;
     for t in vs.variables().values() {
         let _ = t.shallow_clone().set_requires_grad(false);
     }
     Ok(StageOutcome { plan: plan.clone(), state: st, best_weights: files.best })
+}
+
+/// Where an epoch starts: at its first batch, or where a mid-epoch checkpoint left it.
+struct EpochStart {
+    epoch: u32,
+    lr: f64,
+    batches_done: usize,
+    meter: EpochMeter,
+    /// The augmentation stream of (seed, epoch), at its position after `batches_done` batches.
+    augment: ChaCha8Rng,
+}
+
+impl EpochStart {
+    fn new(
+        plan: &StagePlan,
+        epoch: u32,
+        lr: f64,
+        mid: Option<MidEpoch>,
+        meter: Option<EpochMeter>,
+    ) -> anyhow::Result<Self> {
+        let mut augment = epoch_rng(plan.seed, epoch as u64, 1);
+        let (batches_done, meter) = match (mid, meter) {
+            (None, _) => (0, EpochMeter::new(plan.device)),
+            (Some(m), Some(meter)) => {
+                augment.set_word_pos(m.augment_word_pos);
+                (m.batches_done, meter)
+            }
+            (Some(_), None) => bail!("{}: an interrupted epoch {epoch} without its running sums", plan.label),
+        };
+        Ok(EpochStart { epoch, lr, batches_done, meter, augment })
+    }
 }
 
 /// The plan's optimiser over the trainable tensors.
@@ -110,10 +145,11 @@ fn unfreeze_only(vs: &nn::VarStore, trainable: &[String]) -> anyhow::Result<Vec<
     Ok(trainable.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect())
 }
 
-/// One pass over the shuffled training set, batches streamed to the plan's device; returns (mean
-/// loss, adversarial accuracy). The sums stay on the device and are read every
+/// One pass over the shuffled training set (from `start`), batches streamed to the plan's device;
+/// returns (mean loss, adversarial accuracy). The sums stay on the device and are read every
 /// [`read_every`] batches (the progress bar, `metrics.jsonl`, the non-finite-loss stop) and at
-/// the end.
+/// the end. Every `plan.checkpoint_every_steps` optimiser steps (but the epoch's last, which
+/// [`end_epoch`] saves) the stage is checkpointed with `st` and where the epoch stands.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
     trainer: &Trainer<'_>,
@@ -121,16 +157,15 @@ fn train_epoch(
     mut audit: Option<&mut GradientAudit>,
     log: &mut MetricsLog,
     train: &dyn Dataset,
-    epoch: u32,
-    lr: f64,
+    st: &StageState,
+    start: EpochStart,
     progress: ProgressFn<'_>,
 ) -> anyhow::Result<(f64, f64)> {
     let plan = trainer.plan;
-    let mut meter = EpochMeter::new(plan.device);
-    let mut aug = epoch_rng(plan.seed, epoch as u64, 1);
+    let EpochStart { epoch, lr, batches_done, mut meter, augment: mut aug } = start;
     let batches = BatchPlan::shuffled(train.len(), plan.batch_size, plan.seed).batches(epoch as u64);
     let every = read_every(plan.device);
-    for (bi, idx) in batches.iter().enumerate() {
+    for (bi, idx) in batches.iter().enumerate().skip(batches_done) {
         let (x, y) = train.batch(idx, Some(&mut aug))?;
         let (x, y) = (x.to_device(plan.device), y.to_device(plan.device));
         let at = BatchAt { epoch, batch: bi, lr };
@@ -139,16 +174,25 @@ fn train_epoch(
         if let Some(r) = &reading {
             log.write(&Record::Step { epoch, batch: bi, step: opt.steps, lr, loss: r.last_loss })?;
         }
+        if plan.checkpoint_due(opt.steps) && bi + 1 < batches.len() {
+            let mid = MidEpoch { batches_done: bi + 1, augment_word_pos: aug.get_word_pos() };
+            let state = StageState { optimizer_steps: opt.steps, mid_epoch: Some(mid), ..st.clone() };
+            let p = Progress { state: &state, audit: audit.as_deref(), meter: Some(&meter) };
+            trainer.files.save(trainer.vs, opt, p)?;
+        }
+        roli_io::failpoint::kill_point("batch", "");
         progress(epoch, bi, trainer.batches_per_epoch, reading.map(|r| r.last_loss));
     }
     let r = meter.read();
     Ok((r.mean_loss, r.accuracy))
 }
 
-/// Logs the epoch (tracing and `metrics.jsonl`), keeps the best weights, and checkpoints.
+/// Logs the epoch (tracing and `metrics.jsonl`), keeps the best weights, and checkpoints (with
+/// the audit's masks while its window is open).
 fn end_epoch(
     trainer: &Trainer<'_>,
     opt: &Optimizer,
+    audit: Option<&GradientAudit>,
     st: &mut StageState,
     metrics: &mut MetricsLog,
     log: EpochLog,
@@ -180,5 +224,5 @@ fn end_epoch(
     }
     st.epochs_done = epoch + 1;
     st.optimizer_steps = opt.steps;
-    trainer.files.save_epoch(vs, opt, st)
+    trainer.files.save(vs, opt, Progress { state: st, audit, meter: None })
 }
