@@ -164,7 +164,8 @@ fn json_split() {
         b"\\u0000",
     ];
     let m = Mutator::new(seeds, &dict);
-    let out = Campaign::new("json-split").run(&m, |b| {
+    let docs: Vec<serde_json::Value> = m.seeds().iter().map(|s| serde_json::from_slice(s).unwrap()).collect();
+    let out = Campaign::new("json-split").run_with(m.seeds(), roli_fuzz::json::cases(&docs, &m), |b| {
         let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
         let (items, names) = folder::parse_json_split(text)?;
         assert!(items.iter().all(|(_, id)| (0..names.len() as i64).contains(id)));
