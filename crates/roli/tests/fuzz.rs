@@ -51,8 +51,23 @@ fn toml_config() {
         b"{ a = [ [ [ [ 1 ] ] ] ] }",
     ];
     let m = Mutator::new(seeds, &dict);
+    // Half the cases are structural: the config as JSON, one to three values swapped for extreme
+    // or wrongly typed ones (json::mutate), written back as TOML, so validation is reached.
+    let docs: Vec<serde_json::Value> = m
+        .seeds()
+        .iter()
+        .map(|s| serde_json::to_value(toml::from_str::<toml::Table>(text(s).unwrap()).unwrap()).unwrap())
+        .collect();
+    let case = |rng: &mut Rng| {
+        if rng.chance(1, 2) {
+            return m.case(rng);
+        }
+        let mutated = json::mutate(&docs[rng.below(docs.len())], rng);
+        let v: serde_json::Value = serde_json::from_slice(&mutated).unwrap_or_default();
+        toml::to_string(&v).map(String::into_bytes).unwrap_or(mutated)
+    };
     let out = Campaign::new("toml-config")
-        .run(&m, |b| RunConfig::from_toml_str(text(b)?, &[], "fuzz.toml").map_err(|e| e.to_string()));
+        .run_with(m.seeds(), case, |b| RunConfig::from_toml_str(text(b)?, &[], "fuzz.toml").map_err(|e| e.to_string()));
     out.assert_clean();
 }
 
