@@ -173,3 +173,18 @@ fn json_split() {
     });
     out.assert_clean();
 }
+
+#[test]
+fn cifar_python_shape_claiming_1e12_images_is_an_error_before_any_allocation() {
+    // The numpy shape (10¹², 3072) over 2 images' bytes: refused by comparing with the bytes
+    // actually present, nothing sized by the claim is allocated (the capped allocator would abort).
+    let p = python2_style();
+    let shape = [b'K', 1, b'K', 2, b'M', 0x00, 0x0c, 0x86];
+    let i = p.windows(shape.len()).position(|w| w == shape).expect("shape in the seed");
+    let claim = [&[b'K', 1, 0x8a, 8][..], &1_000_000_000_000u64.to_le_bytes(), &[b'M', 0x00, 0x0c, 0x86]].concat();
+    let bad = [&p[..i], &claim, &p[i + shape.len()..]].concat();
+    let t = std::time::Instant::now();
+    let e = cifar::parse_python(Path::new("data_batch_1"), &bad, CifarKind::Cifar10).unwrap_err().to_string();
+    assert!(e.contains("1000000000000") && e.contains("do not match"), "{e}");
+    assert!(t.elapsed().as_secs() < 1);
+}
