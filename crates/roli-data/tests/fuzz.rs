@@ -164,11 +164,27 @@ fn json_split() {
         b"\\u0000",
     ];
     let m = Mutator::new(seeds, &dict);
-    let out = Campaign::new("json-split").run(&m, |b| {
+    let docs: Vec<serde_json::Value> = m.seeds().iter().map(|s| serde_json::from_slice(s).unwrap()).collect();
+    let out = Campaign::new("json-split").run_with(m.seeds(), roli_fuzz::json::cases(&docs, &m), |b| {
         let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
         let (items, names) = roli_data::json_split::parse_json_split(text)?;
         assert!(items.iter().all(|(_, id)| (0..names.len() as i64).contains(id)));
         Ok::<_, String>(())
     });
     out.assert_clean();
+}
+
+#[test]
+fn cifar_python_shape_claiming_1e12_images_is_an_error_before_any_allocation() {
+    // The numpy shape (10¹², 3072) over 2 images' bytes: refused by comparing with the bytes
+    // actually present, nothing sized by the claim is allocated (the capped allocator would abort).
+    let p = python2_style();
+    let shape = [b'K', 1, b'K', 2, b'M', 0x00, 0x0c, 0x86];
+    let i = p.windows(shape.len()).position(|w| w == shape).expect("shape in the seed");
+    let claim = [&[b'K', 1, 0x8a, 8][..], &1_000_000_000_000u64.to_le_bytes(), &[b'M', 0x00, 0x0c, 0x86]].concat();
+    let bad = [&p[..i], &claim, &p[i + shape.len()..]].concat();
+    let t = std::time::Instant::now();
+    let e = cifar::parse_python(Path::new("data_batch_1"), &bad, CifarKind::Cifar10).unwrap_err().to_string();
+    assert!(e.contains("1000000000000") && e.contains("do not match"), "{e}");
+    assert!(t.elapsed().as_secs() < 1);
 }

@@ -2,7 +2,8 @@
 //! watchdog thread against hangs and a report line (cases, accepted/rejected, wall time,
 //! slowest case). Environment knobs, so a failure reproduces and long runs need no code change:
 //! `ROLI_FUZZ_CASES` (default 10,000), `ROLI_FUZZ_SEED` (default 0x5eed), `ROLI_FUZZ_CASE=i`
-//! (run only case i, e.g. the one a failure names).
+//! (run only case i, e.g. the one a failure names; its input is saved before it runs, since
+//! a stack overflow or a refused allocation aborts the process).
 use crate::alloc::set_current;
 use crate::mutate::Mutator;
 use crate::rng::Rng;
@@ -120,6 +121,17 @@ impl Campaign {
     /// Runs the seeds unchanged (each must be accepted: a seed the parser rejects would make the
     /// campaign test only the error path), then the mutated cases.
     pub fn run<T, E: std::fmt::Display>(&self, m: &Mutator, parse: impl Fn(&[u8]) -> Result<T, E>) -> Outcome {
+        self.run_with(m.seeds(), |rng| m.case(rng), parse)
+    }
+
+    /// [`Campaign::run`] with any case generator (e.g. one mixing byte-level and structural
+    /// mutations, [`crate::json`]).
+    pub fn run_with<T, E: std::fmt::Display>(
+        &self,
+        seeds: &[Vec<u8>],
+        case: impl Fn(&mut Rng) -> Vec<u8>,
+        parse: impl Fn(&[u8]) -> Result<T, E>,
+    ) -> Outcome {
         install_hook();
         let mut out = Outcome {
             name: self.name,
@@ -131,7 +143,7 @@ impl Campaign {
             failures: vec![],
         };
         if self.only.is_none() {
-            for (i, s) in m.seeds().iter().enumerate() {
+            for (i, s) in seeds.iter().enumerate() {
                 if let Err(e) = parse(s) {
                     out.failures.push(format!("{}: seed {i} is rejected: {e}", self.name));
                 }
@@ -144,7 +156,11 @@ impl Campaign {
             None => Box::new(0..self.cases),
         };
         for i in indices {
-            let input = m.case(&mut Rng::for_case(self.seed, self.name, i));
+            let input = case(&mut Rng::for_case(self.seed, self.name, i));
+            if self.only.is_some() {
+                // A single case is being reproduced: save it first, since it may abort the process.
+                println!("{}", self.failure(i, &input, "reproducing"));
+            }
             watch.enter(i);
             let t = Instant::now();
             IN_CASE.with(|c| c.set(true));

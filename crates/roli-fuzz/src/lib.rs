@@ -11,10 +11,13 @@
 //! * [`Mutator`]: the mutation engine (see [`mutate`]).
 //! * [`CapAlloc`]: a `#[global_allocator]` for fuzz test binaries that refuses (and reports) any
 //!   single allocation above a cap — the "no allocation driven by an untrusted size" check.
+//! * [`json`]: structural mutations of JSON files (a value replaced by an extreme one, a key
+//!   dropped or added), which reach the checks behind the syntax that byte mutations rarely pass.
 //! * [`Campaign`]: runs N cases of one parser, each under `catch_unwind`, with a watchdog against
 //!   hangs, and reports cases, wall time and every failure with its reproducing input.
 mod alloc;
 mod campaign;
+pub mod json;
 pub mod mutate;
 mod rng;
 

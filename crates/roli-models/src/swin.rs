@@ -149,6 +149,14 @@ impl SwinConfig {
                 self.depths, self.num_heads
             ));
         }
+        // Before the divisions below (a model.json with window_size 0 or a 0-head stage panicked).
+        if self.window_size < 1 || self.embed_dim < 1 || self.num_heads.iter().any(|&h| h < 1) || self.depths.len() > 8
+        {
+            return Err(format!(
+                "window_size ({}), embed_dim ({}) and num_heads ({:?}) must be ≥ 1, with at most 8 stages",
+                self.window_size, self.embed_dim, self.num_heads
+            ));
+        }
         if self.patch_size < 1 || self.img_size % self.patch_size != 0 {
             return Err(format!("img_size {} must be a multiple of patch_size {}", self.img_size, self.patch_size));
         }
@@ -623,6 +631,18 @@ pub fn legacy_key(key: &str, classifier: &str) -> KeyFate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_window_or_heads_are_errors_not_a_division_by_zero() {
+        // Regression (fuzzing model.json, cases 358 and 2428): `res % w` and `dim % heads` divided by 0.
+        let mut c = SwinConfig::micro_patch2_window4_32();
+        c.window_size = 0;
+        assert!(c.validate().unwrap_err().contains("must be ≥ 1"));
+        let mut c = SwinConfig::micro_patch2_window4_32();
+        c.num_heads[0] = 0;
+        assert!(c.validate().unwrap_err().contains("must be ≥ 1"));
+        assert!(SwinConfig::micro_patch2_window4_32().validate().is_ok());
+    }
 
     #[test]
     fn relative_index_matches_hand_computed_2x2() {

@@ -124,7 +124,8 @@ fn model_json_sidecar() {
         .collect();
     let dict: [&[u8]; 10] = [b"{", b"}", b"[", b"]", b"\"", b",", b"1e999", b"-1", b"18446744073709551616", b"null"];
     let m = Mutator::new(seeds, &dict);
-    let out = Campaign::new("model.json").run(&m, |b| {
+    let docs: Vec<serde_json::Value> = m.seeds().iter().map(|s| serde_json::from_slice(s).unwrap()).collect();
+    let out = Campaign::new("model.json").run_with(m.seeds(), roli_fuzz::json::cases(&docs, &m), |b| {
         let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
         let s = parse_sidecar(PathBuf::from("model.json"), text).map_err(|e| e.to_string())?;
         s.descriptor.validate().map_err(|e| e.to_string())

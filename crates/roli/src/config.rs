@@ -508,6 +508,9 @@ fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> anyhow::Error {
     anyhow::anyhow!("{origin}{}: {}", at.unwrap_or_default(), crate::cli::one_line(e.message()))
 }
 
+/// Most dotted parts a `--set` key may have (the config nests 3 deep: `finetune.ranli.epochs`).
+pub const MAX_KEY_PARTS: usize = 8;
+
 /// Sets `a.b.c = value` in a TOML tree. The value is parsed as TOML (`3`, `1e-3`, `true`,
 /// `["full","lora"]`), and taken as a string if that fails (`data=/path/to/set`).
 pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
@@ -522,6 +525,10 @@ pub fn apply_override(tree: &mut toml::Table, assignment: &str) -> anyhow::Resul
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         bail!("--set '{assignment}': empty key segment");
+    }
+    // Bounded: a 13,000-segment key built tables that deep, and reading them overflowed the stack.
+    if parts.len() > MAX_KEY_PARTS {
+        bail!("--set: the key has {} dotted parts; the config nests at most {MAX_KEY_PARTS} deep", parts.len());
     }
     let mut cur = tree;
     for p in &parts[..parts.len() - 1] {
@@ -554,6 +561,15 @@ mod tests {
     use super::*;
 
     const MIN: &str = "[data]\nname = \"fashion-mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n";
+
+    #[test]
+    fn a_set_key_nesting_thousands_deep_is_an_error_not_a_stack_overflow() {
+        // Regression (fuzzing, toml-set case 224): `probe` + 13,000 × `.ebe`.
+        let key = format!("probe{}", ".ebe".repeat(13_000));
+        let e = apply_override(&mut toml::Table::new(), &format!("{key}=1")).unwrap_err().to_string();
+        assert!(e.contains("13001 dotted parts"), "{e}");
+        assert!(apply_override(&mut toml::Table::new(), "finetune.ranli.epochs=5").is_ok());
+    }
 
     #[test]
     fn a_run_may_change_device_and_title_but_not_precision() {

@@ -6,7 +6,7 @@
 use roli::config::RunConfig;
 use roli::head::{parse_meta, HeadArtifact, HEAD_FORMAT};
 use roli::train::plan::StageState;
-use roli_fuzz::{Campaign, Mutator, Rng};
+use roli_fuzz::{json, Campaign, Mutator, Rng};
 use std::path::Path;
 
 #[global_allocator]
@@ -14,6 +14,11 @@ static ALLOC: roli_fuzz::CapAlloc = roli_fuzz::CapAlloc;
 
 const JSON_TOKENS: [&[u8]; 12] =
     [b"{", b"}", b"[", b"]", b"\"", b",", b":", b"1e999", b"-1", b"18446744073709551616", b"null", b"[[[[[[[[[["];
+
+/// The seeds as JSON documents, for structural mutations.
+fn json_docs(m: &Mutator) -> Vec<serde_json::Value> {
+    m.seeds().iter().map(|s| serde_json::from_slice(s).expect("JSON seed")).collect()
+}
 
 fn text(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| e.to_string())
@@ -46,8 +51,23 @@ fn toml_config() {
         b"{ a = [ [ [ [ 1 ] ] ] ] }",
     ];
     let m = Mutator::new(seeds, &dict);
+    // Half the cases are structural: the config as JSON, one to three values swapped for extreme
+    // or wrongly typed ones (json::mutate), written back as TOML, so validation is reached.
+    let docs: Vec<serde_json::Value> = m
+        .seeds()
+        .iter()
+        .map(|s| serde_json::to_value(toml::from_str::<toml::Table>(text(s).unwrap()).unwrap()).unwrap())
+        .collect();
+    let case = |rng: &mut Rng| {
+        if rng.chance(1, 2) {
+            return m.case(rng);
+        }
+        let mutated = json::mutate(&docs[rng.below(docs.len())], rng);
+        let v: serde_json::Value = serde_json::from_slice(&mutated).unwrap_or_default();
+        toml::to_string(&v).map(String::into_bytes).unwrap_or(mutated)
+    };
     let out = Campaign::new("toml-config")
-        .run(&m, |b| RunConfig::from_toml_str(text(b)?, &[], "fuzz.toml").map_err(|e| e.to_string()));
+        .run_with(m.seeds(), case, |b| RunConfig::from_toml_str(text(b)?, &[], "fuzz.toml").map_err(|e| e.to_string()));
     out.assert_clean();
 }
 
@@ -97,8 +117,9 @@ fn head_seed() -> Vec<u8> {
 #[test]
 fn head_json() {
     let m = Mutator::new(vec![head_seed()], &JSON_TOKENS);
-    let out =
-        Campaign::new("head.json").run(&m, |b| parse_meta(Path::new("head.json"), text(b)?).map_err(|e| e.to_string()));
+    let out = Campaign::new("head.json").run_with(m.seeds(), json::cases(&json_docs(&m), &m), |b| {
+        parse_meta(Path::new("head.json"), text(b)?).map_err(|e| e.to_string())
+    });
     out.assert_clean();
 }
 
@@ -109,7 +130,8 @@ fn state_json() {
 {"epoch":1,"lr":0.05,"train_loss":1.7,"train_adv_accuracy":0.3,"val_clean":0.6,"val_robust":0.42,"seconds":1.4}],
 "trainability":{"nominal_tensors":2,"nominal_elements":650,"effective_elements":650,"dead_tensors":[]},"finished":false}"#;
     let m = Mutator::new(vec![state.as_bytes().to_vec()], &JSON_TOKENS);
-    let out =
-        Campaign::new("state.json").run(&m, |b| serde_json::from_slice::<StageState>(b).map_err(|e| e.to_string()));
+    let out = Campaign::new("state.json").run_with(m.seeds(), json::cases(&json_docs(&m), &m), |b| {
+        serde_json::from_slice::<StageState>(b).map_err(|e| e.to_string())
+    });
     out.assert_clean();
 }
