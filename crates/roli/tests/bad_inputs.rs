@@ -382,7 +382,7 @@ fn every_bad_input_is_one_error_line_with_exit_2() {
             }
             let line = lines.first().cloned().unwrap_or_default();
             rows.push(format!(
-                "| {} | `{}` |",
+                "| {} | `` {} `` |",
                 c.what,
                 line.replace(&f.root.display().to_string(), "…").replace('|', "\\|")
             ));
