@@ -358,8 +358,8 @@ fn every_bad_input_is_one_error_line_with_exit_2() {
     let work = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut rows = Vec::new();
-    // Four at a time: each case is its own process; most exit before loading anything big.
-    for chunk in all.chunks(4) {
+    // Six at a time: each case is its own process; most exit before loading anything big.
+    for chunk in all.chunks(6) {
         let results: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .iter()
@@ -400,8 +400,11 @@ fn every_bad_input_is_one_error_line_with_exit_2() {
 fn resume_refuses_a_state_from_another_model() {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("out/results.json")).unwrap();
+    let data = work.path().join("idx10");
+    idx_folder(&data, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let data = data.display().to_string();
     let args = |model: &str, resume: bool| {
-        let mut a = eval(model, "mnist", &["--limit", "4", "--eps", "0.1", "--steps", "1"]);
+        let mut a = eval(model, &data, &["--limit", "4", "--eps", "0.1", "--steps", "1"]);
         if resume {
             a.push("--resume".into());
         }
