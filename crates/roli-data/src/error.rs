@@ -25,7 +25,7 @@ pub enum DataError {
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
     /// A name or path given as `--data` is neither a built-in dataset nor a recognised folder layout.
-    #[error("unknown dataset '{0}': expected one of {1}, or a folder in MNIST IDX layout (train-images-idx3-ubyte[.gz], …) or ImageFolder layout (train/<class>/*.png, test/<class>/…)")]
+    #[error("unknown dataset '{0}': neither a built-in dataset ({1}) nor a folder; give one of those names or a folder in IDX, CIFAR-10/100, ImageFolder (train/<class>/*.png, test/<class>/…) or JSON-splits layout")]
     UnknownDataset(String, String),
     /// A split is not available for a dataset.
     #[error("dataset '{name}' has no '{split}' split; available: {available}")]

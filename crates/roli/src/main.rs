@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("error: {}", roli::cli::one_line(&format!("{e:#}")));
+            eprintln!("error: {}", roli::cli::error_line(&e));
             ExitCode::from(2)
         }
     }

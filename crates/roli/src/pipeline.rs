@@ -61,7 +61,11 @@ pub fn prepare_data(d: &DataPlan) -> anyhow::Result<PreparedData> {
     let test = limit(roli_data::load(&spec, Split::Test, &opts)?, d.test_limit, Split::Test);
     for (n, s) in [("train", &train), ("val", &val), ("test", &test)] {
         if s.is_empty() {
-            bail!("the {n} split of '{}' is empty (check data.train_percent and the limits)", d.name);
+            bail!(
+                "the {n} split of '{}' is empty; lower data.train_percent (now {}: the rest of train is val) or add {n} examples",
+                d.name,
+                d.train_percent
+            );
         }
     }
     Ok(PreparedData {

@@ -10,7 +10,7 @@ use roli_attacks::threat::Norm;
 #[non_exhaustive]
 pub enum InputError {
     /// NaN or ±inf where a number of pixel units is expected.
-    #[error("{key} = {value} is not a finite number; give a radius in [0,1] pixel units, e.g. 0.031373 (8/255)")]
+    #[error("{key} = {value} is not a finite number; give one in [0,1] pixel units, e.g. 0.031373 (8/255)")]
     NotFinite { key: String, value: f64 },
     /// A negative radius or step.
     #[error("{key} = {value} is negative; radii and steps are ≥ 0 (pixel units, e.g. 0.031373 = 8/255)")]

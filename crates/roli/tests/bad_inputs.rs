@@ -96,6 +96,7 @@ impl Fixtures {
         std::fs::create_dir_all(r("dir_image/test/a/5.png")).unwrap();
         // Labels 0..=10: 11 classes, one more than the LeNets predict.
         idx_folder(&r("idx11"), &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        idx_folder(&r("idx10"), &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         std::fs::create_dir_all(r("idx_magic")).unwrap();
         std::fs::write(r("idx_magic/t10k-images-idx3-ubyte"), b"GIF89a not idx").unwrap();
         idx_folder(&r("idx_cut"), &[0, 1]);
@@ -114,6 +115,15 @@ impl Fixtures {
         for s in ["train", "val", "test"] {
             std::fs::write(r(&format!("ambiguous/{s}.json")), both).unwrap();
         }
+        // Models that cannot load: not TorchScript, a truncated checkpoint, a broken sidecar.
+        std::fs::write(r("junk.pt"), "not a zip archive").unwrap();
+        let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoo/lenet5-mnist-at");
+        std::fs::create_dir_all(r("cut_model")).unwrap();
+        std::fs::copy(zoo.join("model.json"), r("cut_model/model.json")).unwrap();
+        let weights = std::fs::read(zoo.join("model.safetensors")).unwrap();
+        std::fs::write(r("cut_model/model.safetensors"), &weights[..1000]).unwrap();
+        std::fs::create_dir_all(r("bad_sidecar")).unwrap();
+        std::fs::write(r("bad_sidecar/model.json"), "{").unwrap();
         Fixtures { _dir: dir, root }
     }
 
@@ -205,6 +215,15 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         e("unknown attack name", zoo, "mnist", &["--eps", "0.1", "--attack", "pgd9"], "--attack pgd9"),
         e("unknown norm", zoo, "mnist", &["--eps", "0.1", "--norm", "l3"], "--norm l3: use linf or l2"),
         e("unknown model", "lenet7", "mnist", &["--eps", "0.1"], "unknown model 'lenet7'"),
+        e(
+            "a .pt file that is not TorchScript",
+            &p("junk.pt"),
+            &p("gray3"),
+            &["--attack", "none"],
+            "cannot load as TorchScript",
+        ),
+        e("truncated checkpoint", &p("cut_model"), &p("idx10"), &["--attack", "none"], "is corrupt or truncated"),
+        e("broken model.json", &p("bad_sidecar"), &p("gray3"), &["--attack", "none"], "bad_sidecar/model.json: EOF"),
         // Model vs data.
         e(
             "10-class model on 3-class data",
@@ -358,8 +377,8 @@ fn every_bad_input_is_one_error_line_with_exit_2() {
     let work = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut rows = Vec::new();
-    // Four at a time: each case is its own process; most exit before loading anything big.
-    for chunk in all.chunks(4) {
+    // Six at a time: each case is its own process; most exit before loading anything big.
+    for chunk in all.chunks(6) {
         let results: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .iter()
@@ -382,7 +401,7 @@ fn every_bad_input_is_one_error_line_with_exit_2() {
             }
             let line = lines.first().cloned().unwrap_or_default();
             rows.push(format!(
-                "| {} | `{}` |",
+                "| {} | `` {} `` |",
                 c.what,
                 line.replace(&f.root.display().to_string(), "…").replace('|', "\\|")
             ));
@@ -400,8 +419,11 @@ fn every_bad_input_is_one_error_line_with_exit_2() {
 fn resume_refuses_a_state_from_another_model() {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("out/results.json")).unwrap();
+    let data = work.path().join("idx10");
+    idx_folder(&data, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let data = data.display().to_string();
     let args = |model: &str, resume: bool| {
-        let mut a = eval(model, "mnist", &["--limit", "4", "--eps", "0.1", "--steps", "1"]);
+        let mut a = eval(model, &data, &["--limit", "4", "--eps", "0.1", "--steps", "1"]);
         if resume {
             a.push("--resume".into());
         }

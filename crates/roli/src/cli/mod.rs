@@ -61,6 +61,24 @@ pub fn one_line(message: &str) -> String {
     message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
+/// An error and its causes as one line, `outer: cause: …`. A cause whose text the line already
+/// holds is skipped: errors that print their source themselves (`path: io error`) would otherwise
+/// repeat it ("Is a directory: Is a directory").
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = one_line(&cause.to_string());
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// clap's usage error (several lines: the problem, a tip, the usage, a pointer to `--help`) as
 /// one line: the problem and its tip, then where the usage is.
 pub fn usage_error_line(rendered: &str) -> String {
@@ -113,5 +131,15 @@ mod tests {
         assert!(e.contains("unknown data format 'zip'") && e.contains("imagefolder"), "{e}");
         assert!(!e.contains('\n'));
         assert_eq!(one_line("a\n  b\n\nc"), "a b c");
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::Other, "Is a directory");
+        let e =
+            anyhow::Error::new(roli_data::DataError::Io { path: "x/test".into(), source: io }).context("loading data");
+        assert_eq!(error_line(&e), "loading data: x/test: Is a directory");
+        let e = anyhow::anyhow!("inner\nsecond line").context("outer");
+        assert_eq!(error_line(&e), "outer: inner second line");
     }
 }

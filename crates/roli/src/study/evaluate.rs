@@ -66,7 +66,8 @@ pub fn parse_attack(name: &str, steps: usize, step_size: Option<f64>, restarts: 
     Ok(match name {
         "pgd" => AttackSpec::with_pgd(steps, step_size, restarts),
         other => other.parse().map_err(|e| {
-            anyhow::anyhow!("--attack {other}: {e}; choose one of {}", roli_attacks::ATTACK_NAMES.join(", "))
+            // The attack table's error already lists the names.
+            anyhow::anyhow!("--attack {other}: {e}")
         })?,
     })
 }
