@@ -44,11 +44,24 @@ pub const OPTIM_PREFIX: &str = "__optim__/";
 pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
     let contiguous: Vec<(String, Tensor)> =
         tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+    let writing = || format!("writing {}", path.display());
     roli_io::write_atomic_with(
         path,
-        |tmp| Tensor::write_safetensors(&contiguous, tmp).with_context(|| format!("writing {}", path.display())),
-        |e| anyhow::Error::new(e).context(format!("writing {}", path.display())),
+        |tmp| {
+            Tensor::write_safetensors(&contiguous, tmp).map_err(|e| match os_error_in(&e.to_string()) {
+                Some(os) => anyhow::Error::new(os).context(writing()),
+                None => anyhow::Error::new(e).context(writing()),
+            })
+        },
+        |e| anyhow::Error::new(e).context(writing()),
     )
+}
+
+/// The OS error inside libtorch's safetensors writer's message (`IoError(Os { code: 28, … })`),
+/// so a full disk reads "No space left on device (os error 28)" here as in every other write.
+fn os_error_in(text: &str) -> Option<std::io::Error> {
+    let code = text.split("Os { code: ").nth(1)?.split(',').next()?.trim().parse().ok()?;
+    Some(std::io::Error::from_raw_os_error(code))
 }
 
 /// Copies tensors (by name) into the VarStore; every saved model tensor must exist there.
@@ -136,6 +149,13 @@ mod tests {
         assert!(e.contains("x.json") && e.contains("not valid"), "{e}");
         let e = read_json::<u32>(&dir.path().join("none.json")).unwrap_err().to_string();
         assert!(e.contains("reading") && e.contains("none.json"), "{e}");
+    }
+
+    #[test]
+    fn os_errors_of_the_tensor_writer_read_as_the_os_says() {
+        let libtorch = r#"safetensors error /o/.last.safetensors.7.tmp: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })"#;
+        assert_eq!(os_error_in(libtorch).unwrap().raw_os_error(), Some(28));
+        assert!(os_error_in("shape mismatch").is_none());
     }
 
     #[test]

@@ -40,7 +40,8 @@ impl Holder {
     /// This process, running `command`.
     pub fn me(command: &str) -> Self {
         let pid = std::process::id();
-        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let started =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Holder { pid, host: hostname(), started, pid_start: process_start(pid), command: command.to_string() }
     }
 
@@ -109,7 +110,10 @@ impl OutputLock {
             write_holder(&mut file, &Holder::me(command)).with_context(|| format!("writing {}", path.display()))?;
             return Ok(OutputLock { path, file, took_over });
         }
-        bail!("{}: could not take the lock (it keeps changing); is another roli starting in the same folder?", path.display())
+        bail!(
+            "{}: could not take the lock (it keeps changing); is another roli starting in the same folder?",
+            path.display()
+        )
     }
 
     /// The lock file.

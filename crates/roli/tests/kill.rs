@@ -286,7 +286,8 @@ fn kills_between_autoattack_stages_resume_to_the_uninterrupted_records() {
     // What depends on how the work was split across processes: times, model passes, how many
     // stages came from the state, and the extremes of this process's adversarial batch.
     let drop = ["seconds", "passes", "resumed_stages", "min_value", "max_value"];
-    let (a, b) = (normalized(&want.join("results.json"), &want, &drop), normalized(&got.join("results.json"), &got, &drop));
+    let (a, b) =
+        (normalized(&want.join("results.json"), &want, &drop), normalized(&got.join("results.json"), &got, &drop));
     assert!(a == b, "results.json differs from the uninterrupted evaluation:\nwant {a}\ngot  {b}");
     assert_eq!(a["examples"].as_array().unwrap().len(), 12);
     assert!(!got.join("state.json").exists(), "the finished evaluation removes its state");

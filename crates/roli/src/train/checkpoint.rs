@@ -74,7 +74,9 @@ impl Checkpoint {
                         m.batches_done,
                         plan.epochs
                     ),
-                    None => tracing::info!("{}: resuming after epoch {} of {}", plan.label, st.epochs_done, plan.epochs),
+                    None => {
+                        tracing::info!("{}: resuming after epoch {} of {}", plan.label, st.epochs_done, plan.epochs)
+                    }
                 }
                 r
             }
@@ -99,7 +101,8 @@ impl Checkpoint {
         // The state saved with the weights (files written before it existed: `state.json`).
         let state = match saved.iter().find(|(n, _)| n == STATE_TENSOR) {
             Some((_, t)) => {
-                let bytes = Vec::<u8>::try_from(t).with_context(|| format!("{}: unreadable state", self.last.display()))?;
+                let bytes =
+                    Vec::<u8>::try_from(t).with_context(|| format!("{}: unreadable state", self.last.display()))?;
                 parse_state(&bytes, &self.last, plan)?
             }
             None => from_json,

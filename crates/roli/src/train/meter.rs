@@ -134,7 +134,7 @@ mod tests {
         m.add(0, &t(0.1), &Tensor::from(3i64), 4);
         let mut back = EpochMeter::from_state(Device::Cpu, &m.state_tensors()).unwrap();
         for meter in [&mut m, &mut back] {
-            meter.add(1, &t(f64::NAN), &Tensor::from(1i64), 3);
+            meter.add(1, &t(f64::INFINITY), &Tensor::from(1i64), 3);
             meter.add(2, &t(0.7), &Tensor::from(2i64), 3);
         }
         assert_eq!(back.read(), m.read());
