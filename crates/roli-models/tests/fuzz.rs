@@ -211,3 +211,12 @@ fn deeply_nested_pickles_are_refused_not_a_stack_overflow() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn memo_copies_of_a_long_string_are_bounded() {
+    // Regression: one 32 KB string memoised, then 16,000 × BINGET: 16,000 deep copies (512 MB
+    // held at once from a 64 KB pickle). Now a "billion laughs" error.
+    let pkl = [&b"\x80\x02X\x00\x80\x00\x00"[..], &[b'a'; 32_768], b"q\x00", &b"h\x00".repeat(16_000), b"."].concat();
+    let e = timed_error(&flat_with_pickle(|_| pkl.clone()));
+    assert!(e.contains("billion laughs"), "{e}");
+}

@@ -47,6 +47,16 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Bytes a clone of `v` copies (containers, tensors and storages are shared `Rc`s: 1).
+fn copy_cost(v: &Value) -> u64 {
+    1 + match v {
+        Value::Str(s) | Value::Object(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Global(m, n) => m.len() + n.len(),
+        _ => 0,
+    } as u64
+}
+
 /// Decodes a LONG1/LONG4 little-endian two's-complement integer (truncated to 64 bits).
 pub(super) fn decode_long(s: &[u8]) -> i64 {
     let n = s.len();
@@ -87,6 +97,9 @@ pub(super) struct Unpickler<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     storages: HashMap<String, Rc<Tensor>>,
+    /// Bytes that DUP and memo copies may still make: strings are copied, not shared, so
+    /// `h0` repeated after one long string multiplied it (a 64 KB file held 512 MB).
+    copy_budget: u64,
     /// Values dropped while running (POP, BUILD state, call arguments, overwritten memo
     /// entries), kept to be disposed of without recursion when the machine is dropped.
     trash: Vec<Value>,
@@ -114,6 +127,7 @@ impl<'a> Unpickler<'a> {
             memo: HashMap::new(),
             storages: HashMap::new(),
             trash: vec![],
+            copy_budget: 2 * data.len() as u64 + (1 << 20),
         }
     }
 
@@ -142,6 +156,20 @@ impl<'a> Unpickler<'a> {
             return Err("pickle MARK beyond stack".into());
         }
         Ok(self.stack.split_off(m))
+    }
+    /// Charges a copy of `cost` bytes to the budget, before it is made.
+    fn charge(&mut self, cost: u64) -> Result<(), String> {
+        self.copy_budget = self
+            .copy_budget
+            .checked_sub(cost)
+            .ok_or("pickle DUP/memo copies expand far beyond the file's size (a 'billion laughs' input)")?;
+        Ok(())
+    }
+    /// A charged copy of the top of the stack.
+    fn copy_top(&mut self) -> Result<Value, String> {
+        let cost = copy_cost(self.top()?);
+        self.charge(cost)?;
+        Ok(self.top()?.clone())
     }
     pub(super) fn top(&mut self) -> Result<&mut Value, String> {
         self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
@@ -190,7 +218,7 @@ impl<'a> Unpickler<'a> {
                 self.trash.extend(items);
             }
             b'2' => {
-                let v = self.top()?.clone();
+                let v = self.copy_top()?;
                 self.stack.push(v);
             }
             _ => return Ok(false),
@@ -304,7 +332,7 @@ impl<'a> Unpickler<'a> {
                     b'r' => self.r.u32()?,
                     _ => self.memo.len() as u32,
                 };
-                let v = self.top()?.clone();
+                let v = self.copy_top()?;
                 if let Some(old) = self.memo.insert(i, v) {
                     self.trash.push(old);
                 }
@@ -312,6 +340,8 @@ impl<'a> Unpickler<'a> {
             }
             b'h' | b'j' => {
                 let i = if op == b'h' { self.r.u8()? as u32 } else { self.r.u32()? };
+                let cost = self.memo.get(&i).map(copy_cost).ok_or_else(|| format!("pickle memo {i} missing"))?;
+                self.charge(cost)?;
                 let v = self.memo.get(&i).cloned().ok_or_else(|| format!("pickle memo {i} missing"))?;
                 self.push_known(v)
             }
