@@ -487,8 +487,9 @@ pub fn write_demo(plan: &crate::study::demo::DemoPlan, out: &Path) -> anyhow::Re
     m.write(out)
 }
 
-/// `manifest.json` of a multi-seed folder: each seed's run folder (its manifest's hash) and the
-/// pooled `summary.json`.
+/// `manifest.json` of a multi-seed folder: each seed's run folder (its manifest's hash). The pooled
+/// `summary.json` is not hashed: `roli demo` adds the eps curve's checks to it afterwards, as it
+/// does to a one-seed run's `result.json`s.
 pub fn write_seeds(plans: &crate::study::seeds::SeedPlans, out: &Path) -> anyhow::Result<()> {
     let first = plans.first();
     let mut m = Manifest::new("seeds", first.model.device()?, plan_settings(first));
@@ -497,7 +498,6 @@ pub fn write_seeds(plans: &crate::study::seeds::SeedPlans, out: &Path) -> anyhow
     for (s, _) in &plans.plans {
         m.file(out, &format!("{}/{MANIFEST}", crate::study::seeds::seed_dir_name(*s).display()))?;
     }
-    m.file(out, artifacts::SUMMARY)?;
     m.write(out)
 }
 

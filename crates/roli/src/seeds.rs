@@ -28,7 +28,7 @@ pub enum AaSeeds {
 const KEYS: [&str; 2] = ["seed", "seeds"];
 
 /// The key an override `key=value` sets, if it is `seed` or `seeds`.
-fn seed_key(assignment: &str) -> Option<&str> {
+pub fn seed_key(assignment: &str) -> Option<&str> {
     let key = assignment.split_once('=').map(|(k, _)| k.trim())?;
     KEYS.iter().copied().find(|k| *k == key)
 }
@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn resolved_multi_seed_config_reads_back_and_one_seed_equals_the_plain_run() {
-        let c = cfg(MIN, &["seeds=[0,1]", "eval.aa_seeds=\"first\"", "finetune.extra_seed_methods=[\"bias\"]"]).unwrap();
+        let c =
+            cfg(MIN, &["seeds=[0,1]", "eval.aa_seeds=\"first\"", "finetune.extra_seed_methods=[\"bias\"]"]).unwrap();
         let text = c.to_resolved_toml();
         assert!(text.contains("seeds = [") && !text.lines().any(|l| l.starts_with("seed =")), "{text}");
         assert_eq!(cfg(&text, &[]).unwrap(), c);
@@ -186,7 +187,10 @@ mod tests {
         assert_eq!(later.seed, 1);
         assert_eq!(later.finetune.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(), ["bias"]);
         assert_eq!(later.eval.autoattack, crate::config::AutoAttackChoice::None);
-        assert!(format!("{:#}", cfg(MIN, &["finetune.methods=[\"full\"]", "finetune.extra_seed_methods=[\"bias\"]"]).unwrap_err())
-            .contains("subset"));
+        assert!(format!(
+            "{:#}",
+            cfg(MIN, &["finetune.methods=[\"full\"]", "finetune.extra_seed_methods=[\"bias\"]"]).unwrap_err()
+        )
+        .contains("subset"));
     }
 }

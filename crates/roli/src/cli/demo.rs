@@ -49,7 +49,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let robust = outcome.robust.summaries();
     let labels: Vec<String> =
         robust.iter().map(|(l, _)| if l.is_empty() { "robust".into() } else { format!("robust {l}") }).collect();
-    let mut summaries: Vec<(&str, &Summary)> = labels.iter().map(String::as_str).zip(robust.iter().map(|r| r.1)).collect();
+    let mut summaries: Vec<(&str, &Summary)> =
+        labels.iter().map(String::as_str).zip(robust.iter().map(|r| r.1)).collect();
     summaries.extend(outcome.standard.as_ref().map(|s| ("standard", s)));
     print!("{}", table(&summaries));
     if let crate::study::seeds::Outcome::Seeds(p) = &outcome.robust {

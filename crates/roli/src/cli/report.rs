@@ -35,7 +35,11 @@ fn read_summary(dir: &Path) -> anyhow::Result<Summary> {
 }
 
 /// A study's runs as the report takes them: one summary, or one per seed (a multi-seed folder).
-fn study_runs<'a>(o: &'a Outcome, dir: &'a Path, seed_dirs: &'a [PathBuf]) -> Vec<(Option<u64>, &'a Summary, Option<&'a Path>)> {
+fn study_runs<'a>(
+    o: &'a Outcome,
+    dir: &'a Path,
+    seed_dirs: &'a [PathBuf],
+) -> Vec<(Option<u64>, &'a Summary, Option<&'a Path>)> {
     match o {
         Outcome::One(s) => vec![(None, s, Some(dir))],
         Outcome::Seeds(p) => {

@@ -105,7 +105,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let plans = crate::study::seeds::SeedPlans::resolve(&cfg);
     if a.dry_run {
         if plans.is_multi() {
-            println!("# seeds {:?}: the plan of the first seed (later seeds: the same with their seed)", cfg.seed_list());
+            println!(
+                "# seeds {:?}: the plan of the first seed (later seeds: the same with their seed)",
+                cfg.seed_list()
+            );
         }
         return dry_run(plans.first(), a.classes, &a.input);
     }
@@ -128,8 +131,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 
 /// The pooled rows of a multi-seed run: mean [t-interval] over the seeds.
 pub fn pooled_table(p: &crate::results::SeedsSummary) -> String {
-    let mut out = format!("pooled over seeds {:?} (mean [95% CI]):\n", p.seeds.iter().map(|s| s.seed).collect::<Vec<_>>());
-    let v = |x: &crate::results::PooledValue| format!("{:.1}% [{:.1}, {:.1}]", 100.0 * x.mean, 100.0 * x.low, 100.0 * x.high);
+    let mut out =
+        format!("pooled over seeds {:?} (mean [95% CI]):\n", p.seeds.iter().map(|s| s.seed).collect::<Vec<_>>());
+    let v = |x: &crate::results::PooledValue| {
+        format!("{:.1}% [{:.1}, {:.1}]", 100.0 * x.mean, 100.0 * x.low, 100.0 * x.high)
+    };
     for r in &p.pooled {
         out.push_str(&format!(
             "{:<8} {:<6} S={} clean {}  pgd {}{}\n",
@@ -138,7 +144,11 @@ pub fn pooled_table(p: &crate::results::SeedsSummary) -> String {
             r.clean.per_seed.len(),
             v(&r.clean),
             v(&r.pgd),
-            if r.reliable { String::new() } else { format!("  {} ({})", crate::integrity::UNRELIABLE, r.failed_checks.join(", ")) }
+            if r.reliable {
+                String::new()
+            } else {
+                format!("  {} ({})", crate::integrity::UNRELIABLE, r.failed_checks.join(", "))
+            }
         ));
     }
     out

@@ -36,33 +36,15 @@ pub fn warmup() -> u32 {
 }
 /// CIFAR-10 linear probe (spec §5.1).
 pub fn probe() -> StageConfig {
-    StageConfig {
-        epochs: 20,
-        base_lr: 0.05,
-        weight_decay: 0.01,
-        optimizer: OptimizerChoice::Sgd,
-        warmup_epochs: 10,
-    }
+    StageConfig { epochs: 20, base_lr: 0.05, weight_decay: 0.01, optimizer: OptimizerChoice::Sgd, warmup_epochs: 10 }
 }
 /// CIFAR-10 Full-FT RanLI.
 pub fn ranli_stage() -> StageConfig {
-    StageConfig {
-        epochs: 20,
-        base_lr: 5e-4,
-        weight_decay: 0.01,
-        optimizer: OptimizerChoice::Adamw,
-        warmup_epochs: 10,
-    }
+    StageConfig { epochs: 20, base_lr: 5e-4, weight_decay: 0.01, optimizer: OptimizerChoice::Adamw, warmup_epochs: 10 }
 }
 /// CIFAR-10 Full-FT RoLI.
 pub fn roli_stage() -> StageConfig {
-    StageConfig {
-        epochs: 20,
-        base_lr: 1e-4,
-        weight_decay: 0.01,
-        optimizer: OptimizerChoice::Adamw,
-        warmup_epochs: 10,
-    }
+    StageConfig { epochs: 20, base_lr: 1e-4, weight_decay: 0.01, optimizer: OptimizerChoice::Adamw, warmup_epochs: 10 }
 }
 /// The reference's five methods (not every registered one: LayerNorm tuning is opt-in).
 pub fn methods() -> Vec<Method> {

@@ -86,7 +86,6 @@ impl Estimate {
             }
         }
     }
-
 }
 
 /// One (method, init) of a summary with its three accuracies.
@@ -389,10 +388,19 @@ pub fn p_text(p: f64) -> String {
     }
 }
 
+/// `, 3 seeds` after a p-value pooled over several seeds.
+fn seeds_note(c: &Comparison) -> String {
+    if c.seeds > 1 {
+        format!(", {} seeds", c.seeds)
+    } else {
+        String::new()
+    }
+}
+
 /// `full/RoLI vs full/RanLI, PGD: +2.4 pp (p = 0.0123) → holds`.
 pub fn describe(c: &Comparison) -> String {
     let stat = match c.p {
-        Some(p) => format!("p = {}", p_text(p)),
+        Some(p) => format!("p = {}{}", p_text(p), seeds_note(c)),
         None => "no paired records; interval test".into(),
     };
     format!("{} vs {}, {}: {} pp ({stat}) → {}", c.a, c.b, c.metric.label(), signed_pp(c.delta), c.verdict)
@@ -422,9 +430,7 @@ fn robust_vs_standard(main: &[Loaded<'_>], standard: Option<&[Loaded<'_>]>, leve
     };
     let comps: Vec<Comparison> = main
         .iter()
-        .filter_map(|m| {
-            find(std_runs, m.result.method, m.result.init).and_then(|s| compare(m, s, Metric::Pgd, level))
-        })
+        .filter_map(|m| find(std_runs, m.result.method, m.result.init).and_then(|s| compare(m, s, Metric::Pgd, level)))
         .map(|mut c| {
             c.a = format!("robust {}", c.a);
             c.b = format!("standard {}", c.b);
@@ -498,7 +504,7 @@ fn roli_vs_ranli(main: &[Loaded<'_>], level: Level) -> Finding {
                     "{} {} pp{} {}",
                     c.metric.label(),
                     signed_pp(c.delta),
-                    c.p.map(|p| format!(" (p = {})", p_text(p))).unwrap_or_default(),
+                    c.p.map(|p| format!(" (p = {}{})", p_text(p), seeds_note(c))).unwrap_or_default(),
                     c.verdict
                 )
             })

@@ -159,7 +159,11 @@ fn header(out: &mut String, p: &Page<'_>, ci: &str) {
     }
     if p.seeds.len() > 1 {
         let list: Vec<String> = p.seeds.iter().map(u64::to_string).collect();
-        let _ = writeln!(out, "- seeds: {} (each seed's study is a run folder `seed-<s>/` with its own report-ready summary)", list.join(", "));
+        let _ = writeln!(
+            out,
+            "- seeds: {} (each seed's study is a run folder `seed-<s>/` with its own report-ready summary)",
+            list.join(", ")
+        );
         let _ = writeln!(
             out,
             "- statistics: accuracies are means over the seeds; {ci} = Student-t interval of the per-seed accuracies (S − 1 degrees of freedom; a row or AA column with one seed: Wilson interval over its examples). \
@@ -183,7 +187,10 @@ fn results(out: &mut String, p: &Page<'_>, ci: &str) {
     let rows: Vec<Row> = p.rows.iter().map(|(r, _)| r.clone()).collect();
     let pooled = p.seeds.len() > 1;
     if pooled {
-        let _ = writeln!(out, "Pooled over seeds (per-seed values: `summary.json` → `pooled`, and each `seed-<s>/summary.json`).\n");
+        let _ = writeln!(
+            out,
+            "Pooled over seeds (per-seed values: `summary.json` → `pooled`, and each `seed-<s>/summary.json`).\n"
+        );
     }
     results_table(out, &rows, Some(p.rows), ci, pooled);
     if !p.standard_rows.is_empty() {
@@ -255,7 +262,11 @@ fn figures(out: &mut String, p: &Page<'_>) {
 fn integrity(out: &mut String, p: &Page<'_>) {
     let _ = writeln!(out, "\n## Integrity checks\n");
     let _ = writeln!(out, "A failed check marks the model's robust accuracies `unreliable` (see roli-attacks FLAGS.md); `roli report` then exits 1 unless `--allow-flags`.\n");
-    let runs = p.runs.iter().map(|(l, s)| (l.clone(), *s)).chain(p.standard_runs.iter().map(|(l, s)| (format!("standard {l}"), *s)));
+    let runs = p
+        .runs
+        .iter()
+        .map(|(l, s)| (l.clone(), *s))
+        .chain(p.standard_runs.iter().map(|(l, s)| (format!("standard {l}"), *s)));
     for (tag, s) in runs {
         for r in &s.results {
             let t = &r.test;
@@ -289,7 +300,11 @@ fn integrity(out: &mut String, p: &Page<'_>) {
 
 /// Notes of the runs (e.g. a faithful optimiser switch) and of the report itself.
 fn flags_and_notes(out: &mut String, p: &Page<'_>) {
-    let runs = p.runs.iter().map(|(l, s)| (l.clone(), *s)).chain(p.standard_runs.iter().map(|(l, s)| (format!("standard {l}"), *s)));
+    let runs = p
+        .runs
+        .iter()
+        .map(|(l, s)| (l.clone(), *s))
+        .chain(p.standard_runs.iter().map(|(l, s)| (format!("standard {l}"), *s)));
     let noted: Vec<String> = runs
         .flat_map(|(tag, s)| {
             s.results

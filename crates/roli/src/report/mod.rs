@@ -3,14 +3,19 @@
 //! per-example record plus the same aggregates as data) and the figures (`figure1.{png,svg}`,
 //! the paper's clean-vs-PGD scatter, and `eps_curve.{png,svg}` when a curve is given).
 //!
-//! Modules: [`stats`] (pure statistics), `records` (reading the per-example files), `compare`
+//! A study run over several seeds is reported pooled ([`write_study_report`]): means over the
+//! seeds with t-intervals, and every paired comparison by the exact sign-flip test of [`pooled`],
+//! which pools the seeds per test example (for one seed it is the McNemar test).
+//!
+//! Modules: [`stats`] (pure statistics of one seed), [`pooled`] (pure statistics over seeds),
+//! `records` (reading the per-example files, grouped by (method, init) over seeds), `compare`
 //! (intervals, paired comparisons, findings), `markdown` (the page), `plots` (the figures and
 //! the run-time font lookup).
 mod compare;
 mod markdown;
 mod plots;
-mod records;
 pub mod pooled;
+mod records;
 pub mod stats;
 #[cfg(test)]
 mod tests;

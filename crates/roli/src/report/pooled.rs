@@ -184,12 +184,7 @@ pub fn sign_flip_exact(d: &[i64]) -> f64 {
         std::mem::swap(&mut dist, &mut next);
     }
     let bound = observed.unsigned_abs() as usize;
-    let p: f64 = dist
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i.abs_diff(total) >= bound)
-        .map(|(_, p)| p)
-        .sum();
+    let p: f64 = dist.iter().enumerate().filter(|(i, _)| i.abs_diff(total) >= bound).map(|(_, p)| p).sum();
     p.clamp(P_FLOOR, 1.0)
 }
 
@@ -212,8 +207,13 @@ mod tests {
 
     #[test]
     fn t_quantiles_match_the_tables() {
-        for (df, q) in [(1.0, 12.706_204_736), (2.0, 4.302_652_730), (4.0, 2.776_445_105), (10.0, 2.228_138_852), (30.0, 2.042_272_456)]
-        {
+        for (df, q) in [
+            (1.0, 12.706_204_736),
+            (2.0, 4.302_652_730),
+            (4.0, 2.776_445_105),
+            (10.0, 2.228_138_852),
+            (30.0, 2.042_272_456),
+        ] {
             let t = t_quantile(0.975, df);
             assert!((t - q).abs() < 1e-6, "df {df}: {t} vs {q}");
         }
@@ -227,7 +227,10 @@ mod tests {
     fn t_interval_by_hand() {
         // mean 0.6, sd 0.1, S = 3: half-width 4.302653 · 0.1 / √3 = 0.248414.
         let (m, lo, hi) = mean_t_interval(&[0.5, 0.6, 0.7], 0.95);
-        assert!((m - 0.6).abs() < 1e-12 && (hi - m - 0.248_414).abs() < 1e-5 && (m - lo - 0.248_414).abs() < 1e-5, "{lo} {hi}");
+        assert!(
+            (m - 0.6).abs() < 1e-12 && (hi - m - 0.248_414).abs() < 1e-5 && (m - lo - 0.248_414).abs() < 1e-5,
+            "{lo} {hi}"
+        );
         assert_eq!(mean_t_interval(&[0.4], 0.95), (0.4, 0.4, 0.4));
         assert!(mean_t_interval(&[], 0.95).0.is_nan());
         // Identical seeds: a zero-width interval.
@@ -265,14 +268,23 @@ mod tests {
 
     #[test]
     fn matches_brute_force_enumeration() {
-        let cases: [&[i64]; 5] =
-            [&[2, -1, 1, 0, 3, -2], &[1, 1, 1, 2, 2, -3, 1], &[3, 3, 3, -1, 2, 1, 1, 1, -2], &[-2, -2, -1, 0, 0, 1], &[5]];
+        let cases: [&[i64]; 5] = [
+            &[2, -1, 1, 0, 3, -2],
+            &[1, 1, 1, 2, 2, -3, 1],
+            &[3, 3, 3, -1, 2, 1, 1, 1, -2],
+            &[-2, -2, -1, 0, 0, 1],
+            &[5],
+        ];
         for d in cases {
             let nz: Vec<i64> = d.iter().copied().filter(|&x| x != 0).collect();
             let t = d.iter().sum::<i64>().abs();
             let hits = (0u32..1 << nz.len())
                 .filter(|mask| {
-                    nz.iter().enumerate().map(|(i, x)| if mask >> i & 1 == 1 { x.abs() } else { -x.abs() }).sum::<i64>().abs()
+                    nz.iter()
+                        .enumerate()
+                        .map(|(i, x)| if mask >> i & 1 == 1 { x.abs() } else { -x.abs() })
+                        .sum::<i64>()
+                        .abs()
                         >= t
                 })
                 .count();

@@ -258,7 +258,9 @@ fn several_seeds_pool_means_t_intervals_and_the_per_example_sign_flip_test() {
     // examples, so p stays McNemar's 0.0386 (a pooled McNemar on 20 vs 4 would claim 0.0015).
     // PGD: d = (2, 2, 2, 1, 1): only the all-plus and all-minus signs reach |T| = 8, p = 2/32.
     assert!(
-        md.contains("| full | +8.0 [+8.0, +8.0] (p = 0.0386; 20/4; S = 2) | +4.0 [-8.7, +16.7] (p = 0.0625; 8/0; S = 2) |"),
+        md.contains(
+            "| full | +8.0 [+8.0, +8.0] (p = 0.0386; 20/4; S = 2) | +4.0 [-8.7, +16.7] (p = 0.0625; 8/0; S = 2) |"
+        ),
         "{md}"
     );
     assert!((stats::mcnemar_exact(20, 4) - 0.0015).abs() < 1e-4);

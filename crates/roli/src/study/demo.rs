@@ -35,12 +35,17 @@ pub const FULL_BUDGET: &[&str] = &[
 /// Epochs of every stage (probe and each method's) under `--budget full`.
 pub const FULL_EPOCHS: u32 = 10;
 
-/// The config of a budget: the quick one is the file as written.
+/// The config of a budget: the quick one is the file as written. The full one runs the file's
+/// first seed only (its study alone takes about an hour), unless the command line chooses seeds.
 pub fn budget_config(toml: &str, origin: &str, budget: Budget, set: &[String]) -> anyhow::Result<RunConfig> {
     let mut overrides: Vec<String> =
         if budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
     overrides.extend(set.iter().cloned());
     let mut cfg = RunConfig::from_toml_str(toml, &overrides, origin)?;
+    if budget == Budget::Full && !set.iter().any(|o| crate::seeds::seed_key(o).is_some()) {
+        cfg.seed = cfg.seed_list()[0];
+        cfg.seeds.clear();
+    }
     if budget == Budget::Full {
         for s in std::iter::once(&mut cfg.probe)
             .chain([&mut cfg.finetune.ranli, &mut cfg.finetune.roli])
@@ -215,6 +220,13 @@ mod tests {
         assert!(!quick.finetune.per_method.is_empty());
         assert!(full.finetune.per_method.values().all(|s| s.epochs == FULL_EPOCHS));
         assert!(full.eval.aa_methods.is_empty() && !quick.eval.aa_methods.is_empty());
+        // The quick demo pools three seeds; the full one runs the first unless told otherwise.
+        assert_eq!((quick.seed_list(), full.seed_list()), (vec![0, 1, 2], vec![0]));
+        let full2 = budget_config(DEMO_TOML, "demo", Budget::Full, &["seeds=[0,1]".into()]).unwrap();
+        assert_eq!(full2.seed_list(), vec![0, 1]);
+        let plan = DemoPlan::resolve(&quick, true);
+        assert_eq!(plan.robust.plans.iter().map(|p| p.1.model_count()).collect::<Vec<_>>(), [11, 7, 7]);
+        assert!(plan.robust.plans[1].1.eval.attacks.len() == 1 && plan.robust.plans[1].1.eval.eps_curve.is_empty());
         assert!(StageKind::all().all(|k| full.eval.runs_aa(k)));
         let k = |n| StageKind::named(n).unwrap();
         assert!(quick.eval.runs_aa(k("full")) && !quick.eval.runs_aa(k("lora")));

@@ -120,9 +120,8 @@ fn check_folder(plans: &SeedPlans, out: &Path) -> anyhow::Result<()> {
     }
     let p = out.join(artifacts::RESOLVED_CONFIG);
     let Ok(text) = std::fs::read_to_string(&p) else { return Ok(()) };
-    let without_seeds = |t: &str| {
-        toml::from_str::<RunConfig>(t).ok().map(|c| RunConfig { seeds: Vec::new(), ..c }.to_resolved_toml())
-    };
+    let without_seeds =
+        |t: &str| toml::from_str::<RunConfig>(t).ok().map(|c| RunConfig { seeds: Vec::new(), ..c }.to_resolved_toml());
     let same = match (without_seeds(&text), without_seeds(&plans.resolved_toml)) {
         (Some(a), Some(b)) => crate::config::same_settings(&a, &b),
         _ => false,
@@ -145,8 +144,8 @@ fn finished(plan: &StudyPlan, dir: &Path) -> anyhow::Result<Option<Summary>> {
         return Ok(None);
     }
     pipeline::check_same_run(plan, dir)?;
-    let s: Summary =
-        artifacts::read_json(&p).with_context(|| format!("{} cannot be read; delete it to re-run the seed", p.display()))?;
+    let s: Summary = artifacts::read_json(&p)
+        .with_context(|| format!("{} cannot be read; delete it to re-run the seed", p.display()))?;
     let complete = s.results.len() == plan.stages.len()
         && plan.stages.iter().zip(&s.results).all(|(st, r)| st.stage.kind() == r.method && st.stage.init() == r.init);
     Ok(complete.then_some(s))
@@ -165,11 +164,14 @@ pub fn pool(seeds: Vec<SeedRun>, confidence: f64) -> SeedsSummary {
         .map(|(method, init)| {
             let rs: Vec<(u64, &MethodResult)> = seeds
                 .iter()
-                .filter_map(|s| s.summary.results.iter().find(|r| r.method == method && r.init == init).map(|r| (s.seed, r)))
+                .filter_map(|s| {
+                    s.summary.results.iter().find(|r| r.method == method && r.init == init).map(|r| (s.seed, r))
+                })
                 .collect();
             let n = rs.first().map(|(_, r)| r.test.n).unwrap_or(0);
             let value = |f: &dyn Fn(&MethodResult) -> Option<(f64, usize)>| {
-                let per: Vec<(u64, f64, usize)> = rs.iter().filter_map(|(s, r)| f(r).map(|(a, n)| (*s, a, n))).collect();
+                let per: Vec<(u64, f64, usize)> =
+                    rs.iter().filter_map(|(s, r)| f(r).map(|(a, n)| (*s, a, n))).collect();
                 pooled_value(&per, confidence)
             };
             let failed: Vec<String> = rs
@@ -226,7 +228,8 @@ pub fn read_any(dir: &Path) -> anyhow::Result<Outcome> {
     let v: serde_json::Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))?;
     if v.get("format").and_then(|f| f.as_str()) == Some(SEEDS_FORMAT) {
-        let s = serde_json::from_value(v).with_context(|| format!("{} is not a roli multi-seed summary", p.display()))?;
+        let s =
+            serde_json::from_value(v).with_context(|| format!("{} is not a roli multi-seed summary", p.display()))?;
         Ok(Outcome::Seeds(s))
     } else {
         let s = serde_json::from_value(v).with_context(|| format!("{} is not a roli summary", p.display()))?;
