@@ -35,11 +35,7 @@ fn read_summary(dir: &Path) -> anyhow::Result<Summary> {
 }
 
 /// A study's runs as the report takes them: one summary, or one per seed (a multi-seed folder).
-fn study_runs<'a>(
-    o: &'a Outcome,
-    dir: &'a Path,
-    seed_dirs: &'a [PathBuf],
-) -> Vec<(Option<u64>, &'a Summary, Option<&'a Path>)> {
+fn study_runs<'a>(o: &'a Outcome, dir: &'a Path, seed_dirs: &'a [PathBuf]) -> Vec<report::SeedEntry<'a>> {
     match o {
         Outcome::One(s) => vec![(None, s, Some(dir))],
         Outcome::Seeds(p) => {
@@ -62,8 +58,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
     let opts = ReportOptions { title: a.title.clone(), ..Default::default() };
     let dirs = seed_dirs(&main, &a.run);
     let runs = study_runs(&main, &a.run, &dirs);
-    let standard: Option<Vec<(Option<u64>, &Summary, Option<&Path>)>> =
-        std_summary.as_ref().map(|s| vec![(None, s, a.standard.as_deref())]);
+    let standard: Option<Vec<report::SeedEntry>> = std_summary.as_ref().map(|s| vec![(None, s, a.standard.as_deref())]);
     let paths = report::write_study_report(&runs, standard.as_deref(), &out, &opts)?;
     println!("report: {}", paths.markdown.display());
     let labels: Vec<String> = main.summaries().iter().map(|(l, _)| l.clone()).collect();

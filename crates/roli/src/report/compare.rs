@@ -255,6 +255,9 @@ fn flags(r: &RunRecords, m: Metric) -> BTreeMap<usize, bool> {
     }
 }
 
+/// A paired seed: its id and `(index, a correct, b correct)` per shared example.
+type SeedPairs = (Option<u64>, Vec<(usize, bool, bool)>);
+
 /// b's entry paired with a's seed `seed`: the same seed, or — when one side is a one-study
 /// report (seed unknown) — the other side's first seed.
 fn partner<'a, 'b>(b: &'a Loaded<'b>, seed: Option<u64>, first: bool) -> Option<&'a SeedLoaded<'b>> {
@@ -273,7 +276,7 @@ pub fn compare(a: &Loaded<'_>, b: &Loaded<'_>, metric: Metric, level: Level) -> 
     let (ea, eb) = (ra.get(metric)?, rb.get(metric)?);
     let alpha = level.alpha;
     // Per shared seed: (seed, [(index, a, b)]).
-    let per_seed: Vec<(Option<u64>, Vec<(usize, bool, bool)>)> = a
+    let per_seed: Vec<SeedPairs> = a
         .seeds
         .iter()
         .enumerate()

@@ -22,7 +22,7 @@ mod tests;
 
 pub use compare::{Comparison, Estimate, Finding, Level, Metric, Row, Verdict};
 pub use plots::{font, font_path};
-pub use records::{ExampleRow, Source, StudyRuns};
+pub use records::{ExampleRow, SeedEntry, Source, StudyRuns};
 
 use crate::config::{Init, StageKind};
 use crate::results::Summary;

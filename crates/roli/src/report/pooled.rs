@@ -302,6 +302,6 @@ mod tests {
         // A large, lopsided pooled test stays finite and above the floor.
         let d: Vec<i64> = (0..3000).map(|i| if i % 3 == 0 { -1 } else { 2 }).collect();
         let p = sign_flip_exact(&d);
-        assert!(p >= P_FLOOR && p < 1e-100, "{p}");
+        assert!((P_FLOOR..1e-100).contains(&p), "{p}");
     }
 }

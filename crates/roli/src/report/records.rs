@@ -144,7 +144,10 @@ impl<'a> Loaded<'a> {
 
 /// A study to report on: its summaries by seed (`None` for a one-study report) and the folders
 /// their relative paths are resolved against.
-pub type StudyRuns<'a> = [(Option<u64>, &'a Summary, Option<&'a Path>)];
+pub type StudyRuns<'a> = [SeedEntry<'a>];
+
+/// One seed of a study: `(seed, summary, run folder)`.
+pub type SeedEntry<'a> = (Option<u64>, &'a Summary, Option<&'a Path>);
 
 fn load_one<'a>(seed: Option<u64>, result: &'a MethodResult, run_dir: Option<&Path>) -> SeedLoaded<'a> {
     match RunRecords::read(&locate(result, run_dir)) {

@@ -245,8 +245,8 @@ fn several_seeds_pool_means_t_intervals_and_the_per_example_sign_flip_test() {
         "synthetic standard",
         vec![result(&tmp.path().join("standard"), StageKind::full(), Init::Ranli, |i| i < 72, |i| i < 5)],
     );
-    let main: Vec<(Option<u64>, &Summary, Option<&Path>)> = vec![(Some(0), &s0, None), (Some(1), &s1, None)];
-    let std_runs: Vec<(Option<u64>, &Summary, Option<&Path>)> = vec![(Some(0), &standard, None)];
+    let main: Vec<SeedEntry> = vec![(Some(0), &s0, None), (Some(1), &s1, None)];
+    let std_runs: Vec<SeedEntry> = vec![(Some(0), &standard, None)];
     let out = tmp.path().join("report");
     let paths = write_study_report(&main, Some(&std_runs), &out, &ReportOptions::default()).unwrap();
     let md = std::fs::read_to_string(&paths.markdown).unwrap();

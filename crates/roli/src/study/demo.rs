@@ -166,7 +166,7 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
         Outcome::One(_) => vec![robust_dir.clone()],
         Outcome::Seeds(p) => p.seeds.iter().map(|r| robust_dir.join(&r.dir)).collect(),
     };
-    let main: Vec<(Option<u64>, &Summary, Option<&Path>)> = match &robust {
+    let main: Vec<report::SeedEntry> = match &robust {
         Outcome::One(s) => vec![(None, s, Some(seed_dirs[0].as_path()))],
         Outcome::Seeds(p) => {
             p.seeds.iter().zip(&seed_dirs).map(|(r, d)| (Some(r.seed), &r.summary, Some(d.as_path()))).collect()
