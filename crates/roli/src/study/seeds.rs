@@ -241,6 +241,42 @@ pub fn read_any(dir: &Path) -> anyhow::Result<Outcome> {
 mod tests {
     use super::*;
 
+    const MIN: &str = "[data]\nname = \"fashion-mnist\"\n[model]\nbackbone = \"lenet5_advertorch\"\n";
+
+    fn plans(set: &[&str]) -> SeedPlans {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        SeedPlans::resolve(&RunConfig::from_toml_str(MIN, &set, "t").unwrap())
+    }
+
+    #[test]
+    fn one_seed_keeps_the_plain_plan_and_several_derive_their_streams() {
+        let one = plans(&["seeds=[3]"]);
+        assert!(!one.is_multi());
+        assert_eq!(one.first().seed, 3);
+        assert_eq!(one.first().resolved_toml, plans(&["seed=3"]).first().resolved_toml);
+        let many = plans(&["seeds=[0,1]"]);
+        assert!(many.is_multi() && many.model_count() == 2 * one.model_count());
+        let (p0, p1) = (&many.plans[0].1, &many.plans[1].1);
+        // Every random stream follows the seed; the data (test subset included) does not.
+        assert_ne!(p0.model.init_seed, p1.model.init_seed);
+        assert_ne!(p0.eval.seed, p1.eval.seed);
+        assert_ne!(p0.stages[1].stage.seed(p0.seed), p1.stages[1].stage.seed(p1.seed));
+        assert_eq!(p0.data, p1.data);
+    }
+
+    #[test]
+    fn a_multi_seed_folder_refuses_other_settings_but_not_other_seeds() {
+        let d = tempfile::tempdir().unwrap();
+        let a = plans(&["seeds=[0,1]"]);
+        check_folder(&a, d.path()).unwrap();
+        artifacts::write_atomic(&d.path().join(artifacts::RESOLVED_CONFIG), a.resolved_toml.as_bytes()).unwrap();
+        check_folder(&plans(&["seeds=[0,1,2]"]), d.path()).unwrap();
+        let e = check_folder(&plans(&["seeds=[0,1]", "threat.eps=0.2"]), d.path()).unwrap_err().to_string();
+        assert!(e.contains("different settings"), "{e}");
+        std::fs::create_dir_all(d.path().join("linear")).unwrap();
+        assert!(check_folder(&a, d.path()).unwrap_err().to_string().contains("one-seed run"));
+    }
+
     #[test]
     fn pooled_values_use_t_over_seeds_and_wilson_for_one() {
         let v = pooled_value(&[(0, 0.5, 100), (1, 0.6, 100), (2, 0.7, 100)], 0.95).unwrap();
