@@ -88,14 +88,23 @@ pub fn validate(cfg: &RunConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `config.resolved.toml`: every default written out; a multi-seed config writes `seeds` and
-/// leaves out `seed` (which it does not use), so the file reads back without ambiguity.
+/// `config.resolved.toml`: every default written out, in the config's field order; a multi-seed
+/// config writes `seeds` and leaves out `seed` (which it does not use), so the file reads back
+/// without ambiguity.
 pub fn resolved_toml(cfg: &RunConfig) -> String {
-    let Ok(toml::Value::Table(mut t)) = toml::Value::try_from(cfg) else { return String::new() };
-    if !cfg.seeds.is_empty() {
-        t.remove("seed");
+    let text = toml::to_string_pretty(cfg).unwrap_or_default();
+    if cfg.seeds.is_empty() {
+        return text;
     }
-    toml::to_string_pretty(&t).unwrap_or_default()
+    // `seed` is a top-level key: it sits among the lines before the first table header.
+    let mut in_top = true;
+    text.lines()
+        .filter(|l| {
+            in_top &= !l.starts_with('[');
+            !(in_top && l.starts_with("seed ="))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 impl RunConfig {
@@ -171,12 +180,18 @@ mod tests {
         assert!(format!("{:#}", cfg(MIN, &["seeds=[1,1]"]).unwrap_err()).contains("seed 1 twice"));
     }
 
+    fn plain_text_order(t: &str) -> bool {
+        t.starts_with("name = ") && t.find("seed = ") < t.find("[data]")
+    }
+
     #[test]
     fn resolved_multi_seed_config_reads_back_and_one_seed_equals_the_plain_run() {
         let c =
             cfg(MIN, &["seeds=[0,1]", "eval.aa_seeds=\"first\"", "finetune.extra_seed_methods=[\"bias\"]"]).unwrap();
         let text = c.to_resolved_toml();
         assert!(text.contains("seeds = [") && !text.lines().any(|l| l.starts_with("seed =")), "{text}");
+        // Field order, as a one-seed file: `name` first, then the tables.
+        assert!(text.starts_with("name = ") && plain_text_order(&cfg(MIN, &[]).unwrap().to_resolved_toml()), "{text}");
         assert_eq!(cfg(&text, &[]).unwrap(), c);
         // Seed 0 of the multi-seed study is the plain one-seed run of the same config.
         let plain = cfg(MIN, &[]).unwrap();
