@@ -167,11 +167,12 @@ fn seed_choices_that_conflict_are_one_line_errors() {
     std::fs::write(&both, format!("seed = 1\nseeds = [0, 1]\n{CFG}")).unwrap();
     let one_seed = d.path().join("one");
     std::fs::create_dir_all(one_seed.join("linear")).unwrap();
+    std::fs::write(one_seed.join("config.resolved.toml"), "seed = 7\n").unwrap();
     let cases: [(&Path, &[&str], &str); 4] = [
         (&cfg, &["--seeds", "0,1", "--set", "seed=3"], "--seeds and --set seed=3 both choose the seeds"),
         (&both, &[], "both `seed` and `seeds` are set"),
         (&cfg, &["--seeds", "1,1"], "seed 1 twice"),
-        (&cfg, &["--seeds", "0,1", "--out", one_seed.to_str().unwrap()], "holds a one-seed run"),
+        (&cfg, &["--seeds", "0,1", "--out", one_seed.to_str().unwrap()], "holds a one-seed run of other settings"),
     ];
     for (file, args, needle) in cases {
         let mut c = roli();

@@ -109,16 +109,38 @@ pub fn write_summary(out: &Path, s: &SeedsSummary) -> anyhow::Result<()> {
     artifacts::write_json(&out.join(artifacts::SUMMARY), s)
 }
 
-/// Refuses a folder that holds a one-seed run, or a multi-seed run of other settings (the seed
-/// list itself may grow or shrink: each seed's folder checks its own settings).
+/// Refuses a folder that holds a multi-seed run of other settings (the seed list itself may grow
+/// or shrink: each seed's folder checks its own settings). A one-seed run of the first seed's
+/// exact settings (e.g. an earlier one-seed `roli demo`) is that seed's study: it moves into
+/// `seed-<s>/` and is reused; a one-seed run of other settings is refused.
 fn check_folder(plans: &SeedPlans, out: &Path) -> anyhow::Result<()> {
-    if out.join(crate::config::StageKind::PROBE_NAME).exists() {
-        bail!(
-            "{} holds a one-seed run (its stages are in the folder itself); use another --out folder for several seeds",
-            out.display()
-        );
-    }
     let p = out.join(artifacts::RESOLVED_CONFIG);
+    if out.join(crate::config::StageKind::PROBE_NAME).exists() {
+        let (first, plan) = &plans.plans[0];
+        let same = std::fs::read_to_string(&p).is_ok_and(|t| crate::config::same_settings(&t, &plan.resolved_toml));
+        if !same {
+            bail!(
+                "{} holds a one-seed run of other settings than seed {first}'s; use another --out folder for several seeds",
+                out.display()
+            );
+        }
+        let dest = out.join(seed_dir_name(*first));
+        tracing::info!(
+            "{} holds seed {first}'s study as a one-seed run: moving it into {}",
+            out.display(),
+            dest.display()
+        );
+        std::fs::create_dir_all(&dest)?;
+        for entry in std::fs::read_dir(out)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with("seed-") {
+                continue;
+            }
+            std::fs::rename(entry.path(), dest.join(entry.file_name()))
+                .with_context(|| format!("moving {} into {}", entry.path().display(), dest.display()))?;
+        }
+        return Ok(());
+    }
     let Ok(text) = std::fs::read_to_string(&p) else { return Ok(()) };
     let without_seeds =
         |t: &str| toml::from_str::<RunConfig>(t).ok().map(|c| RunConfig { seeds: Vec::new(), ..c }.to_resolved_toml());
@@ -273,8 +295,17 @@ mod tests {
         check_folder(&plans(&["seeds=[0,1,2]"]), d.path()).unwrap();
         let e = check_folder(&plans(&["seeds=[0,1]", "threat.eps=0.2"]), d.path()).unwrap_err().to_string();
         assert!(e.contains("different settings"), "{e}");
-        std::fs::create_dir_all(d.path().join("linear")).unwrap();
-        assert!(check_folder(&a, d.path()).unwrap_err().to_string().contains("one-seed run"));
+        // A one-seed run of other settings is refused; one of the first seed's settings moves in.
+        let one = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(one.path().join("linear")).unwrap();
+        let seed0 = &a.plans[0].1;
+        let other = plans(&["seed=5"]);
+        std::fs::write(one.path().join(artifacts::RESOLVED_CONFIG), &other.first().resolved_toml).unwrap();
+        assert!(check_folder(&a, one.path()).unwrap_err().to_string().contains("one-seed run of other settings"));
+        std::fs::write(one.path().join(artifacts::RESOLVED_CONFIG), &seed0.resolved_toml).unwrap();
+        check_folder(&a, one.path()).unwrap();
+        assert!(one.path().join("seed-0/linear").is_dir() && one.path().join("seed-0/config.resolved.toml").exists());
+        assert!(!one.path().join("linear").exists());
     }
 
     #[test]
