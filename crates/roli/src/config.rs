@@ -29,6 +29,10 @@ pub struct RunConfig {
     /// Seeds data order, head init, attacks' random starts (each stage derives its own stream).
     #[serde(default)]
     pub seed: u64,
+    /// Several seeds instead of `seed`: the study runs once per seed and the report pools them
+    /// (`crate::seeds`). Exclusive with `seed` in one file; the command line replaces either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
     /// `auto` (CUDA when visible, else CPU), `cpu`, `cuda` or `cuda:N`. Not a setting of the
     /// results: a run started on one device resumes on another (`--device` overrides it).
     #[serde(default)]
@@ -203,6 +207,9 @@ pub struct FinetuneConfig {
     pub adapter: AdapterConfig,
     #[serde(default)]
     pub prompt: PromptConfig,
+    /// Methods the seeds after the first train (with `seeds`; empty: every method of `methods`).
+    #[serde(default)]
+    pub extra_seed_methods: Vec<Method>,
 }
 
 /// How every training stage computes (probe and finetuning alike).
@@ -246,6 +253,10 @@ pub struct EvalConfig {
     /// or `bf16` (faster, but low precision can mask gradients and fake robustness).
     #[serde(default)]
     pub precision: Precision,
+    /// With `seeds`: `all` (every seed runs AutoAttack and the eps curve) or `first` (only the
+    /// first seed does; the others test with PGD, which is what the pooled RoLI − RanLI test needs).
+    #[serde(default)]
+    pub aa_seeds: crate::seeds::AaSeeds,
 }
 
 /// `eval.autoattack`: an AutoAttack version, or none.
@@ -295,79 +306,7 @@ pub struct FaithfulConfig {
     pub batch_best_iterate: bool,
 }
 
-mod defaults {
-    use super::*;
-    pub fn layout() -> roli_models::SourceLayout {
-        roli_models::SourceLayout::Native
-    }
-    pub fn name() -> String {
-        "roli-run".into()
-    }
-    pub fn train_percent() -> u32 {
-        90
-    }
-    pub fn batch_size() -> usize {
-        64
-    }
-    pub fn norm() -> Norm {
-        Norm::Linf
-    }
-    pub fn eps() -> f64 {
-        8.0 / 255.0
-    }
-    pub fn step_size() -> f64 {
-        2.0 / 255.0
-    }
-    pub fn train_steps() -> u32 {
-        7
-    }
-    pub fn eval_steps() -> u32 {
-        10
-    }
-    pub fn yes() -> bool {
-        true
-    }
-    pub fn warmup() -> u32 {
-        10
-    }
-    /// CIFAR-10 linear probe (spec §5.1).
-    pub fn probe() -> StageConfig {
-        StageConfig {
-            epochs: 20,
-            base_lr: 0.05,
-            weight_decay: 0.01,
-            optimizer: OptimizerChoice::Sgd,
-            warmup_epochs: 10,
-        }
-    }
-    /// CIFAR-10 Full-FT RanLI.
-    pub fn ranli_stage() -> StageConfig {
-        StageConfig {
-            epochs: 20,
-            base_lr: 5e-4,
-            weight_decay: 0.01,
-            optimizer: OptimizerChoice::Adamw,
-            warmup_epochs: 10,
-        }
-    }
-    /// CIFAR-10 Full-FT RoLI.
-    pub fn roli_stage() -> StageConfig {
-        StageConfig {
-            epochs: 20,
-            base_lr: 1e-4,
-            weight_decay: 0.01,
-            optimizer: OptimizerChoice::Adamw,
-            warmup_epochs: 10,
-        }
-    }
-    /// The reference's five methods (not every registered one: LayerNorm tuning is opt-in).
-    pub fn methods() -> Vec<Method> {
-        ["full", "bias", "lora", "adapter", "prompt"].iter().filter_map(|m| Method::named(m).ok()).collect()
-    }
-    pub fn inits() -> Vec<Init> {
-        vec![Init::Ranli, Init::Roli]
-    }
-}
+mod defaults;
 
 impl ThreatConfig {
     /// The PGD step of validation and test.
@@ -396,6 +335,7 @@ impl RunConfig {
     /// Parses TOML text, applies `key=value` overrides, checks it.
     pub fn from_toml_str(text: &str, overrides: &[String], origin: &str) -> anyhow::Result<Self> {
         let mut tree: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
+        crate::seeds::settle_seed_keys(&mut tree, overrides, origin)?;
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
@@ -425,7 +365,7 @@ impl RunConfig {
     /// which [`RunConfig::from_toml_str`] has already refused, and which
     /// `pipeline::write_resolved` refuses again rather than write an empty file.
     pub fn to_resolved_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        crate::seeds::resolved_toml(self)
     }
 
     /// Impossible combinations, each naming the key and what is allowed.
@@ -475,6 +415,7 @@ impl RunConfig {
                 bail!("finetune.per_method.{k}: unknown key; use <method>_<init> with method in {:?} and init in [ranli, roli]", StageKind::all().map(|m| m.as_str()).collect::<Vec<_>>());
             }
         }
+        crate::seeds::validate(self)?;
         if self.finetune.lora.rank < 1 || self.finetune.adapter.reduction < 1 || self.finetune.prompt.tokens < 1 {
             bail!("finetune.lora.rank, finetune.adapter.reduction and finetune.prompt.tokens must be ≥ 1");
         }

@@ -25,6 +25,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod seed;
+pub mod seeds;
 pub mod stage;
 pub mod study;
 pub mod train;

@@ -479,13 +479,28 @@ pub fn write_pretrain(
 /// `manifest.json` of a `roli demo` folder: the two backbones' run folders (each with its own
 /// manifest, whose hash is recorded here) and the report.
 pub fn write_demo(plan: &crate::study::demo::DemoPlan, out: &Path) -> anyhow::Result<()> {
-    let mut m = Manifest::new("demo", plan.robust.model.device()?, plan_settings(&plan.robust));
+    let first = plan.robust.first();
+    let mut m = Manifest::new("demo", first.model.device()?, plan_settings(first));
     m.config_sha256 = Some(sha256_hex(plan.robust.resolved_toml.as_bytes()));
-    m.backbone = Some(plan.robust.model.backbone.clone());
+    m.backbone = Some(first.model.backbone.clone());
     for sub in ["robust", "standard"] {
         m.file(out, &format!("{sub}/{MANIFEST}"))?;
     }
     m.file(out, "report.md")?;
+    m.write(out)
+}
+
+/// `manifest.json` of a multi-seed folder: each seed's run folder (its manifest's hash). The pooled
+/// `summary.json` is not hashed: `roli demo` adds the eps curve's checks to it afterwards, as it
+/// does to a one-seed run's `result.json`s.
+pub fn write_seeds(plans: &crate::study::seeds::SeedPlans, out: &Path) -> anyhow::Result<()> {
+    let first = plans.first();
+    let mut m = Manifest::new("seeds", first.model.device()?, plan_settings(first));
+    m.config_sha256 = Some(sha256_hex(plans.resolved_toml.as_bytes()));
+    m.backbone = Some(first.model.backbone.clone());
+    for (s, _) in &plans.plans {
+        m.file(out, &format!("{}/{MANIFEST}", crate::study::seeds::seed_dir_name(*s).display()))?;
+    }
     m.write(out)
 }
 

@@ -255,8 +255,12 @@ pub fn stage_spec(cfg: &RunConfig, stage: Stage) -> StageSpec {
 }
 
 impl StudyPlan {
-    /// Resolves a checked config.
+    /// Resolves a checked config. A config with several `seeds` resolves to its first seed's study
+    /// (`roli probe`, `finetune`, `tune` run one study; `crate::study::seeds` runs them all).
     pub fn resolve(cfg: &RunConfig) -> StudyPlan {
+        if let Some(&first) = cfg.seeds.first() {
+            return StudyPlan::resolve(&cfg.for_seed(first, true));
+        }
         let t = &cfg.threat;
         let threat = ThreatModel::new(t.norm, t.eps);
         let eval_pgd = pgd_config(t.random_start, &cfg.faithful, t.eval_steps, t.eval_step());

@@ -111,3 +111,60 @@ pub struct Summary {
     pub head_artifact: PathBuf,
     pub results: Vec<MethodResult>,
 }
+
+/// `SeedsSummary::format`: marks the `summary.json` of a multi-seed folder.
+pub const SEEDS_FORMAT: &str = "roli-seeds";
+
+/// `summary.json` of a study run over several seeds (`crate::study::seeds`): each seed's own
+/// summary (with every check of every model) and the rows pooled over the seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedsSummary {
+    /// Always [`SEEDS_FORMAT`]: `roli report` tells a pooled folder from a one-study one by it.
+    pub format: String,
+    pub name: String,
+    pub backbone: String,
+    pub data: String,
+    pub test_n: usize,
+    /// In the configured order; the first seed's study is the complete one.
+    pub seeds: Vec<SeedRun>,
+    /// One row per (method, init), pooled over the seeds that trained it.
+    pub pooled: Vec<PooledRow>,
+}
+
+/// One seed's study inside a multi-seed folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedRun {
+    pub seed: u64,
+    /// The study's folder, relative to the multi-seed folder (`seed-<s>`).
+    pub dir: PathBuf,
+    pub summary: Summary,
+}
+
+/// A (method, init) over seeds: the per-seed accuracies, their mean and interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PooledRow {
+    pub method: StageKind,
+    pub init: Init,
+    pub clean: PooledValue,
+    pub pgd: PooledValue,
+    /// Over the seeds that ran AutoAttack (`eval.aa_seeds`); None when none did.
+    pub aa: Option<PooledValue>,
+    /// False when any seed's test of this row failed an integrity check.
+    pub reliable: bool,
+    /// `seed <s>: <on>: <check>` of every failed check.
+    pub failed_checks: Vec<String>,
+}
+
+/// One accuracy over seeds (fractions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PooledValue {
+    /// `(seed, accuracy)` per seed.
+    pub per_seed: Vec<(u64, f64)>,
+    /// Test examples per seed (the same subset for every seed).
+    pub n: usize,
+    pub mean: f64,
+    /// The interval: Student-t over the seed means (S − 1 degrees of freedom) for S ≥ 2, the
+    /// Wilson interval over the n examples for one seed.
+    pub low: f64,
+    pub high: f64,
+}

@@ -155,15 +155,15 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> anyhow::Result<Verdict> {
     }
     let mut v = match m.command.as_str() {
         "run" => verify_run(dir, &m, opts)?,
-        "demo" => {
+        // A demo's backbone folders and a multi-seed folder's seed folders: each verified in turn.
+        "demo" | "seeds" => {
             let mut all = Verdict { identical: true, differences: Vec::new(), text: String::new() };
-            for sub in ["robust", "standard"] {
-                if m.files.contains_key(&format!("{sub}/{}", manifest::MANIFEST)) {
-                    let v = verify(&dir.join(sub), opts)?;
-                    all.identical &= v.identical;
-                    all.differences.extend(v.differences);
-                    all.text += &format!("== {sub}\n{}", v.text);
-                }
+            let suffix = format!("/{}", manifest::MANIFEST);
+            for sub in m.files.keys().filter_map(|k| k.strip_suffix(&suffix)) {
+                let v = verify(&dir.join(sub), opts)?;
+                all.identical &= v.identical;
+                all.differences.extend(v.differences);
+                all.text += &format!("== {sub}\n{}", v.text);
             }
             all
         }

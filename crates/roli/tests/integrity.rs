@@ -148,7 +148,7 @@ fn gradient_masked_model_is_unreliable_everywhere_and_blocks_the_report() {
     // The run and demo tables mark the row.
     let table = roli::cli::run::table(&s);
     assert!(table.lines().nth(1).unwrap().contains("unreliable (pgd: zero-gradient"), "{table}");
-    assert!(roli::cli::demo::table(&s, None).contains("unreliable"));
+    assert!(roli::cli::demo::table(&[("robust", &s)]).contains("unreliable"));
 
     // roli report: written and marked, exit 1 with one line; --allow-flags: exit 0, still marked.
     let (code, err, md) = report(run, false);

@@ -28,11 +28,15 @@ pub struct DemoArgs {
     /// Exit 0 even when an integrity check failed (the numbers stay marked `unreliable`).
     #[arg(long)]
     pub allow_flags: bool,
+    /// The robust study's seeds (`--seeds 0,1,2`), replacing the config's `seed`/`seeds`; the
+    /// standard twin runs the first seed.
+    #[arg(long, value_delimiter = ',', value_name = "S,S,…")]
+    pub seeds: Vec<u64>,
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
-    let set = super::run::with_device(&a.set, a.device);
+    let set = crate::seeds::with_seeds(&super::run::with_device(&a.set, a.device), &a.seeds)?;
     let cfg = match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
@@ -43,18 +47,26 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     let plan = DemoPlan::resolve(&cfg, !a.no_standard);
     let _lock = crate::lock::lock_output(&a.out)?;
     let outcome = demo::run(&plan, &a.out)?;
-    print!("{}", table(&outcome.robust, outcome.standard.as_ref()));
-    println!("report: {}  ({:.1} min)", outcome.report.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);
-    let mut summaries = vec![("robust", &outcome.robust)];
+    let robust = outcome.robust.summaries();
+    let labels: Vec<String> =
+        robust.iter().map(|(l, _)| if l.is_empty() { "robust".into() } else { format!("robust {l}") }).collect();
+    let mut summaries: Vec<(&str, &Summary)> =
+        labels.iter().map(String::as_str).zip(robust.iter().map(|r| r.1)).collect();
     summaries.extend(outcome.standard.as_ref().map(|s| ("standard", s)));
+    print!("{}", table(&summaries));
+    if let crate::study::seeds::Outcome::Seeds(p) = &outcome.robust {
+        print!("{}", super::run::pooled_table(p));
+    }
+    println!("report: {}  ({:.1} min)", outcome.report.markdown.display(), t0.elapsed().as_secs_f64() / 60.0);
     crate::integrity::gate(&summaries, a.allow_flags)?;
     Ok(())
 }
 
-/// The demo's table: both backbones, `unreliable (checks)` after a number that failed a check.
-pub fn table(robust: &Summary, standard: Option<&Summary>) -> String {
+/// The demo's table: every study (backbone, seed), `unreliable (checks)` after a number that
+/// failed a check.
+pub fn table(studies: &[(&str, &Summary)]) -> String {
     let mut out = format!("{:<10} {:<8} {:>8} {:>8} {:>8}\n", "backbone", "method", "clean", "pgd", "aa");
-    for (tag, s) in std::iter::once(("robust", robust)).chain(standard.map(|s| ("standard", s))) {
+    for &(tag, s) in studies {
         for r in &s.results {
             let m = if r.method.is_probe() { r.method.as_str().to_string() } else { r.label() };
             let aa = r.test.aa_accuracy.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or("-".into());

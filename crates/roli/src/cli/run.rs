@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Exit 0 even when an integrity check failed (the numbers stay marked `unreliable`).
     #[arg(long)]
     pub allow_flags: bool,
+    /// Run the study once per seed (`--seeds 0,1,2`) into OUT/seed-<s>/ and pool them in
+    /// OUT/summary.json; replaces the config's `seed`/`seeds` (one seed: the usual layout).
+    #[arg(long, value_delimiter = ',', value_name = "S,S,…")]
+    pub seeds: Vec<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -100,16 +104,59 @@ pub fn finetune(a: FinetuneArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
-    let (_, plan) = a.cfg.load()?;
+    let set = crate::seeds::with_seeds(&with_device(&a.cfg.set, a.cfg.device), &a.seeds)?;
+    let cfg = RunConfig::load(&a.cfg.config, &set)?;
+    let plans = crate::study::seeds::SeedPlans::resolve(&cfg);
     if a.dry_run {
-        return dry_run(&plan, a.classes, &a.input);
+        if plans.is_multi() {
+            println!(
+                "# seeds {:?}: the plan of the first seed (later seeds: the same with their seed)",
+                cfg.seed_list()
+            );
+        }
+        return dry_run(plans.first(), a.classes, &a.input);
     }
     let _lock = crate::lock::lock_output(&a.cfg.out)?;
-    let s = pipeline::run(&plan, &a.cfg.out)?;
-    print!("{}", table(&s));
+    let outcome = crate::study::seeds::run_with(&plans, &a.cfg.out, &|_, _| {})?;
+    let summaries = outcome.summaries();
+    for (label, s) in &summaries {
+        if !label.is_empty() {
+            println!("{label}:");
+        }
+        print!("{}", table(s));
+    }
+    if let crate::study::seeds::Outcome::Seeds(p) = &outcome {
+        print!("{}", pooled_table(p));
+    }
     println!("summary: {}", a.cfg.out.join(crate::artifacts::SUMMARY).display());
-    crate::integrity::gate(&[("", &s)], a.allow_flags)?;
+    let gate: Vec<(&str, &crate::results::Summary)> = summaries.iter().map(|(l, s)| (l.as_str(), *s)).collect();
+    crate::integrity::gate(&gate, a.allow_flags)?;
     Ok(())
+}
+
+/// The pooled rows of a multi-seed run: mean [t-interval] over the seeds.
+pub fn pooled_table(p: &crate::results::SeedsSummary) -> String {
+    let mut out =
+        format!("pooled over seeds {:?} (mean [95% CI]):\n", p.seeds.iter().map(|s| s.seed).collect::<Vec<_>>());
+    let v = |x: &crate::results::PooledValue| {
+        format!("{:.1}% [{:.1}, {:.1}]", 100.0 * x.mean, 100.0 * x.low, 100.0 * x.high)
+    };
+    for r in &p.pooled {
+        out.push_str(&format!(
+            "{:<8} {:<6} S={} clean {}  pgd {}{}\n",
+            r.method.as_str(),
+            crate::config::init_label(r.method, r.init),
+            r.clean.per_seed.len(),
+            v(&r.clean),
+            v(&r.pgd),
+            if r.reliable {
+                String::new()
+            } else {
+                format!("  {} ({})", crate::integrity::UNRELIABLE, r.failed_checks.join(", "))
+            }
+        ));
+    }
+    out
 }
 
 /// The `roli run` table: one row per model, `unreliable (checks)` after a number that failed a check.

@@ -3,21 +3,27 @@
 //! per-example record plus the same aggregates as data) and the figures (`figure1.{png,svg}`,
 //! the paper's clean-vs-PGD scatter, and `eps_curve.{png,svg}` when a curve is given).
 //!
-//! Modules: [`stats`] (pure statistics), `records` (reading the per-example files), `compare`
+//! A study run over several seeds is reported pooled ([`write_study_report`]): means over the
+//! seeds with t-intervals, and every paired comparison by the exact sign-flip test of [`pooled`],
+//! which pools the seeds per test example (for one seed it is the McNemar test).
+//!
+//! Modules: [`stats`] (pure statistics of one seed), [`pooled`] (pure statistics over seeds),
+//! `records` (reading the per-example files, grouped by (method, init) over seeds), `compare`
 //! (intervals, paired comparisons, findings), `markdown` (the page), `plots` (the figures and
 //! the run-time font lookup).
 mod compare;
 mod labels;
 mod markdown;
 mod plots;
+pub mod pooled;
 mod records;
 pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use compare::{init_label, Comparison, Estimate, Finding, Metric, Row, Verdict};
+pub use compare::{init_label, Comparison, Estimate, Finding, Level, Metric, Row, Verdict};
 pub use plots::{font, font_path, AaPoint};
-pub use records::{ExampleRow, Source};
+pub use records::{ExampleRow, SeedEntry, Source, StudyRuns};
 
 use crate::config::{Init, StageKind};
 use crate::results::Summary;
@@ -110,7 +116,7 @@ struct ResultsJson<'a> {
 }
 
 /// RoLI vs RanLI on every metric, per method with both runs.
-fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(StageKind, Vec<Comparison>)> {
+fn deltas(loaded: &[records::Loaded<'_>], level: Level) -> Vec<(StageKind, Vec<Comparison>)> {
     let mut out: Vec<(StageKind, Vec<Comparison>)> = Vec::new();
     for l in loaded.iter().filter(|l| l.result.method != StageKind::Probe && l.result.init == Init::Roli) {
         if out.iter().any(|(m, _)| *m == l.result.method) {
@@ -118,7 +124,7 @@ fn deltas(loaded: &[records::Loaded<'_>], z: f64, alpha: f64) -> Vec<(StageKind,
         }
         if let Some(ranli) = loaded.iter().find(|r| r.result.method == l.result.method && r.result.init == Init::Ranli)
         {
-            let cs = Metric::ALL.iter().filter_map(|&m| compare::compare(l, ranli, m, z, alpha)).collect();
+            let cs = Metric::ALL.iter().filter_map(|&m| compare::compare(l, ranli, m, level)).collect();
             out.push((l.result.method, cs));
         }
     }
@@ -135,26 +141,43 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Unreadable per-example files do not stop the report: those runs fall back to the rates in
 /// their `result.json` (no paired test) and report.md lists the problem.
 pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>) -> anyhow::Result<ReportPaths> {
+    let standard: Option<Vec<_>> = opts.standard.map(|s| vec![(None, s, opts.standard_run_dir)]);
+    write_study_report(&[(None, summary, opts.run_dir)], standard.as_deref(), out_dir, opts)
+}
+
+/// [`write_report`] of studies given by seed: a multi-seed study pools its seeds (mean ± t-interval
+/// over seeds, the paired sign-flip test pooled per example); `opts.standard` and the run folders
+/// of `opts` are not used (the runs carry their folders).
+pub fn write_study_report(
+    main_runs: &StudyRuns<'_>,
+    standard_runs: Option<&StudyRuns<'_>>,
+    out_dir: &Path,
+    opts: &ReportOptions<'_>,
+) -> anyhow::Result<ReportPaths> {
     if !(opts.confidence > 0.0 && opts.confidence < 1.0) {
         return Err(ReportError::Confidence(opts.confidence).into());
     }
-    let z = stats::z_for(opts.confidence);
-    // Rounded so 0.95 shows α = 0.05, not 0.050000000000000044.
-    let alpha = ((1.0 - opts.confidence) * 1e12).round() / 1e12;
+    let level = Level::new(opts.confidence);
+    let alpha = level.alpha;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating report folder {}", out_dir.display()))?;
+    let summary = main_runs.first().map(|r| r.1).context("a report needs at least one study")?;
 
-    let main = records::load_all(summary, opts.run_dir);
-    let standard = opts.standard.map(|s| records::load_all(s, opts.standard_run_dir));
-    let rows: Vec<(Row, &records::Loaded<'_>)> = main.iter().map(|l| (Row::of(l, z), l)).collect();
-    let standard_rows: Vec<Row> = standard.iter().flatten().map(|l| Row::of(l, z)).collect();
-    let deltas = deltas(&main, z, alpha);
-    let findings = compare::findings(&main, standard.as_deref(), z, alpha);
+    let main = records::load_study(main_runs);
+    let standard = standard_runs.map(records::load_study);
+    let rows: Vec<(Row, &records::Loaded<'_>)> = main.iter().map(|l| (Row::of(l, level), l)).collect();
+    let standard_rows: Vec<Row> = standard.iter().flatten().map(|l| Row::of(l, level)).collect();
+    let deltas = deltas(&main, level);
+    let findings = compare::findings(&main, standard.as_deref(), level);
+    let seeds = main_runs.len();
 
     let mut notes = Vec::new();
     for (tag, ls) in std::iter::once(("", &main)).chain(standard.iter().map(|s| ("standard ", s))) {
         for l in ls.iter() {
-            if let Some(p) = &l.problem {
-                notes.push(format!("{tag}{}: {p}", compare::run_name(l.result.method, l.result.init)));
+            for s in &l.seeds {
+                if let Some(p) = &s.problem {
+                    let seed = s.seed.filter(|_| l.seeds.len() > 1).map(|x| format!(" (seed {x})")).unwrap_or_default();
+                    notes.push(format!("{tag}{}{seed}: {p}", compare::run_name(l.result.method, l.result.init)));
+                }
             }
         }
     }
@@ -170,7 +193,12 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
     let mut figures = Vec::new();
     let figure1 = match plots::figure1(out_dir, &opts.title, &points, text) {
         Ok(p) => {
-            figures.push(("Figure 1: clean vs PGD robust accuracy (whiskers: Wilson intervals; arrows go from RanLI to RoLI per method; SVG: figure1.svg)".to_string(), "figure1.png".to_string()));
+            let whiskers = if seeds > 1 {
+                format!("means over {seeds} seeds, whiskers: t-intervals over the seeds")
+            } else {
+                "whiskers: Wilson intervals".to_string()
+            };
+            figures.push((format!("Figure 1: clean vs PGD robust accuracy ({whiskers}; arrows go from RanLI to RoLI per method; SVG: figure1.svg)"), "figure1.png".to_string()));
             Some(p)
         }
         Err(e) => {
@@ -223,10 +251,20 @@ pub fn write_report(summary: &Summary, out_dir: &Path, opts: &ReportOptions<'_>)
     write(&results_json, serde_json::to_string_pretty(&doc)?.as_bytes())?;
 
     // report.md
+    let label = |s: &Option<u64>| match s {
+        Some(x) if seeds > 1 => format!("seed {x} "),
+        _ => String::new(),
+    };
+    let main_summaries: Vec<(String, &Summary)> = main_runs.iter().map(|r| (label(&r.0), r.1)).collect();
+    let standard_summaries: Vec<(String, &Summary)> =
+        standard_runs.iter().flat_map(|rs| rs.iter()).map(|r| (label(&r.0), r.1)).collect();
     let page = markdown::Page {
         title: &opts.title,
         summary,
-        standard: opts.standard,
+        runs: &main_summaries,
+        standard: standard_runs.and_then(|r| r.first()).map(|r| r.1),
+        standard_runs: &standard_summaries,
+        seeds: main_runs.iter().filter_map(|r| r.0).collect(),
         confidence: opts.confidence,
         alpha,
         rows: &rows,

@@ -22,6 +22,9 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExampleRow {
     pub source: Source,
+    /// The seed of a multi-seed study; None for a one-study report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     pub method: StageKind,
     pub init: Init,
     /// Position in the test split.
@@ -92,9 +95,16 @@ impl RunRecords {
         self.pgd.iter().map(|(&i, &(_, _, r))| (i, r)).collect()
     }
 
-    fn rows(&self, source: Source, method: StageKind, init: Init) -> impl Iterator<Item = ExampleRow> + '_ {
+    fn rows(
+        &self,
+        source: Source,
+        seed: Option<u64>,
+        method: StageKind,
+        init: Init,
+    ) -> impl Iterator<Item = ExampleRow> + '_ {
         self.pgd.iter().map(move |(&index, &(label, clean_correct, pgd_robust))| ExampleRow {
             source,
+            seed,
             method,
             init,
             index,
@@ -106,12 +116,64 @@ impl RunRecords {
     }
 }
 
-/// A result with its records (None when they could not be read; `problem` says why).
+/// One seed's result of a (method, init) with its records (None when they could not be read;
+/// `problem` says why).
 #[derive(Debug, Clone)]
-pub struct Loaded<'a> {
+pub struct SeedLoaded<'a> {
+    /// The seed of a multi-seed study; None for a one-study report.
+    pub seed: Option<u64>,
     pub result: &'a MethodResult,
     pub records: Option<RunRecords>,
     pub problem: Option<String>,
+}
+
+/// A (method, init) of a study: one entry per seed that trained it (one for a one-study report).
+#[derive(Debug, Clone)]
+pub struct Loaded<'a> {
+    /// The first seed's result (method, init, optimiser, LR, epochs).
+    pub result: &'a MethodResult,
+    pub seeds: Vec<SeedLoaded<'a>>,
+}
+
+impl<'a> Loaded<'a> {
+    /// The entry of `seed`.
+    pub fn seed(&self, seed: Option<u64>) -> Option<&SeedLoaded<'a>> {
+        self.seeds.iter().find(|s| s.seed == seed)
+    }
+}
+
+/// A study to report on: its summaries by seed (`None` for a one-study report) and the folders
+/// their relative paths are resolved against.
+pub type StudyRuns<'a> = [SeedEntry<'a>];
+
+/// One seed of a study: `(seed, summary, run folder)`.
+pub type SeedEntry<'a> = (Option<u64>, &'a Summary, Option<&'a Path>);
+
+fn load_one<'a>(seed: Option<u64>, result: &'a MethodResult, run_dir: Option<&Path>) -> SeedLoaded<'a> {
+    match RunRecords::read(&locate(result, run_dir)) {
+        Ok(r) => {
+            let problem = consistency(result, &r);
+            SeedLoaded { seed, result, records: Some(r), problem }
+        }
+        Err(e) => SeedLoaded { seed, result, records: None, problem: Some(e.to_string()) },
+    }
+}
+
+/// Loads the records of every (method, init) of a study over its seeds, in the order the
+/// (method, init)s first appear; unreadable files become a `problem`, not an error, so a report
+/// can still be written from the accuracies alone.
+pub fn load_study<'a>(runs: &StudyRuns<'a>) -> Vec<Loaded<'a>> {
+    let mut out: Vec<Loaded<'a>> = Vec::new();
+    for &(seed, summary, dir) in runs {
+        for result in &summary.results {
+            let one = load_one(seed, result, dir);
+            match out.iter_mut().find(|l| l.result.method == result.method && l.result.init == result.init) {
+                Some(l) => l.seeds.push(one),
+                None => out.push(Loaded { result, seeds: vec![one] }),
+            }
+        }
+    }
+    out
 }
 
 /// Where a result's examples file is: the recorded path, or — for a run folder that was moved
@@ -129,22 +191,6 @@ pub fn locate(result: &MethodResult, run_dir: Option<&Path>) -> PathBuf {
         }
     }
     p.clone()
-}
-
-/// Loads the records of every result of a summary; unreadable files become a `problem`, not an
-/// error, so a report can still be written from the accuracies alone.
-pub fn load_all<'a>(summary: &'a Summary, run_dir: Option<&Path>) -> Vec<Loaded<'a>> {
-    summary
-        .results
-        .iter()
-        .map(|result| match RunRecords::read(&locate(result, run_dir)) {
-            Ok(r) => {
-                let problem = consistency(result, &r);
-                Loaded { result, records: Some(r), problem }
-            }
-            Err(e) => Loaded { result, records: None, problem: Some(e.to_string()) },
-        })
-        .collect()
 }
 
 /// A note when the records disagree with the accuracies in the result.
@@ -168,12 +214,13 @@ fn consistency(result: &MethodResult, r: &RunRecords) -> Option<String> {
     None
 }
 
-/// Every record of the loaded results, in result order.
+/// Every record of the loaded results, in result order (then seed order).
 pub fn rows(loaded: &[Loaded<'_>], source: Source) -> Vec<ExampleRow> {
     loaded
         .iter()
-        .filter_map(|l| l.records.as_ref().map(|r| (l.result, r)))
-        .flat_map(|(res, r)| r.rows(source, res.method, res.init))
+        .flat_map(|l| &l.seeds)
+        .filter_map(|s| s.records.as_ref().map(|r| (s, r)))
+        .flat_map(|(s, r)| r.rows(source, s.seed, s.result.method, s.result.init))
         .collect()
 }
 
@@ -195,7 +242,7 @@ mod tests {
         let r = RunRecords::read(&p).unwrap();
         assert_eq!(r.pgd[&3], (1, true, false));
         assert_eq!(r.aa.len(), 1);
-        let rows: Vec<_> = r.rows(Source::Main, StageKind::full(), Init::Roli).collect();
+        let rows: Vec<_> = r.rows(Source::Main, None, StageKind::full(), Init::Roli).collect();
         assert_eq!(rows[0].aa_robust, Some(false));
         assert_eq!(rows[1].aa_robust, None);
 

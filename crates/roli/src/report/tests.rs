@@ -211,3 +211,68 @@ fn failed_checks_of_both_runs_are_marked_and_listed() {
     let rows = j["rows"].as_array().unwrap();
     assert_eq!(rows.iter().filter(|r| r[1]["reliable"] == false).count(), 1, "{j}");
 }
+
+/// Two seeds of the synthetic study: seed 1 repeats seed 0's clean outcomes exactly, and its full
+/// RoLI is PGD-robust on 0..35 (5 vs 0 discordant against RanLI, seed 0: 3 vs 0).
+fn two_seeds(root: &Path) -> (Summary, Summary) {
+    let s0 = main_summary(&root.join("seed-0"));
+    let r1 = root.join("seed-1");
+    let s1 = summary(
+        "synthetic robust",
+        vec![
+            result(&r1, StageKind::Probe, Init::Ranli, |i| i < 80, |i| i < 40),
+            result(&r1, StageKind::full(), Init::Ranli, |i| i < 70, |i| i < 30),
+            result(&r1, StageKind::full(), Init::Roli, |i| i < 68 || (70..80).contains(&i), |i| i < 35),
+        ],
+    );
+    (s0, s1)
+}
+
+#[test]
+fn several_seeds_pool_means_t_intervals_and_the_per_example_sign_flip_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s0, mut s1) = two_seeds(tmp.path());
+    // A failed check in seed 1's probe marks the pooled probe row.
+    let failed = crate::results::Check {
+        name: "zero-gradient".into(),
+        on: "pgd".into(),
+        passed: false,
+        detail: "2 zero gradients".into(),
+        flag: None,
+    };
+    crate::integrity::apply(&mut s1.results[0].test, vec![failed]);
+    let standard = summary(
+        "synthetic standard",
+        vec![result(&tmp.path().join("standard"), StageKind::full(), Init::Ranli, |i| i < 72, |i| i < 5)],
+    );
+    let main: Vec<SeedEntry> = vec![(Some(0), &s0, None), (Some(1), &s1, None)];
+    let std_runs: Vec<SeedEntry> = vec![(Some(0), &standard, None)];
+    let out = tmp.path().join("report");
+    let paths = write_study_report(&main, Some(&std_runs), &out, &ReportOptions::default()).unwrap();
+    let md = std::fs::read_to_string(&paths.markdown).unwrap();
+    assert!(md.contains("- seeds: 0, 1") && md.contains("paired sign-flip"), "{md}");
+    assert!(md.contains("| method | init | seeds | clean % [95% CI]"), "{md}");
+    // PGD 33 and 35 %: mean 34, half-width t(0.975, 1) · 0.01414 / √2 = 12.7 pp.
+    assert!(md.contains("| full | RoLI | 2 | 78.0 [78.0, 78.0] | 34.0 [21.3, 46.7] | 100 |"), "{md}");
+    // Clean: the same 10 vs 2 discordant examples in both seeds give d = ±2 on the same 12
+    // examples, so p stays McNemar's 0.0386 (a pooled McNemar on 20 vs 4 would claim 0.0015).
+    // PGD: d = (2, 2, 2, 1, 1): only the all-plus and all-minus signs reach |T| = 8, p = 2/32.
+    assert!(
+        md.contains(
+            "| full | +8.0 [+8.0, +8.0] (p = 0.0386; 20/4; S = 2) | +4.0 [-8.7, +16.7] (p = 0.0625; 8/0; S = 2) |"
+        ),
+        "{md}"
+    );
+    assert!((stats::mcnemar_exact(20, 4) - 0.0015).abs() < 1e-4);
+    // The unreliable seed marks the pooled row and is listed by seed.
+    let probe_row = md.lines().find(|l| l.starts_with("| linear |")).unwrap();
+    assert!(probe_row.contains("**unreliable**"), "{probe_row}");
+    assert!(md.contains("- seed 1 linear: **unreliable** — 1 failed, 0 passed"), "{md}");
+    // Finding 1 pairs the standard run with seed 0, the seed both ran: McNemar.
+    assert!(md.contains("robust full/RanLI vs standard full/RanLI, PGD: +25.0 pp"), "{md}");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&paths.results_json).unwrap()).unwrap();
+    let pgd = &j["roli_minus_ranli"][0][1][1];
+    assert_eq!(pgd["seeds"], 2);
+    assert_eq!(pgd["per_seed"], serde_json::json!([[0, 0.03], [1, 0.05]]));
+    assert_eq!(j["records"].as_array().unwrap().iter().filter(|r| r["seed"] == 1).count(), 3 * N);
+}

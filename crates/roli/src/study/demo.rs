@@ -1,11 +1,13 @@
 //! The main job (`roli demo`): the RoLI study of `configs/demo.toml` (embedded) on the robust
-//! backbone and on its standard-trained twin (the paper's finding 1), a robustness curve, and the
-//! report (table with CIs, McNemar tests, findings, Figure 1).
+//! backbone — over the config's seeds (`seeds`, [`super::seeds`]) — and on its standard-trained
+//! twin (the paper's finding 1; the first seed only), a robustness curve, and the report (table
+//! with CIs, paired tests pooled over seeds, findings, Figure 1).
 use crate::config::{RunConfig, StageKind};
 use crate::pipeline;
 use crate::plan::StudyPlan;
 use crate::report::{self, AaPoint, EpsCurve, ReportOptions, ReportPaths};
 use crate::results::{MethodResult, Summary};
+use crate::study::seeds::{self, Outcome, SeedPlans};
 use std::cell::Cell;
 use std::path::Path;
 use std::time::Instant;
@@ -33,12 +35,17 @@ pub const FULL_BUDGET: &[&str] = &[
 /// Epochs of every stage (probe and each method's) under `--budget full`.
 pub const FULL_EPOCHS: u32 = 10;
 
-/// The config of a budget: the quick one is the file as written.
+/// The config of a budget: the quick one is the file as written. The full one runs the file's
+/// first seed only (its study alone takes about an hour), unless the command line chooses seeds.
 pub fn budget_config(toml: &str, origin: &str, budget: Budget, set: &[String]) -> anyhow::Result<RunConfig> {
     let mut overrides: Vec<String> =
         if budget == Budget::Full { FULL_BUDGET.iter().map(|s| s.to_string()).collect() } else { vec![] };
     overrides.extend(set.iter().cloned());
     let mut cfg = RunConfig::from_toml_str(toml, &overrides, origin)?;
+    if budget == Budget::Full && !set.iter().any(|o| crate::seeds::seed_key(o).is_some()) {
+        cfg.seed = cfg.seed_list()[0];
+        cfg.seeds.clear();
+    }
     if budget == Budget::Full {
         for s in std::iter::once(&mut cfg.probe)
             .chain([&mut cfg.finetune.ranli, &mut cfg.finetune.roli])
@@ -50,19 +57,22 @@ pub fn budget_config(toml: &str, origin: &str, budget: Budget, set: &[String]) -
     Ok(cfg)
 }
 
-/// The two studies of the demo: the robust backbone and, unless skipped, its standard twin.
+/// The two studies of the demo: the robust backbone over its seeds and, unless skipped, its
+/// standard twin on the first seed.
 pub struct DemoPlan {
-    pub robust: StudyPlan,
+    pub robust: SeedPlans,
     pub standard: Option<StudyPlan>,
 }
 
 impl DemoPlan {
     /// Resolves the demo's config; `with_standard = false` skips the twin (finding 1 then unjudged).
     pub fn resolve(cfg: &RunConfig, with_standard: bool) -> DemoPlan {
-        let standard = cfg.standard_twin().filter(|_| with_standard).map(|c| StudyPlan::resolve(&c));
-        DemoPlan { robust: StudyPlan::resolve(cfg), standard }
+        let first = cfg.seed_list()[0];
+        let standard =
+            cfg.standard_twin().filter(|_| with_standard).map(|c| StudyPlan::resolve(&c.for_seed(first, true)));
+        DemoPlan { robust: SeedPlans::resolve(cfg), standard }
     }
-    /// Models trained in all: every stage of each study.
+    /// Models trained in all: every stage of each study and seed.
     pub fn model_count(&self) -> usize {
         self.robust.model_count() + self.standard.as_ref().map_or(0, |s| s.model_count())
     }
@@ -70,7 +80,7 @@ impl DemoPlan {
 
 /// What the demo produced.
 pub struct DemoOutcome {
-    pub robust: Summary,
+    pub robust: Outcome,
     pub standard: Option<Summary>,
     pub report: ReportPaths,
 }
@@ -111,20 +121,27 @@ impl Progress {
     }
 }
 
-/// Runs both studies in `out/robust` and `out/standard`, the eps curve and the report in `out`.
+/// Runs both studies in `out/robust` (one folder per seed when several) and `out/standard`, the
+/// eps curve (first seed) and the report in `out`.
 pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
     let (robust_dir, standard_dir) = (out.join("robust"), out.join("standard"));
     let runs = 1 + plan.standard.is_some() as usize;
+    let first = plan.robust.first();
     eprintln!(
-        "roli demo: {} models × {runs} backbones, then the report in {}",
-        plan.robust.model_count(),
+        "roli demo: {} models × {runs} backbones{}, then the report in {}",
+        first.model_count(),
+        if plan.robust.is_multi() {
+            format!(" (robust: {} seeds, {} models)", plan.robust.plans.len(), plan.robust.model_count())
+        } else {
+            String::new()
+        },
         out.display()
     );
     let progress =
         Progress { total: plan.model_count(), start: Instant::now(), done: Cell::new(0), trained: Cell::new((0, 0.0)) };
     let on_model = |r: &MethodResult, reused: bool| eprintln!("{}", progress.line(r, reused));
-    eprintln!("[1/{}] robust backbone {}", runs + 1, plan.robust.model.backbone);
-    let robust = pipeline::run_with(&plan.robust, &robust_dir, &on_model)?;
+    eprintln!("[1/{}] robust backbone {}", runs + 1, first.model.backbone);
+    let mut robust = seeds::run_with(&plan.robust, &robust_dir, &on_model)?;
     let standard = match &plan.standard {
         Some(sp) => {
             eprintln!("[2/{}] standard backbone {}", runs + 1, sp.model.backbone);
@@ -133,18 +150,32 @@ pub fn run(plan: &DemoPlan, out: &Path) -> anyhow::Result<DemoOutcome> {
         None => None,
     };
     eprintln!("[{}/{}] robustness curve and report", runs + 1, runs + 1);
-    let mut robust = robust;
-    let (curve, curve_aa) = eps_curves(&plan.robust, &mut robust, &robust_dir)?;
-    let opts = ReportOptions {
-        title: plan.robust.name.clone(),
-        standard: standard.as_ref(),
-        eps_curve: &curve,
-        eps_curve_aa: &curve_aa,
-        run_dir: Some(&robust_dir),
-        standard_run_dir: Some(&standard_dir),
-        ..Default::default()
+    let (curve, curve_aa) = match &mut robust {
+        Outcome::One(s) => eps_curves(first, s, &robust_dir)?,
+        Outcome::Seeds(p) => {
+            let dir = robust_dir.join(&p.seeds[0].dir);
+            let c = eps_curves(first, &mut p.seeds[0].summary, &dir)?;
+            // The curve's checks joined the first seed's results: pool again.
+            *p = seeds::pool(std::mem::take(&mut p.seeds), seeds::CONFIDENCE);
+            seeds::write_summary(&robust_dir, p)?;
+            c
+        }
     };
-    let report = report::write_report(&robust, out, &opts)?;
+    let opts =
+        ReportOptions { title: first.name.clone(), eps_curve: &curve, eps_curve_aa: &curve_aa, ..Default::default() };
+    let seed_dirs: Vec<std::path::PathBuf> = match &robust {
+        Outcome::One(_) => vec![robust_dir.clone()],
+        Outcome::Seeds(p) => p.seeds.iter().map(|r| robust_dir.join(&r.dir)).collect(),
+    };
+    let main: Vec<report::SeedEntry> = match &robust {
+        Outcome::One(s) => vec![(None, s, Some(seed_dirs[0].as_path()))],
+        Outcome::Seeds(p) => {
+            p.seeds.iter().zip(&seed_dirs).map(|(r, d)| (Some(r.seed), &r.summary, Some(d.as_path()))).collect()
+        }
+    };
+    let standard_seed = plan.robust.is_multi().then(|| plan.robust.plans[0].0);
+    let standard_runs = standard.as_ref().map(|s| vec![(standard_seed, s, Some(standard_dir.as_path()))]);
+    let report = report::write_study_report(&main, standard_runs.as_deref(), out, &opts)?;
     crate::manifest::write_demo(plan, out)?;
     Ok(DemoOutcome { robust, standard, report })
 }
@@ -199,6 +230,13 @@ mod tests {
         assert!(!quick.finetune.per_method.is_empty());
         assert!(full.finetune.per_method.values().all(|s| s.epochs == FULL_EPOCHS));
         assert!(full.eval.aa_methods.is_empty() && !quick.eval.aa_methods.is_empty());
+        // The quick demo pools three seeds; the full one runs the first unless told otherwise.
+        assert_eq!((quick.seed_list(), full.seed_list()), (vec![0, 1, 2], vec![0]));
+        let full2 = budget_config(DEMO_TOML, "demo", Budget::Full, &["seeds=[0,1]".into()]).unwrap();
+        assert_eq!(full2.seed_list(), vec![0, 1]);
+        let plan = DemoPlan::resolve(&quick, true);
+        assert_eq!(plan.robust.plans.iter().map(|p| p.1.model_count()).collect::<Vec<_>>(), [11, 7, 7]);
+        assert!(plan.robust.plans[1].1.eval.attacks.len() == 1 && plan.robust.plans[1].1.eval.eps_curve.is_empty());
         assert!(StageKind::all().all(|k| full.eval.runs_aa(k)));
         let k = |n| StageKind::named(n).unwrap();
         assert!(quick.eval.runs_aa(k("full")) && !quick.eval.runs_aa(k("lora")));
@@ -210,11 +248,12 @@ mod tests {
         let plan = DemoPlan::resolve(&cfg, true);
         let twin = plan.standard.as_ref().expect("the demo names a standard twin");
         assert_eq!(twin.model.backbone, *cfg.model.standard_backbone.as_ref().unwrap());
-        assert_ne!(twin.model.backbone, plan.robust.model.backbone);
-        assert_eq!(twin.stages, plan.robust.stages);
-        assert_eq!(twin.eval, plan.robust.eval);
+        assert_ne!(twin.model.backbone, plan.robust.first().model.backbone);
+        let first = plan.robust.first();
+        assert_eq!(twin.stages, first.stages);
+        assert_eq!(twin.eval, first.eval);
         assert!(twin.name.ends_with("(standard backbone)"));
-        assert_eq!(plan.model_count(), 2 * plan.robust.model_count());
+        assert_eq!(plan.model_count(), plan.robust.model_count() + first.model_count());
         assert!(DemoPlan::resolve(&cfg, false).standard.is_none());
     }
 }

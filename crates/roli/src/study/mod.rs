@@ -8,4 +8,5 @@ pub mod demo;
 pub mod evaluate;
 pub mod parity;
 pub mod pretrain;
+pub mod seeds;
 pub mod tune;

@@ -104,6 +104,7 @@ impl PretrainSpec {
         let cfg = RunConfig {
             name: format!("pretrain {} on {}", self.preset, self.data),
             seed: self.seed,
+            seeds: Vec::new(),
             device: self.compute.device,
             train: TrainConfig { precision: self.compute.precision, ..TrainConfig::default() },
             data: DataConfig {
