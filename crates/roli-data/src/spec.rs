@@ -341,6 +341,34 @@ mod tests {
     }
 
     #[test]
+    fn image_folder_without_val_cuts_train_into_disjoint_parts() {
+        let d = tempfile::tempdir().unwrap();
+        for split in ["train", "test"] {
+            for c in ["a", "b"] {
+                for i in 0..5u8 {
+                    let p = d.path().join(split).join(c).join(format!("{i}.png"));
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    image::GrayImage::from_pixel(4, 4, image::Luma([i])).save(&p).unwrap();
+                }
+            }
+        }
+        let spec = resolve(d.path().to_str().unwrap()).unwrap();
+        assert!(matches!(spec, DataSpec::ImageFolder(_)), "train/ and test/ directories: {spec:?}");
+        let o = LoadOptions::default();
+        let (tr, va) = (load(&spec, Split::Train, &o).unwrap(), load(&spec, Split::Val, &o).unwrap());
+        assert_eq!((tr.len(), va.len(), load(&spec, Split::Test, &o).unwrap().len()), (9, 1, 10));
+        // The same 10 images, each in exactly one part (their 4×4 pixels and labels tell them apart).
+        let key = |ds: &dyn Dataset, i: usize| {
+            let (x, y) = ds.batch(&[i], None).unwrap();
+            (x.sum(Kind::Float).double_value(&[]).to_bits(), y.int64_value(&[0]))
+        };
+        let mut all: Vec<_> = (0..9).map(|i| key(tr.as_ref(), i)).chain([key(va.as_ref(), 0)]).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 10, "train and val share an image");
+    }
+
+    #[test]
     fn idx_folder_roundtrip_with_vtab_split() {
         let d = tempfile::tempdir().unwrap();
         let n = 20usize;

@@ -50,26 +50,6 @@ fn idx_folder(root: &Path, labels: &[u8]) {
     }
 }
 
-/// A protocol-2 pickle of `{'fine_labels': labels, 'data': uint8 array [n, 3072]}`, the layout
-/// of the CIFAR-100 python files (`train`, `test`).
-pub fn cifar100_pickle(labels: &[u8]) -> Vec<u8> {
-    let n = labels.len();
-    let mut p = vec![0x80, 2, b'}', b'(', b'U', 11];
-    p.extend(b"fine_labels");
-    p.extend([b']', b'(']);
-    for &l in labels {
-        p.extend([b'K', l]);
-    }
-    p.extend([b'e', b'U', 4]);
-    p.extend(b"data");
-    p.extend(b"cnumpy.core.multiarray\n_reconstruct\n");
-    p.extend([b')', b'R', b'(', b'K', 1, b'K', n as u8, b'M', 0x00, 0x0c, 0x86, b'N', 0x89, b'T']);
-    p.extend(((n * 3072) as u32).to_le_bytes());
-    p.extend((0..n * 3072).map(|i| (i % 253) as u8));
-    p.extend([b't', b'b', b'u', b'.']);
-    p
-}
-
 /// The data folders of the cases, written once.
 struct Fixtures {
     _dir: tempfile::TempDir,
@@ -102,6 +82,9 @@ impl Fixtures {
         idx_folder(&r("idx_cut"), &[0, 1]);
         let full = std::fs::read(r("idx_cut/t10k-images-idx3-ubyte")).unwrap();
         std::fs::write(r("idx_cut/t10k-images-idx3-ubyte"), &full[..100]).unwrap();
+        // A CIFAR-100 python `test` pickle cut in its first key.
+        std::fs::create_dir_all(r("cifar100_cut")).unwrap();
+        std::fs::write(r("cifar100_cut/test"), b"\x80\x02}(U\x0bfine_lab").unwrap();
         std::fs::create_dir_all(r("cifar_cut")).unwrap();
         std::fs::write(r("cifar_cut/test_batch.bin"), vec![0u8; 3073 + 7]).unwrap();
         image_folder(&r("json_dup/images"), &["x"], &["a"], 8, false);
@@ -270,6 +253,13 @@ fn cases(f: &Fixtures) -> Vec<Case> {
             &p("cifar_cut"),
             &["--attack", "none"],
             "test_batch.bin has 3080 bytes, not a multiple of 3073",
+        ),
+        e(
+            "CIFAR-100 python pickle cut short",
+            lenet,
+            &p("cifar100_cut"),
+            &["--attack", "none"],
+            "cifar100_cut/test: truncated pickle",
         ),
         e(
             "JSON split listing an image twice",

@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "Is a directory");
+        let io = std::io::Error::other("Is a directory");
         let e =
             anyhow::Error::new(roli_data::DataError::Io { path: "x/test".into(), source: io }).context("loading data");
         assert_eq!(error_line(&e), "loading data: x/test: Is a directory");
