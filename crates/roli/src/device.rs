@@ -113,7 +113,9 @@ pub fn info() -> DeviceInfo {
         threads: tch::get_num_threads(),
         auto: name(resolve_with(DeviceChoice::Auto, n).unwrap_or(Device::Cpu)),
         cuda: roli_torch_ext::cuda_versions().ok().flatten().map(|v| v.to_string()),
-        gpu_names: (0..n).map(|i| roli_torch_ext::cuda_device_name(i).ok().flatten().unwrap_or_else(|| "?".into())).collect(),
+        gpu_names: (0..n)
+            .map(|i| roli_torch_ext::cuda_device_name(i).ok().flatten().unwrap_or_else(|| "?".into()))
+            .collect(),
         matmul_precision: roli_torch_ext::float32_matmul_precision()
             .map(|p| format!("{p:?}"))
             .unwrap_or_else(|e| format!("unknown ({e})")),
