@@ -79,13 +79,14 @@ fn set_overrides() {
         .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
         .filter(|w| !w.is_empty())
         .collect();
-    let seeds = vec![b"probe.epochs=3".to_vec(), b"threat.eps=0.5".to_vec(), b"finetune.methods=[\"lora\"]".to_vec()];
-    let m = Mutator::new(seeds, &[b"=", b".", b"[", b"\"", b"-1", b"1e400", b"{x=1}"]);
+    let seeds = vec![b"probe.epochs=3".to_vec(), b"threat.eps=0.5".to_vec(), b"finetune.methods=[\"full\",\"lora\",\"adapter\",\"prompt\"]".to_vec()];
+    let m = Mutator::new(seeds.clone(), &[b"=", b".", b"[", b"\"", b"-1", b"1e400", b"{x=1}"]);
     let out = Campaign::new("toml-set").run(&m, |b| {
         let mut set = text(b)?.to_string();
-        // Mix in a key of the real config so validation, not only parsing, is reached.
+        // Mix in a key of the real config so validation, not only parsing, is reached (not into
+        // the seeds themselves, which must stay valid).
         let mut r = Rng::for_case(0, &set, 0);
-        if r.chance(1, 2) {
+        if !seeds.iter().any(|s| s.as_slice() == b) && r.chance(1, 2) {
             set = format!("{}={}", words[r.below(words.len())], set.split_once('=').map_or("1", |x| x.1));
         }
         RunConfig::from_toml_str(&base, &[set], "demo.toml").map_err(|e| e.to_string())
