@@ -2,7 +2,8 @@
 //! stage's `state.json`.
 //!
 //! A run folder holds `config.resolved.toml` and `summary.json`; each stage folder holds
-//! `state.json` (after every epoch), `last.safetensors` (model and optimiser state, for resuming),
+//! `state.json` (after every epoch, and every `train.checkpoint_every_steps`), `last.safetensors`
+//! (model, optimiser state and a copy of the state, for resuming; see `train::checkpoint`),
 //! `best.safetensors`, `result.json`, `test_examples.json`, `nan_state.safetensors` when the loss
 //! diverged, and the linear probe's `head.json` + `head.safetensors` (see `crate::head`).
 use crate::train::plan::{StagePlan, StageState};
