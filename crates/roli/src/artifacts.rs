@@ -2,7 +2,8 @@
 //! stage's `state.json`.
 //!
 //! A run folder holds `config.resolved.toml` and `summary.json`; each stage folder holds
-//! `state.json` (after every epoch), `last.safetensors` (model and optimiser state, for resuming),
+//! `state.json` (after every epoch, and every `train.checkpoint_every_steps`), `last.safetensors`
+//! (model, optimiser state and a copy of the state, for resuming; see `train::checkpoint`),
 //! `best.safetensors`, `result.json`, `test_examples.json`, `nan_state.safetensors` when the loss
 //! diverged, and the linear probe's `head.json` + `head.safetensors` (see `crate::head`).
 use crate::train::plan::{StagePlan, StageState};
@@ -90,14 +91,17 @@ pub fn load_into(vs: &nn::VarStore, tensors: &[(String, Tensor)], origin: &Path)
 
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> anyhow::Result<()> {
-    write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())?;
-    Ok(())
+    write_bytes(path, serde_json::to_string_pretty(value)?.as_bytes())
 }
 
 /// Writes `value` as compact JSON (large per-example records), atomically.
 pub fn write_json_compact<T: Serialize + ?Sized>(path: &Path, value: &T) -> anyhow::Result<()> {
-    write_atomic(path, serde_json::to_string(value)?.as_bytes())?;
-    Ok(())
+    write_bytes(path, serde_json::to_string(value)?.as_bytes())
+}
+
+/// The atomic write with the error said once: "writing PATH: No space left on device (os error 28)".
+fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    roli_io::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads a JSON file.

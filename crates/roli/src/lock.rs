@@ -66,6 +66,8 @@ impl Holder {
 pub struct OutputLock {
     path: PathBuf,
     file: File,
+    /// The folder, when this lock created it: removed again on release if nothing was written.
+    created: Option<PathBuf>,
     /// The stale holder this lock replaced, if any.
     pub took_over: Option<Holder>,
 }
@@ -74,6 +76,7 @@ impl OutputLock {
     /// Takes `dir`'s lock (creating `dir`) for this process running `command`; refuses, naming
     /// the holder, while another process holds it.
     pub fn acquire(dir: &Path, command: &str) -> anyhow::Result<OutputLock> {
+        let created = (!dir.exists()).then(|| dir.to_path_buf());
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         // A holder releasing the folder removes the file between our open and our flock; the
@@ -108,7 +111,7 @@ impl OutputLock {
                 None => None,
             };
             write_holder(&mut file, &Holder::me(command)).with_context(|| format!("writing {}", path.display()))?;
-            return Ok(OutputLock { path, file, took_over });
+            return Ok(OutputLock { path, file, created, took_over });
         }
         bail!(
             "{}: could not take the lock (it keeps changing); is another roli starting in the same folder?",
@@ -124,10 +127,14 @@ impl OutputLock {
 
 impl Drop for OutputLock {
     /// Removes the file while still holding the flock (a waiting process then re-opens it), then
-    /// closing the file releases the flock.
+    /// closing the file releases the flock. A folder the lock created and nothing else filled (a
+    /// command that failed on its input) goes too (`remove_dir` refuses a non-empty folder).
     fn drop(&mut self) {
         if same_file(&self.file, &self.path) {
             let _ = std::fs::remove_file(&self.path);
+            if let Some(dir) = &self.created {
+                let _ = std::fs::remove_dir(dir);
+            }
         }
     }
 }
@@ -268,6 +275,14 @@ mod tests {
         assert!(e.contains("roli run a.toml") && e.contains(LOCK_FILE), "{e}");
         drop(lock);
         assert!(!d.path().join(LOCK_FILE).exists(), "released on drop");
+        // A folder the lock created is removed with it when nothing was written into it.
+        let (empty, filled) = (d.path().join("new"), d.path().join("used"));
+        drop(OutputLock::acquire(&empty, "x").unwrap());
+        assert!(!empty.exists());
+        let l = OutputLock::acquire(&filled, "x").unwrap();
+        std::fs::write(filled.join("results.json"), b"{}").unwrap();
+        drop(l);
+        assert!(filled.join("results.json").exists());
         let again = OutputLock::acquire(d.path(), "roli eval").unwrap();
         assert!(again.took_over.is_none());
     }

@@ -234,6 +234,17 @@ mod tests {
     }
 
     #[test]
+    fn end_of_epoch_states_read_and_write_as_before_and_mid_epoch_ones_round_trip() {
+        let st = state();
+        let json = serde_json::to_string(&st).unwrap();
+        assert!(!json.contains("mid_epoch"), "{json}");
+        assert_eq!(serde_json::from_str::<StageState>(&json).unwrap(), st);
+        let at = MidEpoch { batches_done: 3, augment_word_pos: u128::from(u64::MAX) + 7 };
+        let mid = StageState { mid_epoch: Some(at), ..st };
+        assert_eq!(serde_json::from_str::<StageState>(&serde_json::to_string(&mid).unwrap()).unwrap(), mid);
+    }
+
+    #[test]
     fn best_epoch_is_strictly_better_from_zero() {
         let mut st = state();
         assert!(!st.record_validation(0, 0.0));
