@@ -79,7 +79,11 @@ fn set_overrides() {
         .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
         .filter(|w| !w.is_empty())
         .collect();
-    let seeds = vec![b"probe.epochs=3".to_vec(), b"threat.eps=0.5".to_vec(), b"finetune.methods=[\"full\",\"lora\",\"adapter\",\"prompt\"]".to_vec()];
+    let seeds = vec![
+        b"probe.epochs=3".to_vec(),
+        b"threat.eps=0.5".to_vec(),
+        b"finetune.methods=[\"full\",\"lora\",\"adapter\",\"prompt\"]".to_vec(),
+    ];
     let m = Mutator::new(seeds.clone(), &[b"=", b".", b"[", b"\"", b"-1", b"1e400", b"{x=1}"]);
     let out = Campaign::new("toml-set").run(&m, |b| {
         let mut set = text(b)?.to_string();

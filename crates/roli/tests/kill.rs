@@ -165,6 +165,20 @@ fn normalized(path: &Path, dir: &Path, drop: &[&str]) -> Value {
     v
 }
 
+/// The records of a stage's `metrics.jsonl` without their times: a resumed stage must read as one
+/// uninterrupted run (no step twice, none missing).
+fn metrics(stage: &Path) -> Vec<Value> {
+    let p = stage.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", p.display()));
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
 /// The tensors of a safetensors file but roli's copy of the stage state (which holds times).
 fn tensors(path: &Path) -> Vec<(String, tch::Tensor)> {
     let mut v = tch::Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -210,6 +224,9 @@ fn same_run(want: &Path, got: &Path, chain: &str) {
         for f in ["best.safetensors", "last.safetensors", "model/model.safetensors"] {
             same_tensors(&want.join(stage).join(f), &got.join(stage).join(f));
         }
+        let (a, b) = (metrics(&want.join(stage)), metrics(&got.join(stage)));
+        assert!(!a.is_empty(), "{stage}: no metrics.jsonl records");
+        assert!(a == b, "{chain}: {stage}/metrics.jsonl differs from the uninterrupted run:\nwant {a:?}\ngot  {b:?}");
     }
     json("linear/head.json");
     same_tensors(&want.join("linear/head.safetensors"), &got.join("linear/head.safetensors"));
