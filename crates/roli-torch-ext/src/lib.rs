@@ -7,7 +7,8 @@
 //! * [`set_cudnn_benchmark`] with a getter (tch has only the setter);
 //! * [`cuda_versions`]: CUDA runtime and cuDNN versions (tch has neither);
 //! * [`memory`]: device memory statistics (tch has none);
-//! * [`kernels`]: PyTorch's fused optimiser kernels and multi-tensor (`_foreach_`) arithmetic.
+//! * [`kernels`]: PyTorch's fused optimiser kernels and multi-tensor (`_foreach_`) arithmetic;
+//! * [`dist`]: a process group on libtorch's c10d over Gloo (`cpp/dist.cpp`), torchrun-compatible.
 //!
 //! Every call returns `Result<_, ExtError>`: the C++ side catches every exception and hands back its
 //! message. Only CPU-side libtorch headers are used; linking `libtorch_cuda` (so that CUDA is seen at
@@ -319,4 +320,5 @@ pub mod memory {
     }
 }
 
+pub mod dist;
 pub mod kernels;
