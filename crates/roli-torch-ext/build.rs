@@ -8,6 +8,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=cpp/ext.cpp");
     println!("cargo:rerun-if-changed=cpp/dist.cpp");
+    println!("cargo:rerun-if-changed=cpp/guard.h");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let lib = PathBuf::from(
         std::env::var("DEP_TCH_LIBTORCH_LIB")

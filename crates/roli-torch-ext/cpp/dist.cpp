@@ -7,6 +7,8 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include "guard.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -16,27 +18,8 @@
 
 namespace {
 
-int fail(char* err, size_t err_len, const char* msg) {
-  if (err != nullptr && err_len > 0) {
-    std::strncpy(err, msg, err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-  return 1;
-}
-
-template <class F>
-int guarded(char* err, size_t err_len, F&& body) noexcept {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    return fail(err, err_len, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return fail(err, err_len, e.what());
-  } catch (...) {
-    return fail(err, err_len, "unknown C++ exception");
-  }
-}
+using roli_ext::fail;
+using roli_ext::guarded;
 
 }  // namespace
 
