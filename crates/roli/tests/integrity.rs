@@ -3,6 +3,7 @@
 //! and `roli report` exits 1 (one line naming the model and `--allow-flags`); `--allow-flags`
 //! exits 0 with the marks kept. The same model without masking passes every check and exits 0.
 //! `roli run` and `roli demo` on finished stages holding those two tests exit 1 / 0 likewise.
+mod common;
 use roli::config::{Init, RunConfig, StageKind};
 use roli::plan::StudyPlan;
 use roli::results::{MethodResult, Summary, TestResult};
@@ -184,13 +185,7 @@ fn the_smooth_model_passes_every_check_and_the_report_exits_zero() {
 }
 
 fn cached() -> bool {
-    let ok = ["fashion-mnist", "advertorch"]
-        .iter()
-        .all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
-    if !ok {
-        eprintln!("note: fashion-mnist/advertorch not cached; run `roli data fetch all` — test skipped");
-    }
-    ok
+    common::cached(&["fashion-mnist", "advertorch"])
 }
 
 /// `roli run` and `roli demo` on a run folder whose stages are finished (reused, no training): the

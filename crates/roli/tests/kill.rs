@@ -76,13 +76,7 @@ const EVAL: &[&str] = &[
 ];
 
 fn cached() -> bool {
-    let ok = ["fashion-mnist", "mnist"]
-        .iter()
-        .all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
-    if !ok {
-        eprintln!("note: fashion-mnist/mnist not cached; run `roli data fetch all` — test skipped");
-    }
-    ok
+    common::cached(&["fashion-mnist", "mnist"])
 }
 
 /// A fresh folder under the target's test scratch space.

@@ -8,11 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn cached() -> bool {
-    let ok = roli_data::fetch::cached_manifest(roli_data::fetch::find_source("mnist").unwrap()).is_some();
-    if !ok {
-        eprintln!("note: mnist not cached; run `roli data fetch mnist` — test skipped");
-    }
-    ok
+    common::cached(&["mnist"])
 }
 
 /// `roli eval` of the standard LeNet on `limit` MNIST test images into `out`.

@@ -1,16 +1,11 @@
 //! The whole pipeline on real data (robust advertorch LeNet → Fashion-MNIST, tiny sizes): it runs
 //! end to end, writes every artifact, and the same seed gives the same numbers (CPU).
+mod common;
 use roli::config::RunConfig;
 use roli::pipeline;
 
 fn cached() -> bool {
-    let ok = ["fashion-mnist", "advertorch"]
-        .iter()
-        .all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
-    if !ok {
-        eprintln!("note: fashion-mnist/advertorch not cached; run `roli data fetch all` — test skipped");
-    }
-    ok
+    common::cached(&["fashion-mnist", "advertorch"])
 }
 
 const CFG: &str = r#"

@@ -8,13 +8,7 @@ use common::{roli, run};
 use std::path::Path;
 
 fn cached() -> bool {
-    let ok = ["fashion-mnist", "advertorch"]
-        .iter()
-        .all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
-    if !ok {
-        eprintln!("note: fashion-mnist/advertorch not cached; run `roli data fetch all` — test skipped");
-    }
-    ok
+    common::cached(&["fashion-mnist", "advertorch"])
 }
 
 const CFG: &str = r#"

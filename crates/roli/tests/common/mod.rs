@@ -13,3 +13,14 @@ pub fn run(mut c: Command) -> (i32, String, String) {
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code().unwrap_or(-1), s(&out.stdout), s(&out.stderr))
 }
+
+/// Whether every data source of `sources` is in the cache; says how to fetch them when not (the
+/// test that asked is then skipped).
+pub fn cached(sources: &[&str]) -> bool {
+    let ok =
+        sources.iter().all(|s| roli_data::fetch::cached_manifest(roli_data::fetch::find_source(s).unwrap()).is_some());
+    if !ok {
+        eprintln!("note: {} not cached; run `roli data fetch all` — test skipped", sources.join("/"));
+    }
+    ok
+}
