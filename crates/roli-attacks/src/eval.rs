@@ -174,8 +174,9 @@ impl EvalState {
 /// the sanity values and the bounds check need of the clean input (a row the cascade does not break
 /// is returned as its clean input). Bounded by the number of rows, not their size.
 struct DataSummary {
-    /// SHA-256 of every pixel (f32, little-endian, row order): a resumed evaluation must see the
-    /// very same inputs (a pixel sum would accept permuted or compensating changes).
+    /// SHA-256 of every pixel (f32 bytes in row order, little-endian on every platform libtorch
+    /// ships for): a resumed evaluation must see the very same inputs (a pixel sum would accept
+    /// permuted or compensating changes).
     x_hash: Sha256,
     /// `[N, C, H, W]`.
     shape: Vec<i64>,
@@ -211,10 +212,10 @@ impl DataSummary {
             self.first = Some((x.shallow_clone(), y.shallow_clone()));
         }
         let cpu = tch::Device::Cpu;
-        let pixels = Vec::<f32>::try_from(&x.to_device(cpu).to_kind(Kind::Float).reshape([-1])).map_err(torch)?;
-        for p in pixels {
-            self.x_hash.update(p.to_le_bytes());
-        }
+        // The f32 pixels' bytes in one copy and one update (a 4-byte update per pixel would cost
+        // a hasher call per pixel on every evaluation's clean pass).
+        let bytes = x.to_device(cpu).to_kind(Kind::Float).contiguous().view_dtype(Kind::Uint8).reshape([-1]);
+        self.x_hash.update(Vec::<u8>::try_from(&bytes).map_err(torch)?);
         self.labels.extend(Vec::<i64>::try_from(&y.to_device(cpu)).map_err(torch)?);
         let rows = x.reshape([x.size()[0], -1]);
         self.row_min.extend(Vec::<f32>::try_from(&rows.amin([1i64], false).to_device(cpu)).map_err(torch)?);

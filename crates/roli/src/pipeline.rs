@@ -126,7 +126,7 @@ pub fn build_model(m: &ModelPlan, src: &BackboneSource, opts: &BuildOptions, sta
     };
     let none = roli_models::peft::NoPeft;
     let built = zoo::build(src, opts, injector.as_deref().unwrap_or(&none))?;
-    check_resize(m.resize_to, &built.descriptor)?;
+    crate::validate::resize_target(&built.descriptor.name, built.descriptor.input_size(), m.resize_to)?;
     let has_blocks = matches!(built.descriptor.arch, ArchConfig::Vit(_) | ArchConfig::Swin(_));
     if let Some(method) = stage.method().filter(|m| m.needs_blocks() && !has_blocks) {
         bail!(
@@ -136,20 +136,6 @@ pub fn build_model(m: &ModelPlan, src: &BackboneSource, opts: &BuildOptions, sta
         );
     }
     Ok(built)
-}
-
-/// `model.resize = [H, W]` must name the backbone's own input size: the model resizes inputs to
-/// that size, so any other value would be silently replaced by it.
-pub fn check_resize(resize_to: Option<[i64; 2]>, desc: &roli_models::BackboneDescriptor) -> anyhow::Result<()> {
-    let [_, h, w] = desc.input_size();
-    match resize_to {
-        Some([rh, rw]) if [rh, rw] != [h, w] => bail!(
-            "model.resize = [{rh}, {rw}] but backbone '{}' takes {h}x{w} images; set model.resize = [{h}, {w}] \
-             (roli resizes to the backbone's own size and does not interpolate position embeddings)",
-            desc.name
-        ),
-        _ => Ok(()),
-    }
 }
 
 /// The training plan of a stage on a built model.

@@ -39,6 +39,10 @@ pub enum InputError {
     /// The model reads another image size, and resizing is off.
     #[error("model '{model}' takes {mh}×{mw} images but {data} has {dh}×{dw} images; resize inside the model (config: model.resize = [{mh}, {mw}])")]
     Size { model: String, mh: i64, mw: i64, data: String, dh: i64, dw: i64 },
+    /// `model.resize = [H, W]` names another size than the backbone's own: the model resizes to
+    /// its own size, so the value would be silently replaced.
+    #[error("model.resize = [{rh}, {rw}] but backbone '{model}' takes {h}x{w} images; set model.resize = [{h}, {w}] (roli resizes to the backbone's own size and does not interpolate position embeddings)")]
+    ResizeTarget { model: String, rh: i64, rw: i64, h: i64, w: i64 },
     /// The model's head predicts another number of classes than the data has.
     #[error("model '{model}' predicts {model_k} classes but {data} has {data_k} classes; evaluate on data with the model's classes, or train a head for these with roli run")]
     Classes { model: String, model_k: i64, data: String, data_k: i64 },
@@ -123,6 +127,16 @@ pub fn model_fits_data(
     Ok(())
 }
 
+/// Whether `model.resize = [H, W]` (if given) names the size of a model reading `expects`
+/// (`[C, H, W]`).
+pub fn resize_target(model: &str, expects: [i64; 3], resize_to: Option<[i64; 2]>) -> Result<(), InputError> {
+    let [_, h, w] = expects;
+    match resize_to {
+        Some([rh, rw]) if [rh, rw] != [h, w] => Err(InputError::ResizeTarget { model: model.into(), rh, rw, h, w }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a model's own head (`model_k` outputs) fits data of `data_k` classes.
 pub fn classes_fit(model: &str, model_k: i64, data: &str, data_k: i64) -> Result<(), InputError> {
     if model_k != data_k {
@@ -192,6 +206,10 @@ mod tests {
         );
         let e = one_line(model_fits_data("vit", [1, 28, 28], false, "d", [1, 32, 32]).unwrap_err());
         assert!(e.contains("28×28") && e.contains("32×32") && e.contains("model.resize = [28, 28]"), "{e}");
+        assert!(resize_target("vit", [1, 28, 28], None).is_ok());
+        assert!(resize_target("vit", [1, 28, 28], Some([28, 28])).is_ok());
+        let e = one_line(resize_target("vit", [1, 28, 28], Some([224, 224])).unwrap_err());
+        assert!(e.contains("model.resize = [224, 224]") && e.contains("set model.resize = [28, 28]"), "{e}");
         assert!(classes_fit("m", 10, "d", 10).is_ok());
         let e = one_line(classes_fit("m", 10, "d", 3).unwrap_err());
         assert!(e.contains("predicts 10 classes but d has 3 classes"), "{e}");
