@@ -21,7 +21,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use compare::{init_label, Comparison, Estimate, Finding, Level, Metric, Row, Verdict};
+pub use compare::{run_name, Comparison, Estimate, Finding, Level, Metric, Row, Verdict};
 pub use plots::{font, font_path, AaPoint};
 pub use records::{ExampleRow, SeedEntry, Source, StudyRuns};
 

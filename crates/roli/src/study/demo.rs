@@ -194,11 +194,7 @@ fn eps_curves(plan: &StudyPlan, summary: &mut Summary, dir: &Path) -> anyhow::Re
     let on_curve = |k: StageKind| k.is_probe() || k.as_str() == crate::peft::full::NAME;
     for r in summary.results.iter_mut().filter(|r| on_curve(r.method)) {
         // The report's run names ("linear", "full/RoLI"), so that the curves match its tables.
-        let label = if r.method.is_probe() {
-            "linear".to_string()
-        } else {
-            format!("{}/{}", r.method.as_str(), crate::report::init_label(r.init))
-        };
+        let label = crate::report::run_name(r.method, r.init);
         if let (Some(acc), Some(n)) = (r.test.aa_accuracy, r.test.aa_n) {
             aa.push(AaPoint { label: label.clone(), eps: plan.threat.threat.eps(), accuracy: acc, n });
         }
