@@ -316,13 +316,14 @@ pub struct AaPoint {
     pub n: usize,
 }
 
-/// The colour of a curve: Figure 1's for the linear probe, RanLI and RoLI runs, else a palette's.
+/// The colour of a curve named as the report's runs (`linear`, `full/RoLI`): Figure 1's for the
+/// linear probe, RanLI and RoLI, else a palette's.
 fn curve_colour(label: &str, i: usize) -> RGBAColor {
     if label.starts_with("linear") {
         PROBE.to_rgba()
-    } else if label.contains("RoLI") || label.ends_with("roli") {
+    } else if label.contains("RoLI") {
         ROLI.to_rgba()
-    } else if label.contains("RanLI") || label.ends_with("ranli") {
+    } else if label.contains("RanLI") {
         RANLI.to_rgba()
     } else {
         Palette99::pick(i).to_rgba()
